@@ -1,0 +1,113 @@
+"""The columnar structures passed between pipeline stages.
+
+Stages pass one :class:`Faces` batch instead of lists of per-face objects: N faces found in a batch of
+images, each column a tensor with N rows on one device. A stage fills its columns and hands the batch on;
+selecting faces is one index or boolean mask applied to every column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .errors import ShapeError
+
+# MTCNN's 5 landmarks, in image terms: left eye, right eye, nose tip, mouth left corner, mouth right corner
+# ("left" = smaller x in the image).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Faces:
+    """N detected faces over a batch of images.
+
+    Attributes:
+        image_index: (N,) int64, which image of the batch each face is in.
+        boxes: (N, 4) float32, x1, y1, x2, y2 in the source image's pixels.
+        scores: (N,) float32, detector confidence in [0, 1].
+        landmarks: (N, 5, 2) float32, x, y in source pixels, order of :data:`LANDMARK_NAMES`.
+        columns: further (N, ...) columns added by later stages, e.g. ``embedding`` (N, D),
+            ``size_px``, ``frontalness``, ``sharpness``, ``identity`` (N,) int64 with -1 for unknown,
+            ``similarity`` (N,).
+    """
+
+    image_index: Tensor
+    boxes: Tensor
+    scores: Tensor
+    landmarks: Tensor
+    columns: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.image_index.shape[0]
+        if self.boxes.ndim != 2 or self.boxes.shape[-1] != 4:
+            raise ShapeError("boxes", "(N, 4)", tuple(self.boxes.shape))
+        if self.landmarks.shape[1:] != (5, 2):
+            raise ShapeError("landmarks", "(N, 5, 2)", tuple(self.landmarks.shape))
+        for name, col in (("boxes", self.boxes), ("scores", self.scores), ("landmarks", self.landmarks),
+                          *self.columns.items()):
+            if col.shape[0] != n:
+                raise ShapeError(f"column {name!r}", f"{n} rows like image_index", col.shape[0])
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def __getitem__(self, index: Tensor | slice | Sequence[int]) -> Faces:
+        """Select faces by boolean mask, integer indices or slice; every column follows."""
+        if isinstance(index, Sequence) and not isinstance(index, Tensor):
+            index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        return Faces(
+            image_index=self.image_index[index],
+            boxes=self.boxes[index],
+            scores=self.scores[index],
+            landmarks=self.landmarks[index],
+            columns={k: v[index] for k, v in self.columns.items()},
+        )
+
+    def with_columns(self, **columns: Tensor) -> Faces:
+        """A new batch with these columns added or replaced."""
+        return Faces(self.image_index, self.boxes, self.scores, self.landmarks, {**self.columns, **columns})
+
+    def to(self, device: torch.device | str) -> Faces:
+        return Faces(
+            self.image_index.to(device),
+            self.boxes.to(device),
+            self.scores.to(device),
+            self.landmarks.to(device),
+            {k: v.to(device) for k, v in self.columns.items()},
+        )
+
+    def for_image(self, i: int) -> Faces:
+        return self[self.image_index == i]
+
+    @staticmethod
+    def empty(device: torch.device | str = "cpu") -> Faces:
+        return Faces(
+            image_index=torch.zeros(0, dtype=torch.long, device=device),
+            boxes=torch.zeros(0, 4, device=device),
+            scores=torch.zeros(0, device=device),
+            landmarks=torch.zeros(0, 5, 2, device=device),
+        )
+
+    @staticmethod
+    def cat(batches: Sequence[Faces], image_offsets: Sequence[int] | None = None) -> Faces:
+        """Concatenate batches; ``image_offsets[k]`` is added to batch k's image_index."""
+        if not batches:
+            return Faces.empty()
+        offsets = image_offsets or [0] * len(batches)
+        keys = set(batches[0].columns)
+        for b in batches[1:]:
+            keys &= set(b.columns)
+        return Faces(
+            image_index=torch.cat([b.image_index + o for b, o in zip(batches, offsets)]),
+            boxes=torch.cat([b.boxes for b in batches]),
+            scores=torch.cat([b.scores for b in batches]),
+            landmarks=torch.cat([b.landmarks for b in batches]),
+            columns={k: torch.cat([b.columns[k] for b in batches]) for k in sorted(keys)},
+        )
