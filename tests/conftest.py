@@ -1,0 +1,38 @@
+"""Shared fixtures: the real evaluation data lives in ../shared beside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED / sub
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing: clone the repository beside its shared/ folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data: faces/, scenes/, videos/, logos/ with labels."""
+    return _shared("data")
+
+
+@pytest.fixture(scope="session")
+def dlib_fixtures() -> Path:
+    """../shared/fixtures/dlib_resnet: chips, descriptors.npy, index.json, sources/."""
+    return _shared("fixtures/dlib_resnet")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def device(request) -> str:
+    return request.param
