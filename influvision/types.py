@@ -105,9 +105,43 @@ class Faces:
         for b in batches[1:]:
             keys &= set(b.columns)
         return Faces(
-            image_index=torch.cat([b.image_index + o for b, o in zip(batches, offsets)]),
+            image_index=torch.cat([b.image_index + o for b, o in zip(batches, offsets, strict=True)]),
             boxes=torch.cat([b.boxes for b in batches]),
             scores=torch.cat([b.scores for b in batches]),
             landmarks=torch.cat([b.landmarks for b in batches]),
             columns={k: torch.cat([b.columns[k] for b in batches]) for k in sorted(keys)},
         )
+
+
+@dataclass(frozen=True)
+class Logos:
+    """M detected logos over a batch of images (same conventions as :class:`Faces`).
+
+    Attributes:
+        image_index: (M,) int64, which image of the batch.
+        boxes: (M, 4) float32, x1, y1, x2, y2 in source pixels.
+        scores: (M,) float32 in [0, 1], detector confidence.
+        brand: (M,) int64, index into the list of brands the detector was built with.
+        columns: further (M, ...) columns, e.g. ``inliers``, ``method`` codes.
+    """
+
+    image_index: Tensor
+    boxes: Tensor
+    scores: Tensor
+    brand: Tensor
+    columns: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    def __getitem__(self, index: Tensor | slice) -> Logos:
+        return Logos(self.image_index[index], self.boxes[index], self.scores[index], self.brand[index],
+                     {k: v[index] for k, v in self.columns.items()})
+
+    def for_image(self, i: int) -> Logos:
+        return self[self.image_index == i]
+
+    @staticmethod
+    def empty(device: torch.device | str = "cpu") -> Logos:
+        return Logos(torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, 4, device=device),
+                     torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device))
