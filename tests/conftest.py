@@ -36,3 +36,16 @@ def dlib_fixtures() -> Path:
     not torch.cuda.is_available(), reason="no CUDA device"))])
 def device(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def full_gallery(shared_data, tmp_path_factory):
+    """A gallery with every identity of shared/data/faces registered (all of their photos)."""
+    from influvision import Gallery
+
+    gallery = Gallery(tmp_path_factory.mktemp("gallery") / "all.db", device="cpu")
+    for person in sorted((shared_data / "faces").iterdir()):
+        statuses = gallery.add_person(person.name, sorted(person.iterdir()))
+        if not any(s.ok for s in statuses):
+            pytest.fail(f"no usable reference for {person.name}: {statuses}")
+    return gallery

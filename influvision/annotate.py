@@ -1,0 +1,97 @@
+"""Annotated copies of the media: boxes and names, unknown faces optionally blurred, and timelines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from .report import FaceEntry, LogoEntry, MediaEntry
+
+NAMED = (40, 200, 80)
+UNKNOWN = (230, 60, 60)
+LOGO = (40, 140, 240)
+
+
+def output_path(directory: Path, media_path: str, suffix: str | None = None) -> Path:
+    """A file under ``directory`` for a media path (archive members included), never outside it."""
+    safe = re.sub(r"[^\w.\-]+", "_", media_path.replace("!/", "__")).strip("._") or "media"
+    path = directory / safe
+    return path.with_suffix(suffix) if suffix else path
+
+
+def blur_box(image: Image.Image, box: list[float]) -> None:
+    """Blur a face box in place, strongly enough that the person cannot be recognised."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1 = max(0, x1), max(0, y1)
+    x2, y2 = min(image.width, x2), min(image.height, y2)
+    if x2 <= x1 or y2 <= y1:
+        return
+    region = image.crop((x1, y1, x2, y2))
+    radius = max(4, (x2 - x1) // 6)
+    image.paste(region.filter(ImageFilter.GaussianBlur(radius)), (x1, y1))
+
+
+def draw_detections(image: Image.Image, faces: list[FaceEntry], logos: list[LogoEntry], *,
+                    blur_unknown: bool, labels: list[str] | None = None) -> Image.Image:
+    """Draw boxes (green: named, red: unknown, blue: logos) with names and similarities on a copy."""
+    image = image.convert("RGB").copy()
+    if blur_unknown:
+        for f in faces:
+            if f.identity is None:
+                blur_box(image, f.box)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(12, image.height // 60))
+    line = max(2, image.height // 400)
+    for k, f in enumerate(faces):
+        colour = NAMED if f.identity else UNKNOWN
+        text = f"{f.identity} {f.similarity:.2f}" if f.identity else ("unknown" if f.status == "unknown" else "?")
+        if labels is not None:
+            text = labels[k]
+        draw.rectangle(f.box, outline=colour, width=line)
+        draw.text((f.box[0], max(0, f.box[1] - font.size - 2)), text, fill=colour, font=font)
+    for lg in logos:
+        draw.rectangle(lg.box, outline=LOGO, width=line)
+        draw.text((lg.box[0], lg.box[3] + 2), f"{lg.brand} {lg.score:.2f}", fill=LOGO, font=font)
+    return image
+
+
+def annotate_photo(pixels: np.ndarray, entry: MediaEntry, directory: Path, *, blur_unknown: bool = False) -> Path:
+    """Write ``directory/<photo name>.jpg`` with the entry's boxes drawn."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = output_path(directory, entry.path, ".jpg")
+    draw_detections(Image.fromarray(pixels), entry.faces, entry.logos, blur_unknown=blur_unknown).save(out, quality=90)
+    return out
+
+
+def timeline_png(intervals: dict[str, list[list[float]]], duration_s: float, path: Path, *,
+                 title: str = "") -> Path:
+    """One bar per person (or brand) over the video's duration: when they are on screen."""
+    names = sorted(intervals)
+    width, left, row, top = 1000, 180, 28, 40
+    height = top + row * max(1, len(names)) + 30
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=14)
+    draw.text((10, 10), title or "on screen", fill="black", font=font)
+    span = max(duration_s, 1e-6)
+    scale = (width - left - 20) / span
+    for k, name in enumerate(names):
+        y = top + k * row
+        draw.text((10, y + 6), name[:22], fill="black", font=font)
+        draw.rectangle((left, y + 4, width - 20, y + row - 4), fill=(235, 235, 235))
+        for s, e in intervals[name]:
+            draw.rectangle((left + s * scale, y + 4, left + max(e * scale, s * scale + 1), y + row - 4), fill=NAMED)
+    axis_y = top + row * max(1, len(names)) + 5
+    step = max(1.0, round(span / 10))
+    t = 0.0
+    while t <= span + 1e-9:
+        x = left + t * scale
+        draw.line((x, axis_y, x, axis_y + 5), fill="black")
+        draw.text((x - 6, axis_y + 7), f"{t:g}s", fill="black", font=font)
+        t += step
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path

@@ -1,0 +1,258 @@
+"""``track()``: sources -> decode -> faces -> match -> logos -> tally -> Report.
+
+The one place that wires the stages together (the CLI calls this too).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._version import __version__
+from .checkpoint import Checkpoint
+from .decode.images import DecodedImage
+from .decode.loader import iter_decoded
+from .errors import MediaError
+from .faces.pipeline import FacePipeline, resolve_device
+from .gallery import Gallery
+from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
+from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
+from .sources import DuplicateIndex, MediaItem, collect_media
+from .tally import logo_near_face, prominence, tally_photos, union_length
+from .types import Faces
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SETTINGS = MatchSettings()
+
+
+@dataclass
+class _Engine:
+    pipeline: FacePipeline
+    index: GalleryIndex
+    settings: MatchSettings
+    logo_detector: object | None
+    brand_names: list[str]
+
+
+def track(
+    sources: str | Path | Sequence[str | Path],
+    gallery: Gallery | str | Path,
+    *,
+    device: str = "auto",
+    settings: MatchSettings | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    sample_fps: float | None = 10.0,
+    annotate_dir: str | Path | None = None,
+    blur_unknown: bool = False,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> Report:
+    """Find registered people (and brands) in photos and videos and tally them.
+
+    Args:
+        sources: files, folders (recursive), glob patterns, zip/tar archives, or a list of them.
+        gallery: a :class:`Gallery` or the path of its file.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        settings: matching rules (threshold, margin, minimum face size); defaults are calibrated on
+            labelled data (see docs/accuracy.md).
+        batch_size: photos analysed together on the device.
+        workers: decoding threads.
+        sample_fps: video frames analysed per second (None: every frame).
+        annotate_dir: write copies of the media with boxes and names here.
+        blur_unknown: in annotated copies, blur faces that are not registered people.
+        checkpoint: a file recording finished media; a rerun with the same file skips them (resume).
+        progress: show a progress bar.
+    Returns:
+        the :class:`Report`; nothing is dropped silently: every input is analysed, a duplicate or skipped.
+    """
+    settings = settings or DEFAULT_SETTINGS
+    dev = resolve_device(device)
+    own_gallery = not isinstance(gallery, Gallery)
+    g = Gallery(gallery, device=str(dev)) if own_gallery else gallery
+    try:
+        pipeline = g.pipeline if g._pipeline is not None else FacePipeline(g.embedder_name, dev)
+        g.use_pipeline(pipeline)
+        engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))
+        report_settings = Settings(
+            embedder=pipeline.embedder.name, threshold=settings.threshold, margin=settings.margin,
+            min_face_px=settings.min_face_px, device=str(dev), version=__version__, sample_fps=sample_fps,
+            detector={"min_face_size": float(pipeline.detector.min_face_size)})
+        ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
+        media: list[MediaEntry] = []
+        skipped: list[Skipped] = []
+        with collect_media(sources) as media_set:
+            skipped += [Skipped(path=s.path, error=s.error) for s in media_set.skipped]
+            photos = [i for i in media_set.items if i.kind == "photo"]
+            videos = [i for i in media_set.items if i.kind == "video"]
+            bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
+            media += _track_photos(photos, engine, batch_size, workers, ckpt, bar, annotate_dir, blur_unknown)
+            media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown)
+            bar.close()
+        inputs_seen = len(media) + len(skipped)
+        failed = [m for m in media if m.error and not (m.kind == "video" and m.frames_analysed)]
+        skipped += [Skipped(path=m.path, error=m.error or "") for m in failed]
+        media = [m for m in media if m not in failed]
+        return _build_report(media, skipped, inputs_seen, report_settings)
+    finally:
+        if own_gallery:
+            g.close()
+
+
+def _logo_detector(g: Gallery, dev: torch.device) -> tuple[object | None, list[str]]:
+    rows = g.brand_images()
+    if not rows:
+        return None, []
+    from .logos.detect import LogoDetector
+    from .logos.references import load_reference
+
+    refs = [load_reference(name, data) for name, _, data in rows]
+    return LogoDetector(refs, device=str(dev)), [name for name, _, _ in rows]
+
+
+def _batches(items: Sequence[MediaItem], workers: int, size: int) -> Iterator[list[tuple[MediaItem, DecodedImage | MediaError]]]:
+    batch: list[tuple[MediaItem, DecodedImage | MediaError]] = []
+    for pair in iter_decoded(items, workers=workers, prefetch=max(2 * size, 8)):
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, workers: int,
+                  ckpt: Checkpoint | None, bar: tqdm, annotate_dir: str | Path | None,
+                  blur_unknown: bool) -> list[MediaEntry]:
+    results: dict[str, MediaEntry] = {}
+    todo = []
+    for item in items:
+        done = ckpt.get(item) if ckpt else None
+        if done is not None:
+            results[item.path] = done
+            bar.update(1)
+        else:
+            todo.append(item)
+    dups = DuplicateIndex()
+    for batch in _batches(todo, workers, batch_size):
+        good: list[tuple[MediaItem, DecodedImage]] = []
+        for item, dec in batch:
+            if isinstance(dec, MediaError):
+                results[item.path] = MediaEntry(path=item.path, kind="photo", error=str(dec))
+                continue
+            earlier = dups.add(item.path, dec.pixels, item.local_path)
+            if earlier is not None:
+                results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
+                                                height=dec.height, duplicate_of=earlier)
+                continue
+            good.append((item, dec))
+        if good:
+            entries = analyse_photos([d.pixels for _, d in good], [i.path for i, _ in good], engine)
+            for (item, dec), entry in zip(good, entries, strict=True):
+                results[item.path] = entry
+                if annotate_dir is not None:
+                    from .annotate import annotate_photo
+
+                    annotate_photo(dec.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
+        for item, _ in batch:
+            if ckpt:
+                ckpt.put(item, results[item.path])
+        bar.update(len(batch))
+    # Duplicates were looked up only among newly analysed photos; report in input order.
+    return [results[i.path] for i in items]
+
+
+def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine) -> list[MediaEntry]:
+    """Faces (and logos) in a batch of decoded photos -> one media entry per photo."""
+    faces = engine.pipeline(images)
+    faces = identify(faces, engine.index, engine.settings)
+    host = faces.to("cpu")  # the one host copy per batch
+    entries = []
+    for i, (pixels, path) in enumerate(zip(images, paths, strict=True)):
+        h, w = pixels.shape[:2]
+        entries.append(MediaEntry(path=path, kind="photo", width=w, height=h,
+                                  faces=face_entries(host.for_image(i), engine.index, w, h)))
+    if engine.logo_detector is not None:
+        logos = engine.logo_detector.detect(images)  # type: ignore[attr-defined]
+        for i, entry in enumerate(entries):
+            li = logos.for_image(i)
+            for box, score, b in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), strict=True):
+                share, cen = prominence(box, entry.width, entry.height)
+                near = sorted({f.identity for f in entry.faces if f.identity and logo_near_face(box, f.box)})
+                entry.logos.append(LogoEntry(brand=engine.brand_names[b], box=[round(v, 1) for v in box],
+                                             score=round(score, 4), area_share=share, centrality=cen, near=near))
+    return entries
+
+
+def identify(faces: Faces, index: GalleryIndex, settings: MatchSettings) -> Faces:
+    """Add ``identity`` (person index or -1), ``distance``, ``nearest`` and ``eligible`` columns."""
+    eligible = (faces.columns["size_px"] >= settings.min_face_px) & \
+               (faces.columns["sharpness"] >= settings.min_sharpness)
+    dist = person_distances(faces.columns["embedding"], index)
+    identity, distance = assign_identities(dist, faces.image_index, eligible, settings)
+    nearest = dist.argmin(dim=1) if index.size else torch.full_like(identity, UNKNOWN)
+    return faces.with_columns(identity=identity, distance=distance, nearest=nearest, eligible=eligible)
+
+
+def face_entries(faces: Faces, index: GalleryIndex, width: int, height: int) -> list[FaceEntry]:
+    """Host-side conversion of one image's identified faces to report entries."""
+    c = faces.columns
+    out = []
+    for k in range(len(faces)):
+        box = [round(float(v), 1) for v in faces.boxes[k]]
+        ident = int(c["identity"][k])
+        dist = float(c["distance"][k])
+        share, cen = prominence(box, width, height)
+        nearest = int(c["nearest"][k])
+        status = "named" if ident >= 0 else ("unknown" if bool(c["eligible"][k]) else "unidentifiable")
+        out.append(FaceEntry(
+            identity=index.names[ident] if ident >= 0 else None, box=box, score=round(float(faces.scores[k]), 4),
+            similarity=round(max(0.0, min(1.0, 1.0 - dist)), 4) if np.isfinite(dist) else 0.0,
+            distance=round(dist, 4) if np.isfinite(dist) else None,
+            nearest=index.names[nearest] if nearest >= 0 and index.size else None,
+            size_px=round(float(c["size_px"][k]), 1), sharpness=round(float(c["sharpness"][k]), 4),
+            frontalness=round(float(c["frontalness"][k]), 3), status=status, area_share=share, centrality=cen))
+    return out
+
+
+def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | None, ckpt: Checkpoint | None,
+                  bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool) -> list[MediaEntry]:
+    out = []
+    for item in items:
+        done = ckpt.get(item) if ckpt else None
+        if done is None:
+            from .video.report import analyse_video_entry
+
+            done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
+                                       annotate_dir=annotate_dir, blur_unknown=blur_unknown)
+            if ckpt:
+                ckpt.put(item, done)
+        out.append(done)
+        bar.update(1)
+    return out
+
+
+def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: int,
+                  settings: Settings) -> Report:
+    people, brands, together, co = tally_photos(media)
+    from .video.report import tally_videos
+
+    tally_videos(media, people, brands, together, co)
+    for t in [*people.values(), *brands.values()]:
+        t.exposure_seconds = round(sum(union_length(iv) for iv in t.intervals.values()), 3)
+    faces = [f for m in media for f in m.faces]
+    counts = Counts(
+        inputs_seen=inputs_seen, analysed=sum(1 for m in media if not m.duplicate_of and not m.error),
+        skipped=len(skipped), duplicates=sum(1 for m in media if m.duplicate_of), faces=len(faces),
+        named_faces=sum(f.status == "named" for f in faces), unknown_faces=sum(f.status == "unknown" for f in faces),
+        unidentifiable_faces=sum(f.status == "unidentifiable" for f in faces),
+        logos=sum(len(m.logos) for m in media))
+    return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
+                  co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)

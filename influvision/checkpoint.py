@@ -1,0 +1,41 @@
+"""Resumable runs: finished media entries are recorded in a small SQLite file as they complete.
+
+A rerun of ``track(..., checkpoint=FILE)`` over the same sources and settings takes finished media from
+the file instead of analysing them again. An entry is reused only if the file's content is unchanged and the settings (embedder, thresholds, sampling, version) are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from .report import MediaEntry
+from .sources import MediaItem
+
+
+class Checkpoint:
+    def __init__(self, path: str | Path, settings_json: str):
+        self.path = Path(path)
+        self.settings = hashlib.sha256(settings_json.encode()).hexdigest()[:16]
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
+
+    def _key(self, item: MediaItem) -> str:
+        # Content, not modification time: archive members are re-extracted (new mtimes) on every run.
+        h = hashlib.sha256()
+        with open(item.local_path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return f"{self.settings}|{item.path}|{h.hexdigest()}"
+
+    def get(self, item: MediaItem) -> MediaEntry | None:
+        row = self._db.execute("SELECT entry FROM done WHERE key=?", (self._key(item),)).fetchone()
+        return MediaEntry.model_validate_json(row[0]) if row else None
+
+    def put(self, item: MediaItem, entry: MediaEntry) -> None:
+        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (self._key(item), entry.model_dump_json()))
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0])

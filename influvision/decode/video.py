@@ -1,0 +1,368 @@
+"""Video decoding with the stream's own timestamps, rotation applied, streamed in batches.
+
+Times come from each frame's ``pts × time_base`` (never ``index / fps``), so variable-frame-rate clips keep
+their real timing. Frames are decoded with threads and handed on in batches of at most ``batch_size``
+sampled frames; only the sampled frames are converted to RGB, and nothing but the current batch (plus one
+frame held back to learn its duration) is kept, so memory stays flat for any length.
+
+The decoding itself sits behind :class:`_Backend`; PyAV is the only one today. A torchcodec backend (GPU
+decoding straight into CUDA tensors) can be added as another subclass without touching the sampling,
+batching and error handling in :func:`iter_frames`.
+
+Bad input never surfaces as a stack trace: files that cannot be analysed at all raise
+:class:`~influvision.errors.MediaError`; a stream that breaks part-way yields every frame that decoded and
+carries the reason in :attr:`FrameBatch.error` on its last batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import MediaError
+
+log = logging.getLogger(__name__)
+
+# A sampled frame is kept when its time reaches the next sampling slot; this slack absorbs rounding of
+# pts × time_base so that e.g. frame 3 of a 30 fps clip (0.1 s) counts as reaching the 0.1 s slot.
+_SLOT_EPS_S = 1e-4
+# A stream that ends earlier than it declares by more than this many frame periods (and more than
+# _TRUNCATION_MIN_S) is reported as truncated.
+_TRUNCATION_FRAMES = 2.5
+_TRUNCATION_MIN_S = 0.1
+# Demuxers that ffmpeg uses for still images; such a file opens as a one-frame "video" but is not one.
+_IMAGE_FORMAT_SUFFIX = "_pipe"
+_IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "ico"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container declares about its first video stream.
+
+    Attributes:
+        path: the file as given.
+        duration_s: declared length of the video stream in seconds (container length if the stream has
+            none); 0.0 when nothing is declared.
+        fps: average frame rate in frames per second (0.0 if unknown); for variable-frame-rate clips this is
+            only an average, timestamps come from the frames.
+        frame_count: declared number of frames (0 when the container does not say).
+        width, height: size of the frames *as displayed*, i.e. after :attr:`rotation` is applied (pixels).
+        rotation: degrees (0, 90, 180, 270) by which decoded frames are turned counter-clockwise for display
+            (from the stream's display matrix); :func:`iter_frames` applies it.
+        codec: ffmpeg's codec name, e.g. ``"h264"``.
+        start_s: declared start time of the stream in seconds; frame times are given relative to it.
+    """
+
+    path: str
+    duration_s: float
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    start_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """B consecutive sampled frames.
+
+    Attributes:
+        frames: B arrays (H, W, 3) uint8 RGB on the host, rotation already applied.
+        pts_s: (B,) float64, seconds since the stream start, from ``pts × time_base``.
+        frame_index: (B,) int64, position of each frame among *all* decoded frames (0-based, decode
+            output order), so the analysed frames can be found again in the file.
+        duration_s: (B,) float64, the time each sampled frame stands for: until the next sampled frame,
+            and for the very last one until the end of the last decoded frame. Always > 0.
+        error: ``None``, or on the last batch of a stream that broke off, why it ended early.
+        end_s: end of the decoded stream in seconds so far (final on the last batch).
+    """
+
+    frames: list[np.ndarray]
+    pts_s: np.ndarray
+    frame_index: np.ndarray
+    duration_s: np.ndarray
+    error: str | None = None
+    end_s: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class _RawFrame:
+    """One decoded frame before RGB conversion (conversion is paid only for sampled frames)."""
+
+    frame: object
+    pts_s: float
+    duration_s: float  # the frame's own nominal duration; 0.0 if unknown
+    index: int
+
+
+class _DecodeStopped(Exception):
+    """Raised by a backend when the stream breaks after decoding started; the message says why."""
+
+
+class _Backend:
+    """Decoder interface: :meth:`probe` and :meth:`frames`, plus :meth:`to_rgb` for sampled frames."""
+
+    def probe(self, path: str) -> VideoInfo:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def frames(self, path: str) -> Iterator[_RawFrame]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def to_rgb(self, raw: _RawFrame, rotation: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _ffmpeg_problem(err: Exception) -> str:
+    """A one-line reason from an ffmpeg error, without the file name (MediaError adds it)."""
+    text = getattr(err, "strerror", None) or str(err)
+    return str(text).strip().rstrip(".")
+
+
+class _PyAVBackend(_Backend):
+    def _open(self, path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        p = Path(path)
+        if not p.exists():
+            raise MediaError(path, "file does not exist")
+        if p.is_dir():
+            raise MediaError(path, "is a directory, not a video file")
+        if p.stat().st_size == 0:
+            raise MediaError(path, "file is empty (0 bytes)")
+        try:
+            container = av.open(path, mode="r")
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+            raise MediaError(path, f"not a readable video file ({_ffmpeg_problem(err)})") from None
+        fmt = container.format.name or ""
+        if fmt in _IMAGE_FORMATS or any(f.endswith(_IMAGE_FORMAT_SUFFIX) for f in fmt.split(",")):
+            container.close()
+            raise MediaError(path, f"is a still image ({fmt}), not a video")
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            container.close()
+            raise MediaError(path, f"has no video stream (contains: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            container.close()
+            raise MediaError(path, "video codec is not supported by this ffmpeg build")
+        return container, stream
+
+    def probe(self, path: str) -> VideoInfo:
+        container, stream = self._open(path)
+        try:
+            return self._info(path, container, stream)
+        finally:
+            container.close()
+
+    @staticmethod
+    def _rotation(stream: av.video.stream.VideoStream) -> int:
+        # The display matrix is frame side data in recent ffmpeg; read it from the first frame only if the
+        # stream-level value is absent. 0 when the clip carries none.
+        rot = 0
+        try:
+            for frame in stream.container.decode(stream):
+                rot = int(frame.rotation or 0)
+                break
+        except av.FFmpegError:
+            rot = 0
+        return int(round(rot / 90.0)) % 4 * 90
+
+    def _info(self, path: str, container: av.container.InputContainer,
+              stream: av.video.stream.VideoStream) -> VideoInfo:
+        tb = stream.time_base or Fraction(1, 1)
+        start_s = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        if stream.duration is not None:
+            duration_s = float(stream.duration * tb)
+        elif container.duration is not None:
+            duration_s = container.duration / av.time_base
+        else:
+            duration_s = 0.0
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        rotation = self._rotation(stream)
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            w, h = h, w
+        return VideoInfo(path=path, duration_s=duration_s, fps=fps, frame_count=int(stream.frames or 0),
+                         width=int(w), height=int(h), rotation=rotation,
+                         codec=stream.codec_context.name or "unknown", start_s=start_s)
+
+    def frames(self, path: str) -> Iterator[_RawFrame]:
+        container, stream = self._open(path)
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or Fraction(1, 1)
+        start = stream.start_time or 0
+        rate = stream.average_rate or stream.guessed_rate
+        nominal = float(1 / rate) if rate else 0.0
+        index = 0
+        last_pts: float | None = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    pts_s = float((frame.pts - start) * tb)
+                elif last_pts is not None:
+                    pts_s = last_pts + nominal  # no pts at all (rare raw streams): step by the nominal rate
+                else:
+                    pts_s = 0.0
+                if last_pts is not None and pts_s <= last_pts:
+                    # Out-of-order or duplicate timestamps would make negative durations; keep time monotone.
+                    log.debug("%s: frame %d pts %.6f not after %.6f; nudged", path, index, pts_s, last_pts)
+                    pts_s = last_pts + 1e-6
+                dur = float(frame.duration * tb) if frame.duration else nominal
+                yield _RawFrame(frame=frame, pts_s=pts_s, duration_s=dur, index=index)
+                last_pts = pts_s
+                index += 1
+        except av.FFmpegError as err:
+            raise _DecodeStopped(f"decoding stopped after {index} frames: {_ffmpeg_problem(err)}") from None
+        finally:
+            container.close()
+
+    def to_rgb(self, raw: _RawFrame, rotation: int) -> np.ndarray:
+        img = raw.frame.to_ndarray(format="rgb24")  # type: ignore[attr-defined]
+        if rotation:
+            img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))
+        return img
+
+
+_BACKENDS: dict[str, _Backend] = {"pyav": _PyAVBackend()}
+
+
+def _backend(name: str) -> _Backend:
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown video backend {name!r}; choose one of: {', '.join(_BACKENDS)}") from None
+
+
+def probe_video(path: str | Path, *, backend: str = "pyav") -> VideoInfo:
+    """Read the container's description of the first video stream (decodes at most one frame).
+
+    Raises:
+        MediaError: the file is missing, not a video (text, still image, audio only) or its codec
+            cannot be decoded.
+    """
+    return _backend(backend).probe(str(path))
+
+
+def _sampler(sample_fps: float | None) -> tuple[float, bool]:
+    if sample_fps is None:
+        return 0.0, False
+    if not (isinstance(sample_fps, int | float) and math.isfinite(sample_fps) and sample_fps > 0):
+        raise ValueError(f"sample_fps must be a positive number of frames per second or None, got {sample_fps!r}")
+    return 1.0 / float(sample_fps), True
+
+
+def iter_frames(path: str | Path, *, sample_fps: float | None = 10.0, batch_size: int = 16,
+                backend: str = "pyav") -> Iterator[FrameBatch]:
+    """Decode a video and yield its sampled frames in batches.
+
+    Sampling: with ``sample_fps`` = f, a frame is kept when its time reaches the next slot of a 1/f s grid
+    that starts at the first frame; afterwards the next slot is the first grid point after it. A clip whose
+    frame rate is at most f therefore keeps every frame; ``None`` keeps every frame.
+
+    Args:
+        path: the video file.
+        sample_fps: frames per second to analyse, or ``None`` for every frame.
+        batch_size: most frames per yielded batch (≥ 1).
+        backend: decoder; only ``"pyav"`` exists today.
+
+    Yields:
+        :class:`FrameBatch` objects in time order. A video that decodes no frame at all raises instead.
+        If the stream breaks off or ends well before its declared length, the last batch's ``error`` says
+        so (and a warning is logged); the frames before the break are still yielded.
+
+    Raises:
+        MediaError: missing file, not a video, audio only, unsupported codec (at call time), or no frame
+            could be decoded (when iterating).
+        ValueError: bad ``sample_fps`` or ``batch_size``.
+    """
+    return open_video(path, sample_fps=sample_fps, batch_size=batch_size, backend=backend)[1]
+
+
+def open_video(path: str | Path, *, sample_fps: float | None = 10.0, batch_size: int = 16,
+               backend: str = "pyav") -> tuple[VideoInfo, Iterator[FrameBatch]]:
+    """:func:`probe_video` and :func:`iter_frames` in one: the file's description and its batches.
+
+    Raises:
+        MediaError, ValueError: as :func:`iter_frames`.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    step, sampling = _sampler(sample_fps)
+    dec = _backend(backend)
+    spath = str(path)
+    info = dec.probe(spath)  # raises MediaError now rather than at the first next()
+    return info, _iterate(dec, spath, info, step, sampling, batch_size)
+
+
+def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: bool,
+             batch_size: int) -> Iterator[FrameBatch]:
+    frames: list[np.ndarray] = []
+    pts: list[float] = []
+    idx: list[int] = []
+    durs: list[float] = []
+    held: _RawFrame | None = None  # the last sampled frame, waiting for the next one to learn its duration
+    end_s = 0.0
+    first_pts: float | None = None
+    next_slot = -math.inf
+    error: str | None = None
+    decoded = 0
+
+    def take(raw: _RawFrame, duration: float) -> None:
+        frames.append(dec.to_rgb(raw, info.rotation))
+        pts.append(raw.pts_s)
+        idx.append(raw.index)
+        durs.append(max(duration, 1e-6))
+
+    def batch(err: str | None = None) -> FrameBatch:
+        out = FrameBatch(frames=list(frames), pts_s=np.asarray(pts, dtype=np.float64),
+                         frame_index=np.asarray(idx, dtype=np.int64),
+                         duration_s=np.asarray(durs, dtype=np.float64), error=err, end_s=end_s)
+        frames.clear(), pts.clear(), idx.clear(), durs.clear()
+        return out
+
+    raw_iter = dec.frames(path)
+    try:
+        for raw in raw_iter:
+            decoded += 1
+            end_s = max(end_s, raw.pts_s + raw.duration_s)
+            if first_pts is None:
+                first_pts = raw.pts_s
+            keep = True
+            if sampling:
+                keep = raw.pts_s + _SLOT_EPS_S >= next_slot
+                if keep:
+                    k = math.floor((raw.pts_s - first_pts) / step + _SLOT_EPS_S / step) + 1
+                    next_slot = first_pts + k * step
+            if not keep:
+                continue
+            if held is not None:
+                take(held, raw.pts_s - held.pts_s)
+                if len(frames) >= batch_size:
+                    yield batch()
+            held = raw
+    except _DecodeStopped as stop:
+        error = str(stop)
+    if held is None:
+        raise MediaError(path, error or "video stream contains no frames")
+    # The last sampled frame stands for the time until the end of the last decoded frame.
+    take(held, end_s - held.pts_s)
+    if error is None and info.duration_s > 0:
+        period = 1.0 / info.fps if info.fps > 0 else 0.0
+        missing = info.duration_s - end_s
+        if missing > max(_TRUNCATION_FRAMES * period, _TRUNCATION_MIN_S):
+            error = (f"stream ends at {end_s:.3f} s but declares {info.duration_s:.3f} s "
+                     f"({decoded} frames decoded); the file looks truncated")
+    if error is not None:
+        log.warning("%s: %s", path, error)
+    yield batch(error)

@@ -1,0 +1,527 @@
+"""Batched MTCNN face detection that keeps whole batches on the device.
+
+The three MTCNN networks (P-Net, R-Net, O-Net, with facenet-pytorch's weights) run as in Zhang et al. 2016:
+
+1. P-Net slides over an image pyramid (scales ``12 / min_face_size * factor**k``) and proposes boxes; NMS at
+   IoU 0.5 within each (image, scale), then at IoU 0.7 within each image; boxes are regressed and squared.
+2. R-Net scores 24x24 crops of the proposals; NMS at IoU 0.7 within each image; regression and squaring.
+3. O-Net scores 48x48 crops, regresses the boxes and predicts 5 landmarks; a final NMS keeps a box unless
+   it covers more than 70 % of a better box or a better box covers more than 70 % of it ("Min" overlap).
+
+Unlike facenet-pytorch's driver, every stage works on all images at once: each pyramid scale is one P-Net
+call over all images (each resized on its own, padded to a shared canvas), candidates are tensors tagged
+with their image, crops for R-Net and O-Net come from one ``roi_align`` call per chunk over all boxes of
+all images, and NMS is grouped by image. Nothing leaves the device; the caller decides when to copy.
+
+Coordinates follow facenet-pytorch so that results agree with it and with templates fitted to it: boxes
+are MTCNN's inclusive corner coordinates (a box around pixel columns a..b reads x1 = a + 1, x2 = b + 1 in
+pixel-index units, i.e. about the pixel-edge coordinates of the face shifted by up to one pixel), landmarks
+are pixel-index coordinates (the centre of pixel (i, j) is x = j, y = i). Crops outside the image are
+zero-padded as in the original MTCNN (facenet-pytorch instead stretches the part inside the image, so
+faces cut by the image border can differ slightly from its output).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from ..errors import ShapeError, WeightsError
+from ..types import Faces
+
+logger = logging.getLogger(__name__)
+
+# sha256 of the state dicts shipped in facenet_pytorch/data (facenet-pytorch 2.6.0).
+# TODO(lead): move to influvision/weights.py with the manifest weights/mtcnn.json.
+MTCNN_SHA256 = {
+    "pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+}
+
+_PNET_STRIDE = 2
+_PNET_CELL = 12
+# Largest number of canvas pixels (images x height x width) in one P-Net call; P-Net's first layer holds
+# 10 float32 channels per pixel, so 2**23 pixels is about 0.3 GB of activations.
+_PNET_MAX_PIXELS = 1 << 23
+# Largest number of crops per R-Net / O-Net call (O-Net's first layer: 32 x 46 x 46 floats a crop).
+_RNET_CHUNK = 8192
+_ONET_CHUNK = 1024
+# Stands in for "nothing here" in P-Net's first max pool: the ceil-mode pool of an image alone sees only
+# its own pixels, and padding must not change that.
+_POOL_FILL = -1.0e4
+
+
+class _Nets(NamedTuple):
+    pnet: nn.Module
+    rnet: nn.Module
+    onet: nn.Module
+
+
+def _weights_dir() -> Path:
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("facenet-pytorch is not installed: `pip install --no-deps facenet-pytorch==2.6.0`")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_state_dict(name: str) -> dict[str, Tensor]:
+    path = _weights_dir() / f"{name}.pt"
+    if not path.is_file():
+        raise WeightsError(f"MTCNN weights {path} are missing: reinstall facenet-pytorch==2.6.0")
+    got = _sha256(path)
+    if got != MTCNN_SHA256[name]:
+        raise WeightsError(
+            f"MTCNN weights {path} fail their checksum (sha256 {got}, expected {MTCNN_SHA256[name]}): "
+            "reinstall facenet-pytorch==2.6.0"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@functools.cache
+def _load_nets(device: torch.device) -> _Nets:
+    """P-, R- and O-Net on ``device``, loaded and checked once per device per process."""
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    nets = []
+    for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        net = cls(pretrained=False)
+        net.load_state_dict(_load_state_dict(name))
+        nets.append(net.eval().requires_grad_(False).to(device))
+    logger.info("MTCNN weights loaded on %s", device)
+    return _Nets(*nets)
+
+
+def _normalize(x: Tensor) -> Tensor:
+    """MTCNN's input scaling of 0..255 values: (x - 127.5) / 128."""
+    return (x - 127.5) * 0.0078125
+
+
+def _square(boxes: Tensor) -> Tensor:
+    """Grow (K, 4) boxes to squares around the same centre (MTCNN's ``rerec``)."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = torch.maximum(w, h)
+    x1 = boxes[:, 0] + (w - side) * 0.5
+    y1 = boxes[:, 1] + (h - side) * 0.5
+    return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
+
+
+def _regress(boxes: Tensor, reg: Tensor) -> Tensor:
+    """Apply R-/O-Net offsets (K, 4), in units of the inclusive box size, to (K, 4) boxes (``bbreg``)."""
+    wh = (boxes[:, 2:] - boxes[:, :2] + 1).repeat(1, 2)
+    return boxes + reg * wh
+
+
+def _nms_min(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float) -> Tensor:
+    """Greedy NMS with overlap = intersection / smaller area (inclusive pixel areas), per group.
+
+    Args:
+        boxes: (K, 4) float, scores: (K,) float, groups: (K,) int64 (image index).
+    Returns:
+        (M,) int64 indices of the kept boxes, best score first; empty when K == 0.
+    """
+    order = torch.argsort(scores, descending=True)
+    b, g = boxes[order], groups[order]
+    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    iw = (torch.minimum(b[:, None, 2], b[None, :, 2]) - torch.maximum(b[:, None, 0], b[None, :, 0]) + 1).clamp(min=0)
+    ih = (torch.minimum(b[:, None, 3], b[None, :, 3]) - torch.maximum(b[:, None, 1], b[None, :, 1]) + 1).clamp(min=0)
+    overlap = iw * ih / torch.minimum(area[:, None], area[None, :])
+    k = b.shape[0]
+    rank = torch.arange(k, device=b.device)
+    # suppresses[i, j]: i ranks above j in the same group and overlaps it too much.
+    suppresses = (overlap > threshold) & (g[:, None] == g[None, :]) & (rank[:, None] < rank[None, :])
+    # Greedy NMS is the fixed point of keep[j] = no kept i suppresses j. Iterating from "keep all" fixes
+    # one more rank per pass at least, and in practice stops after a pass or three (chains of overlaps).
+    keep = torch.ones(k, dtype=torch.bool, device=b.device)
+    for _ in range(k):
+        new = ~(suppresses & keep[:, None]).any(dim=0)
+        if torch.equal(new, keep):
+            break
+        keep = new
+    return order[keep]
+
+
+class FaceDetector:
+    """MTCNN face detector over batches of images, on one device.
+
+    Args:
+        device: where the networks run and where the returned :class:`Faces` live.
+        min_face_size: smallest face side searched for, in pixels of the detected (possibly downscaled)
+            image. Smaller finds smaller faces and costs more pyramid levels.
+        thresholds: P-Net, R-Net and O-Net probability thresholds.
+        factor: ratio between consecutive pyramid scales, in (0, 1).
+        max_side: images whose longer side exceeds this many pixels are detected on an antialiased
+            downscaled copy; boxes and landmarks are mapped back to the original pixels.
+
+    The networks' weights load lazily on the first :meth:`detect` (checked by sha256, once per device).
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        *,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        max_side: int = 1600,
+    ) -> None:
+        if min_face_size < 1:
+            raise ValueError(f"min_face_size must be at least 1 pixel, got {min_face_size}")
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must be three probabilities in [0, 1], got {thresholds}")
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        if max_side < _PNET_CELL:
+            raise ValueError(f"max_side must be at least {_PNET_CELL} pixels, got {max_side}")
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.device = device
+        self.min_face_size = int(min_face_size)
+        self.thresholds = (float(thresholds[0]), float(thresholds[1]), float(thresholds[2]))
+        self.factor = float(factor)
+        self.max_side = int(max_side)
+        self._stretch = False
+
+    def __repr__(self) -> str:
+        return (f"FaceDetector(device={str(self.device)!r}, min_face_size={self.min_face_size}, "
+                f"thresholds={self.thresholds}, factor={self.factor}, max_side={self.max_side})")
+
+    @property
+    def _nets(self) -> _Nets:
+        return _load_nets(self.device)
+
+    # ------------------------------------------------------------------ public API
+
+    def detect_one(self, image: np.ndarray | Tensor) -> Faces:
+        """:meth:`detect` on a single image (all ``image_index`` are 0)."""
+        return self.detect([image])
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray | Tensor]) -> Faces:
+        """Find faces in a batch of images of any sizes.
+
+        Args:
+            images: uint8 RGB images, each an (H, W, 3) numpy array, or an (H, W, 3) or (3, H, W) tensor on
+                any device; (H, W) or single-channel images are taken as grey. Sizes may differ. Images
+                of the same size share work, so bucketing a large batch by size helps.
+
+        Returns:
+            One :class:`Faces` batch on this detector's device: ``image_index`` (N,) int64 into
+            ``images``; ``boxes`` (N, 4) float32 x1, y1, x2, y2 in original pixels (MTCNN convention,
+            see the module docstring; boxes may extend past the image); ``scores`` (N,) float32 O-Net
+            face probability; ``landmarks`` (N, 5, 2) float32 x, y in original pixels: left eye, right
+            eye, nose, mouth left, mouth right (left = smaller x). Faces are ordered by image, then by
+            descending score. No images, or no faces, gives ``Faces.empty(device)``.
+
+        Raises:
+            ShapeError: an image is not uint8 or not shaped as above.
+        """
+        if len(images) == 0:
+            return Faces.empty(self.device)
+        work, back = self._prepare(images)
+        found = self._detect_prepared(work)
+        if found is None:
+            return Faces.empty(self.device)
+        image_index, boxes, scores, landmarks = found
+        # Map back from the downscaled copies: boxes as edge coordinates shifted by MTCNN's one pixel,
+        # landmarks as pixel centres.
+        s = back[image_index]  # (N, 2): original / working size, x then y
+        boxes = (boxes - 1) * s.repeat(1, 2) + 1
+        landmarks = (landmarks + 0.5) * s[:, None, :] - 0.5
+        return Faces(image_index=image_index, boxes=boxes, scores=scores, landmarks=landmarks)
+
+    # ------------------------------------------------------------------ stages
+
+    def _prepare(self, images: Sequence[np.ndarray | Tensor]) -> tuple[list[Tensor], Tensor]:
+        """Images as (3, h, w) float32 on the device, downscaled to ``max_side``, and the (B, 2) factors
+        (x, y) from working back to original pixels."""
+        work: list[Tensor] = []
+        back = torch.ones(len(images), 2, dtype=torch.float32)
+        for i, image in enumerate(images):
+            x = _as_chw_uint8(image, i).to(self.device, non_blocking=True).float()
+            h, w = x.shape[1:]
+            longest = max(h, w)
+            if longest > self.max_side:
+                r = self.max_side / longest
+                nh, nw = max(1, round(h * r)), max(1, round(w * r))
+                x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                                  antialias=True)[0].clamp_(0, 255).round_()
+                back[i, 0], back[i, 1] = w / nw, h / nh
+            work.append(x)
+        return work, back.to(self.device)
+
+    def _detect_prepared(self, work: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        boxes, image_index = self._propose(work)
+        if boxes.shape[0] == 0:
+            return None
+        sat = _summed_area_table(work)
+        sizes = torch.tensor([[x.shape[2], x.shape[1]] for x in work], device=self.device)  # (B, 2) w, h
+
+        # R-Net: score 24x24 crops of the squared proposals.
+        reg, prob = self._run_crops(self._nets.rnet, sat, sizes, boxes, image_index, 24, _RNET_CHUNK)
+        score = prob[:, 1]
+        keep = score > self.thresholds[1]
+        boxes, image_index, score, reg = boxes[keep], image_index[keep], score[keep], reg[keep]
+        keep = batched_nms(boxes, score, image_index, 0.7)
+        boxes = _square(_regress(boxes[keep], reg[keep]))
+        image_index = image_index[keep]
+        if boxes.shape[0] == 0:
+            return None
+
+        # O-Net: score 48x48 crops, regress, predict landmarks relative to the crop.
+        reg, points, prob = self._run_crops(self._nets.onet, sat, sizes, boxes, image_index, 48, _ONET_CHUNK)
+        score = prob[:, 1]
+        keep = score > self.thresholds[2]
+        boxes, image_index, score, reg, points = (
+            boxes[keep], image_index[keep], score[keep], reg[keep], points[keep])
+        if boxes.shape[0] == 0:
+            return None
+        wh = boxes[:, 2:] - boxes[:, :2] + 1  # (K, 2)
+        # points: (K, 10) = 5 x-fractions then 5 y-fractions of the inclusive box.
+        landmarks = points.view(-1, 2, 5).transpose(1, 2) * wh[:, None, :] + boxes[:, None, :2] - 1
+        boxes = _regress(boxes, reg)
+        keep = _nms_min(boxes, score, image_index, 0.7)
+        # Order by image, then by score (argsort of _nms_min already sorted by score; stable sort by image).
+        keep = keep[torch.sort(image_index[keep], stable=True).indices]
+        return image_index[keep], boxes[keep], score[keep], landmarks[keep].contiguous()
+
+    def _scales(self, min_side: int) -> list[float]:
+        """MTCNN's pyramid for an image whose shorter side is ``min_side`` (facenet-pytorch's arithmetic)."""
+        m = 12.0 / self.min_face_size
+        scales: list[float] = []
+        scale, minl = m, min_side * m
+        while minl >= 12:
+            scales.append(scale)
+            scale *= self.factor
+            minl *= self.factor
+        return scales
+
+    def _propose(self, work: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """P-Net over the pyramid of every image: squared, regressed boxes (K, 4) and image index (K,)."""
+        pnet = self._nets.pnet
+        sizes = [tuple(x.shape[1:]) for x in work]
+        scales_of = [self._scales(min(hw)) for hw in sizes]
+        n_scales = max((len(s) for s in scales_of), default=0)
+        # Same-size images are resized together; larger images first so that chunks pad little.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in sorted(range(len(work)), key=lambda i: -sizes[i][0] * sizes[i][1]):
+            groups.setdefault(sizes[i], []).append(i)
+        stacks = {hw: torch.stack([work[i] for i in idx]) for hw, idx in groups.items()}
+
+        found: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # boxes+score+reg, image, scale
+        for k in range(n_scales):
+            active = [(hw, idx) for hw, idx in groups.items() if len(scales_of[idx[0]]) > k]
+            scale = scales_of[active[0][1][0]][k]  # the same for every image: 12 / min_face * factor**k
+            for chunk in _chunks(active, scale):
+                found.append(self._pnet_chunk(pnet, chunk, stacks, scale, k))
+        if not found:
+            empty = torch.zeros(0, 4, device=self.device)
+            return empty, torch.zeros(0, dtype=torch.long, device=self.device)
+        boxes, score, reg, image_index = (torch.cat(c) for c in zip(*(f[:4] for f in found), strict=True))
+        scale_index = torch.cat([torch.full_like(f[3], f[4]) for f in found])
+        keep = batched_nms(boxes, score, image_index * max(n_scales, 1) + scale_index, 0.5)
+        boxes, score, reg, image_index = boxes[keep], score[keep], reg[keep], image_index[keep]
+        keep = batched_nms(boxes, score, image_index, 0.7)
+        boxes, reg, image_index = boxes[keep], reg[keep], image_index[keep]
+        # P-Net's offsets are in units of the exclusive box size (unlike R-/O-Net's).
+        wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+        return _square(boxes + reg * wh), image_index
+
+    def _pnet_chunk(
+        self,
+        pnet: nn.Module,
+        chunk: list[tuple[tuple[int, int], list[int]]],
+        stacks: dict[tuple[int, int], Tensor],
+        scale: float,
+        k: int,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """One P-Net call on the images of ``chunk`` resized by ``scale``, padded to a shared canvas.
+
+        Returns candidate boxes (K, 4), scores (K,), offsets (K, 4), image indices (K,) and ``k``.
+        """
+        dev = self.device
+        resized, image_ids, hs, ws = [], [], [], []
+        for (h, w), idx in chunk:
+            hs_, ws_ = int(h * scale + 1), int(w * scale + 1)  # facenet-pytorch's rounding
+            resized.append(_normalize(F.interpolate(stacks[(h, w)], size=(hs_, ws_), mode="area")))
+            image_ids += idx
+            hs += [hs_] * len(idx)
+            ws += [ws_] * len(idx)
+        canvas = resized[0] if len(resized) == 1 else _pad_stack(resized)
+        h_in = torch.tensor(hs, device=dev)
+        w_in = torch.tensor(ws, device=dev)
+
+        # P-Net by layers, so that the first pool sees each image's own extent only (-> same result
+        # whatever the canvas).
+        x = pnet.prelu1(pnet.conv1(canvas))
+        if len(resized) > 1:
+            rows = torch.arange(x.shape[2], device=dev)[None, :, None] < (h_in - 2)[:, None, None]
+            cols = torch.arange(x.shape[3], device=dev)[None, None, :] < (w_in - 2)[:, None, None]
+            x = x.masked_fill(~(rows & cols)[:, None], _POOL_FILL)
+        x = pnet.pool1(x)
+        x = pnet.prelu3(pnet.conv3(pnet.prelu2(pnet.conv2(x))))
+        prob = torch.softmax(pnet.conv4_1(x), dim=1)[:, 1]  # (B, Ho, Wo)
+        reg = pnet.conv4_2(x)  # (B, 4, Ho, Wo)
+
+        # Output cells that exist for the image alone: ceil((s - 2) / 2) - 4 along each side.
+        ho = torch.div(h_in - 1, 2, rounding_mode="floor") - 4
+        wo = torch.div(w_in - 1, 2, rounding_mode="floor") - 4
+        valid = ((torch.arange(prob.shape[1], device=dev)[None, :, None] < ho[:, None, None])
+                 & (torch.arange(prob.shape[2], device=dev)[None, None, :] < wo[:, None, None]))
+        b, y, xx = torch.nonzero((prob >= self.thresholds[0]) & valid, as_tuple=True)
+        cell = torch.stack([xx, y], dim=1).to(torch.float32)
+        q1 = ((_PNET_STRIDE * cell + 1) / scale).floor()
+        q2 = ((_PNET_STRIDE * cell + _PNET_CELL) / scale).floor()
+        ids = torch.tensor(image_ids, device=dev)[b]
+        return torch.cat([q1, q2], dim=1), prob[b, y, xx], reg[b, :, y, xx], ids, k
+
+    def _run_crops(
+        self, net: nn.Module, sat: Tensor, sizes: Tensor, boxes: Tensor, image_index: Tensor, size: int,
+        chunk: int,
+    ) -> tuple[Tensor, ...]:
+        """Run ``net`` on size x size crops of (K, 4) boxes, ``chunk`` crops per call; outputs concatenated."""
+        # MTCNN crops whole pixels: columns trunc(x1) - 1 .. trunc(x2) - 1 of the 1-based box, i.e. the
+        # pixel-edge interval [trunc(x1) - 1, trunc(x2)).
+        edges = boxes.trunc().long()
+        lo, hi = edges[:, :2] - 1, edges[:, 2:]
+        if self._stretch:
+            lo, hi = lo.clamp(min=0), torch.minimum(hi, sizes[image_index])
+        outs = []
+        for start in range(0, edges.shape[0], chunk):
+            part = slice(start, start + chunk)
+            crops = _area_crops(sat, image_index[part], lo[part], hi[part], size)
+            outs.append(net(_normalize(crops)))
+        return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
+
+
+def _chunks(active: list[tuple[tuple[int, int], list[int]]], scale: float) -> list[list[tuple[tuple[int, int], list[int]]]]:
+    """Split (size, image ids) groups, largest first, into P-Net calls of at most ``_PNET_MAX_PIXELS``
+    canvas pixels (a group may be split; a single image is never split)."""
+    chunks: list[list[tuple[tuple[int, int], list[int]]]] = []
+    current: list[tuple[tuple[int, int], list[int]]] = []
+    canvas_h = canvas_w = count = 0
+    for (h, w), idx in active:
+        hs, ws = int(h * scale + 1), int(w * scale + 1)
+        for i in idx:
+            ch, cw = max(canvas_h, hs), max(canvas_w, ws)
+            if current and (count + 1) * ch * cw > _PNET_MAX_PIXELS:
+                chunks.append(current)
+                current, canvas_h, canvas_w, count = [], 0, 0, 0
+                ch, cw = hs, ws
+            if current and current[-1][0] == (h, w):
+                current[-1][1].append(i)
+            else:
+                current.append(((h, w), [i]))
+            canvas_h, canvas_w, count = ch, cw, count + 1
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _pad_stack(tensors: list[Tensor]) -> Tensor:
+    """Concatenate (n_i, C, h_i, w_i) tensors into (sum n_i, C, max h, max w), zero-padded bottom-right."""
+    h = max(t.shape[2] for t in tensors)
+    w = max(t.shape[3] for t in tensors)
+    return torch.cat([F.pad(t, (0, w - t.shape[3], 0, h - t.shape[2])) for t in tensors])
+
+
+def _summed_area_table(work: list[Tensor]) -> Tensor:
+    """Summed-area table of the whole-valued (3, h, w) images: (B, H + 1, W + 1, 3) integers, where
+    ``sat[b, y, x]`` sums image b's pixels above y and left of x (zero outside the image).
+
+    Integers keep the sums exact (int32 while 255 * H * W fits, else int64).
+    """
+    h = max(x.shape[1] for x in work)
+    w = max(x.shape[2] for x in work)
+    dtype = torch.int32 if 255 * h * w < 2**31 else torch.int64
+    sat = torch.zeros(len(work), h + 1, w + 1, 3, dtype=dtype, device=work[0].device)
+    for i, x in enumerate(work):
+        sat[i, 1:x.shape[1] + 1, 1:x.shape[2] + 1] = x.permute(1, 2, 0).to(dtype)
+    return sat.cumsum_(1).cumsum_(2)
+
+
+def _area_crops(sat: Tensor, image_index: Tensor, lo: Tensor, hi: Tensor, size: int) -> Tensor:
+    """Crops of pixel-edge boxes resized to size x size by area averaging, zero outside the image.
+
+    Output pixel (i, j) is the mean over the source pixels of rows ``floor(i * S / size)`` to
+    ``ceil((i + 1) * S / size)`` of the box (S its height), likewise for columns: exactly
+    ``F.interpolate(crop, mode="area")`` (= adaptive average pooling), the resampling MTCNN was run with,
+    for all boxes at once through four lookups in the summed-area table.
+
+    Args:
+        sat: (B, H + 1, W + 1, 3) integer table from :func:`_summed_area_table`.
+        image_index: (K,) int64; lo, hi: (K, 2) int64 x, y of the top-left and past-the-bottom-right
+            pixel edges (may lie outside the image).
+    Returns:
+        (K, 3, size, size) float32 crops in 0..255; K == 0 gives an empty tensor.
+    """
+    extent = (hi - lo).clamp(min=1)  # a box with no pixels reads as zeros (its sums are 0)
+    i = torch.arange(size + 1, device=lo.device)
+    # Window bounds along each axis: start[k, a, n] and end[k, a, n] for axis a (x, y), output index n.
+    start = lo[:, :, None] + torch.div(i[None, None, :-1] * extent[:, :, None], size, rounding_mode="floor")
+    end = lo[:, :, None] + torch.div(i[None, None, 1:] * extent[:, :, None] + size - 1, size,
+                                     rounding_mode="floor")
+    count = ((end - start)[:, 1, :, None] * (end - start)[:, 0, None, :]).to(torch.float32)  # (K, n, n)
+    # Clamping to the table clips each window to the image; what falls outside counts as zeros.
+    xs0, xs1 = start[:, 0].clamp(0, sat.shape[2] - 1), end[:, 0].clamp(0, sat.shape[2] - 1)
+    ys0, ys1 = start[:, 1].clamp(0, sat.shape[1] - 1), end[:, 1].clamp(0, sat.shape[1] - 1)
+    b = image_index[:, None, None]
+
+    def corner(ys: Tensor, xs: Tensor) -> Tensor:
+        return sat[b, ys[:, :, None], xs[:, None, :]]  # (K, n, n, 3)
+
+    total = corner(ys1, xs1) - corner(ys0, xs1) - corner(ys1, xs0) + corner(ys0, xs0)
+    return (total.to(torch.float32) / count[..., None]).permute(0, 3, 1, 2).contiguous()
+
+
+def _as_chw_uint8(image: np.ndarray | Tensor, i: int) -> Tensor:
+    """One input image as a (3, H, W) uint8 tensor (on its own device)."""
+    what = f"images[{i}]"
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ShapeError(what, "uint8", image.dtype)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[2] not in (1, 3):
+            raise ShapeError(what, "an (H, W, 3) RGB array", image.shape)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    elif isinstance(image, Tensor):
+        if image.dtype != torch.uint8:
+            raise ShapeError(what, "uint8", image.dtype)
+        x = image[None] if image.ndim == 2 else image
+        if x.ndim != 3:
+            raise ShapeError(what, "an (H, W, 3) or (3, H, W) RGB tensor", tuple(image.shape))
+        # (3, H, 3) reads as channels-first: a strip 3 pixels wide holds no face either way.
+        if x.shape[0] not in (1, 3) or (x.shape[-1] in (1, 3) and x.shape[0] != x.shape[-1]):
+            if x.shape[-1] not in (1, 3):
+                raise ShapeError(what, "an (H, W, 3) or (3, H, W) RGB tensor", tuple(image.shape))
+            x = x.permute(2, 0, 1)
+    else:
+        raise ShapeError(what, "a numpy array or torch tensor", type(image).__name__)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x
+
+
+__all__ = ["FaceDetector", "MTCNN_SHA256"]

@@ -1,0 +1,60 @@
+"""Detection -> alignment -> quality -> embedding for a batch of images, on one device.
+
+This is the face half of the engine: one call per batch, no Python loop over faces, and the result stays
+on the device (a :class:`~influvision.types.Faces` batch with ``embedding``, ``size_px``, ``frontalness``
+and ``sharpness`` columns) until the caller copies what it reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..types import Faces
+from .align import align_to_chip
+from .detect import FaceDetector
+from .embed import load_embedder
+from .quality import face_quality
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FacePipeline:
+    """Finds, aligns, rates and embeds every face in a batch of images.
+
+    Args:
+        embedder: registered embedder name.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        min_face_size: smallest face the detector looks for, in source pixels.
+        max_side: larger photos are detected on a downscaled copy (boxes map back to source pixels).
+        flip: average each face's embedding with its mirror's (test-time augmentation).
+    """
+
+    def __init__(self, embedder: str = "dlib-resnet-v1", device: str | torch.device = "auto", *,
+                 min_face_size: int = 20, max_side: int = 1600, flip: bool = True):
+        self.device = resolve_device(device)
+        self.detector = FaceDetector(self.device, min_face_size=min_face_size, max_side=max_side)
+        self.embedder = load_embedder(embedder, device=self.device)
+        self.flip = flip
+
+    def __call__(self, images: Sequence[np.ndarray | torch.Tensor]) -> Faces:
+        """Args: uint8 RGB HWC images of any sizes. Returns all their faces with quality and embeddings."""
+        on_device = [torch.as_tensor(im).to(self.device, non_blocking=True) for im in images]
+        faces = self.detector.detect(on_device)
+        dim = self.embedder.dim
+        if len(faces) == 0:
+            z = torch.zeros(0, device=self.device)
+            return faces.with_columns(embedding=torch.zeros(0, dim, device=self.device),
+                                      size_px=z, frontalness=z, sharpness=z)
+        chips = align_to_chip(on_device, faces.image_index, faces.landmarks, size=self.embedder.input_size)
+        quality = face_quality(faces, chips=chips)
+        quality.pop("score", None)  # already the batch's `scores`
+        embedding = self.embedder.embed(chips, flip=self.flip)
+        return faces.with_columns(embedding=embedding, **quality)

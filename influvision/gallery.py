@@ -1,0 +1,331 @@
+"""The gallery: a SQLite file of registered people and brands with their reference images.
+
+Reference images are stored as bytes (with their content hash and source path), so embeddings can be
+recomputed whenever the embedder changes, even after the original files moved. Embeddings are stored per
+embedder name as float32 blobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from .decode.images import load_image
+from .errors import GalleryError, InfluvisionError, MediaError
+from .match import GalleryIndex
+
+if TYPE_CHECKING:
+    from .faces.pipeline import FacePipeline
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION = "influvision-gallery"
+NAME_RE = re.compile(r"^[\w][\w .'\-]{0,79}$", re.UNICODE)
+
+# A reference photo must show one clear face: a second face at least this share of the largest face's
+# area makes the photo ambiguous (which one is the person?), so it is refused rather than guessed.
+COMPARABLE_FACE_AREA = 0.35
+# Reference faces smaller than this (height, px) give unreliable embeddings.
+MIN_REFERENCE_FACE_PX = 40.0
+# A new reference farther than this from every existing reference of the same person is suspicious
+# (wrong person in the photo?): it is still added, with a warning in its status.
+INCONSISTENT_REFERENCE_DISTANCE = 0.62
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subjects (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('person', 'brand')),
+    name TEXT NOT NULL, created REAL NOT NULL, UNIQUE (kind, name));
+CREATE TABLE IF NOT EXISTS refs (
+    id INTEGER PRIMARY KEY, subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL, source_path TEXT NOT NULL, data BLOB NOT NULL, added REAL NOT NULL,
+    UNIQUE (subject_id, sha256));
+CREATE TABLE IF NOT EXISTS embeddings (
+    ref_id INTEGER NOT NULL REFERENCES refs(id) ON DELETE CASCADE, embedder TEXT NOT NULL,
+    dim INTEGER NOT NULL, vector BLOB NOT NULL, box TEXT NOT NULL, face_px REAL NOT NULL,
+    PRIMARY KEY (ref_id, embedder));
+"""
+
+
+@dataclass(frozen=True)
+class ReferenceStatus:
+    """What happened to one reference image given to :meth:`Gallery.add_person` or ``add_brand``."""
+
+    path: str
+    status: Literal["added", "already_registered", "no_face", "several_faces", "face_too_small", "error"]
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("added", "already_registered")
+
+
+def validate_name(name: str) -> str:
+    """Return the name stripped, or raise GalleryError saying what a valid name looks like."""
+    if not isinstance(name, str) or not NAME_RE.match(name.strip()):
+        raise GalleryError(
+            f"invalid name {name!r}: use 1-80 letters, digits, spaces, '_', '-', '.' or \"'\", "
+            "starting with a letter or digit (e.g. 'rick_astley')"
+        )
+    return name.strip()
+
+
+class Gallery:
+    """Registered people and brands, persisted in one SQLite file (created if missing).
+
+    Args:
+        path: the gallery file, e.g. ``"event.db"``.
+        embedder: embedder name used for people's reference embeddings.
+        device: where reference photos are analysed (``"auto"``: CUDA when present).
+    """
+
+    def __init__(self, path: str | Path, *, embedder: str = "dlib-resnet-v1", device: str = "auto"):
+        self.path = Path(path)
+        self.embedder_name = embedder
+        self.device = device
+        self._pipeline: FacePipeline | None = None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{self.path} is not an influvision gallery (not a SQLite file: {e})") from e
+        if tables and "meta" not in tables:
+            raise GalleryError(f"{self.path} is a SQLite file but not an influvision gallery")
+        if not tables:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.executescript(_SCHEMA)
+            self._db.executemany("INSERT INTO meta VALUES (?, ?)",
+                                 [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        if meta.get("application") != APPLICATION:
+            raise GalleryError(f"{self.path} is a SQLite file but not an influvision gallery")
+        if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise GalleryError(f"{self.path} was written by a newer influvision (schema "
+                               f"{meta['schema_version']}); upgrade influvision to read it")
+
+    # ---- people -----------------------------------------------------------------------------------------
+
+    def add_person(self, name: str, images: str | Path | Sequence[str | Path]) -> list[ReferenceStatus]:
+        """Register reference photos of a person; returns one status per image.
+
+        Each photo must show one clear face (the largest, with no other face of comparable size).
+        Photos with no face, several comparable faces or a face under ``MIN_REFERENCE_FACE_PX`` are
+        reported back and not used. Adding a photo again is a no-op (``already_registered``).
+        """
+        name = validate_name(name)
+        paths = [images] if isinstance(images, (str, Path)) else list(images)
+        if not paths:
+            raise GalleryError(f"add_person({name!r}) needs at least one reference image")
+        subject = self._subject_id("person", name, create=True)
+        statuses = [self._add_person_image(subject, str(p)) for p in paths]
+        if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
+            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+            log.warning("no usable reference for %s: person not registered", name)
+        return statuses
+
+    def _add_person_image(self, subject: int, path: str) -> ReferenceStatus:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            return ReferenceStatus(path, "error", f"{path}: cannot read ({e.strerror or e})")
+        sha = hashlib.sha256(data).hexdigest()
+        if self._db.execute("SELECT 1 FROM refs WHERE subject_id=? AND sha256=?", (subject, sha)).fetchone():
+            return ReferenceStatus(path, "already_registered")
+        try:
+            face = self._reference_face(data, path)
+        except MediaError as e:
+            return ReferenceStatus(path, "error", str(e))
+        if isinstance(face, ReferenceStatus):
+            return face
+        vector, box, face_px = face
+        warning = self._consistency_warning(subject, vector)
+        with self._db:
+            cur = self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
+                                   "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
+            self._store_embedding(cur.lastrowid, vector, box, face_px)
+        return ReferenceStatus(path, "added", warning)
+
+    def _reference_face(self, data: bytes, path: str) -> tuple[np.ndarray, list[float], float] | ReferenceStatus:
+        image = load_image(data, name=path)
+        faces = self.pipeline([image.pixels])
+        if len(faces) == 0:
+            return ReferenceStatus(path, "no_face", f"{path}: no face found")
+        boxes = faces.boxes.cpu()
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        order = torch.argsort(area, descending=True)
+        if len(order) > 1 and float(area[order[1]]) >= COMPARABLE_FACE_AREA * float(area[order[0]]):
+            return ReferenceStatus(path, "several_faces",
+                                   f"{path}: {len(order)} faces of comparable size; crop the photo to the person")
+        i = int(order[0])
+        face_px = float(faces.columns["size_px"][i])
+        if face_px < MIN_REFERENCE_FACE_PX:
+            return ReferenceStatus(path, "face_too_small",
+                                   f"{path}: the face is {face_px:.0f} px high; references need "
+                                   f"at least {MIN_REFERENCE_FACE_PX:.0f} px")
+        vector = faces.columns["embedding"][i].float().cpu().numpy()
+        return vector, [round(float(v), 1) for v in boxes[i]], face_px
+
+    def _consistency_warning(self, subject: int, vector: np.ndarray) -> str:
+        rows = self._db.execute(
+            "SELECT e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
+            "WHERE r.subject_id=? AND e.embedder=?", (subject, self.embedder_name)).fetchall()
+        if not rows:
+            return ""
+        existing = np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
+        nearest = float(np.linalg.norm(existing - vector, axis=1).min())
+        if nearest > INCONSISTENT_REFERENCE_DISTANCE:
+            return (f"warning: this face is {nearest:.2f} from the person's other references "
+                    f"(same person is usually < 0.5): check it shows the same person")
+        return ""
+
+    def _store_embedding(self, ref_id: int | None, vector: np.ndarray, box: list[float], face_px: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
+            (ref_id, self.embedder_name, int(vector.shape[0]), vector.astype(np.float32).tobytes(),
+             ",".join(map(str, box)), face_px))
+
+    def remove_person(self, name: str) -> None:
+        subject = self._subject_id("person", validate_name(name), create=False)
+        with self._db:
+            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+
+    def people(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind='person' ORDER BY name")]
+
+    def references(self, name: str) -> list[str]:
+        """Source paths of a person's or brand's reference images."""
+        rows = self._db.execute("SELECT r.source_path FROM refs r JOIN subjects s ON s.id = r.subject_id "
+                                "WHERE s.name=? ORDER BY r.id", (name,))
+        return [r[0] for r in rows]
+
+    def index(self, device: str | torch.device = "cpu") -> GalleryIndex:
+        """All people's reference embeddings for the gallery's embedder, computed where missing."""
+        self._refresh_embeddings()
+        rows = self._db.execute(
+            "SELECT s.name, e.vector FROM subjects s JOIN refs r ON r.subject_id = s.id "
+            "JOIN embeddings e ON e.ref_id = r.id WHERE s.kind='person' AND e.embedder=? ORDER BY s.name, r.id",
+            (self.embedder_name,)).fetchall()
+        if not rows:
+            return GalleryIndex.empty(device=device)
+        names = sorted({r[0] for r in rows})
+        pos = {n: i for i, n in enumerate(names)}
+        emb = torch.from_numpy(np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]).copy())
+        owner = torch.tensor([pos[r[0]] for r in rows], dtype=torch.long)
+        return GalleryIndex(names, emb.to(device), owner.to(device))
+
+    def _refresh_embeddings(self) -> None:
+        """Embed people's references that have no embedding for the current embedder (it changed)."""
+        missing = self._db.execute(
+            "SELECT r.id, r.source_path, r.data FROM refs r JOIN subjects s ON s.id = r.subject_id "
+            "WHERE s.kind='person' AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.ref_id = r.id "
+            "AND e.embedder=?)", (self.embedder_name,)).fetchall()
+        for ref_id, path, data in missing:
+            face = self._reference_face(data, path)
+            if isinstance(face, ReferenceStatus):
+                log.warning("reference %s gives no usable face with %s: %s", path, self.embedder_name, face.message)
+                continue
+            with self._db:
+                self._store_embedding(ref_id, *face)
+
+    # ---- brands -----------------------------------------------------------------------------------------
+
+    def add_brand(self, name: str, images: str | Path | Sequence[str | Path]) -> list[ReferenceStatus]:
+        """Register reference images of a brand's logo (PNG with transparency, JPG crops)."""
+        from .logos.references import load_reference
+
+        name = validate_name(name)
+        paths = [images] if isinstance(images, (str, Path)) else list(images)
+        if not paths:
+            raise GalleryError(f"add_brand({name!r}) needs at least one reference image")
+        subject = self._subject_id("brand", name, create=True)
+        statuses = []
+        for p in map(str, paths):
+            try:
+                data = Path(p).read_bytes()
+            except OSError as e:
+                statuses.append(ReferenceStatus(p, "error", f"{p}: cannot read ({e.strerror or e})"))
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if self._db.execute("SELECT 1 FROM refs WHERE subject_id=? AND sha256=?", (subject, sha)).fetchone():
+                statuses.append(ReferenceStatus(p, "already_registered"))
+                continue
+            try:
+                load_reference(name, data)
+            except InfluvisionError as e:
+                statuses.append(ReferenceStatus(p, "error", f"{p}: {e}"))
+                continue
+            with self._db:
+                self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
+                                 "VALUES (?, ?, ?, ?, ?)", (subject, sha, p, data, time.time()))
+            statuses.append(ReferenceStatus(p, "added"))
+        if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
+            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+        return statuses
+
+    def remove_brand(self, name: str) -> None:
+        subject = self._subject_id("brand", validate_name(name), create=False)
+        with self._db:
+            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+
+    def brands(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind='brand' ORDER BY name")]
+
+    def brand_images(self) -> list[tuple[str, str, bytes]]:
+        """(brand, source path, image bytes) for every brand reference, in a stable order."""
+        return self._db.execute(
+            "SELECT s.name, r.source_path, r.data FROM subjects s JOIN refs r ON r.subject_id = s.id "
+            "WHERE s.kind='brand' ORDER BY s.name, r.id").fetchall()
+
+    # ---- plumbing ---------------------------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            from .faces.pipeline import FacePipeline
+
+            self._pipeline = FacePipeline(embedder=self.embedder_name, device=self.device)
+        return self._pipeline
+
+    def use_pipeline(self, pipeline: FacePipeline) -> None:
+        """Share an already loaded face pipeline (same embedder) instead of loading another."""
+        if pipeline.embedder.name != self.embedder_name:
+            raise GalleryError(f"pipeline embedder {pipeline.embedder.name!r} differs from the gallery's "
+                               f"{self.embedder_name!r}")
+        self._pipeline = pipeline
+
+    def _subject_id(self, kind: str, name: str, *, create: bool) -> int:
+        row = self._db.execute("SELECT id FROM subjects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        if row:
+            return int(row[0])
+        if not create:
+            known = [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind=? ORDER BY name", (kind,))]
+            raise GalleryError(f"no {kind} named {name!r} in {self.path}; registered: {', '.join(known) or 'none'}")
+        other = "brand" if kind == "person" else "person"
+        if self._db.execute("SELECT 1 FROM subjects WHERE kind=? AND name=?", (other, name)).fetchone():
+            raise GalleryError(f"{name!r} is already registered as a {other}; choose another name")
+        cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)", (kind, name, time.time()))
+        return int(cur.lastrowid or 0)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Gallery({str(self.path)!r}, people={len(self.people())}, brands={len(self.brands())})"

@@ -1,0 +1,279 @@
+"""Local-feature matching of flat brand marks: SIFT, a location-aware ratio test, RANSAC homographies.
+
+Why the pieces are there:
+
+* The references are single-colour silhouettes while the real logos are printed in any colour, light on
+  dark or dark on light. SIFT descriptors flip with contrast polarity, so every reference is described
+  twice: dark mark on light ground and its inverse.
+* Real logos are seen in perspective; a few tilted views of each reference (affine simulation as in
+  ASIFT) give descriptors that still match at 50-60 degrees of tilt.
+* The ratio test runs against all brands at once: a photo feature that fits two brands (or two places of
+  one brand) about as well is dropped. Neighbours of the same brand closer than a few canvas pixels are
+  the same point seen in another simulated view, so they do not count as the runner-up.
+* Every candidate needs a homography with enough RANSAC inliers that maps the reference to a convex,
+  plausibly sized and shaped quadrilateral, and the photo inside it must agree with the reference's
+  shape (:func:`shape_agreement`): that check kills most chance alignments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .references import LogoReference
+
+log = logging.getLogger(__name__)
+
+# Affine simulations of each reference: (tilt, longitude in degrees). Tilt t compresses one axis by 1/t.
+VIEWS: tuple[tuple[float, float], ...] = (
+    (1.0, 0.0),
+    (1.7, 0.0), (1.7, 45.0), (1.7, 90.0), (1.7, 135.0),
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One geometrically verified logo hypothesis in one image (source pixels)."""
+
+    image_index: int
+    brand: int
+    box: tuple[float, float, float, float]
+    quad: np.ndarray  # (4, 2) float32, the reference canvas's content corners in source pixels
+    inliers: int
+    matches: int
+    agreement: float  # shape agreement in [-1, 1], see shape_agreement()
+
+
+def _rootsift(desc: np.ndarray) -> np.ndarray:
+    desc = desc.astype(np.float32)
+    desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)
+    return np.sqrt(desc)
+
+
+def _render(shape: np.ndarray, invert: bool) -> np.ndarray:
+    """uint8 greyscale rendering of a [0, 1] shape: dark mark on light ground (or inverted)."""
+    ink = shape if invert else 1.0 - shape
+    img = (40.0 + 175.0 * ink).astype(np.float32)
+    return cv2.GaussianBlur(img, (0, 0), 1.0).clip(0, 255).astype(np.uint8)
+
+
+def _tilt_view(img: np.ndarray, tilt: float, phi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``img`` to a simulated view; returns the view and the 2x3 affine from view back to ``img``."""
+    h, w = img.shape[:2]
+    if tilt == 1.0 and phi == 0.0:
+        return img, np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float64)
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), phi, 1.0)
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ rot.T
+    x0, y0 = corners.min(axis=0)
+    x1, y1 = corners.max(axis=0)
+    rot[:, 2] -= (x0, y0)
+    squash = np.array([[1.0 / tilt, 0, 0], [0, 1.0, 0], [0, 0, 1]])
+    fwd = (squash @ np.vstack([rot, [0, 0, 1]]))[:2]
+    size = (int(np.ceil((x1 - x0) / tilt)), int(np.ceil(y1 - y0)))
+    # 128 is the rendering's mid-grey neither polarity uses, so the view's border adds no false edges.
+    view = cv2.warpAffine(img, fwd, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return view, cv2.invertAffineTransform(fwd)
+
+
+def shape_agreement(grey_canvas: np.ndarray, shape: np.ndarray) -> float:
+    """Pearson correlation in [-1, 1] between a photo patch warped to the reference canvas and its shape.
+
+    Args:
+        grey_canvas: (H, W) float32, photo intensities resampled onto the reference canvas.
+        shape: (H, W) float32 in [0, 1], the reference shape.
+
+    A real flat logo separates into mark and ground, so |r| is high (sign = polarity); a chance alignment
+    of a few keypoints on unrelated texture gives |r| near 0. Returns 0 for a constant patch.
+    """
+    a = grey_canvas.astype(np.float64).ravel()
+    b = shape.astype(np.float64).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 1e-9 else 0.0
+
+
+class SiftMatcher:
+    """Finds registered marks in photos by SIFT matching against several renderings of each reference.
+
+    Args:
+        references: the registered brands; ``Candidate.brand`` indexes this list.
+        device: torch device for descriptor matching (the SIFT extraction itself runs on the CPU).
+        max_features: SIFT features kept per photo.
+        work_side: photos are resized so that their longer side is this many pixels (small photos are
+            upscaled at most ``max_upscale`` times): small logos need the upscaling to give keypoints.
+        ratio: Lowe ratio threshold against the best runner-up of another brand or another place.
+        min_inliers: RANSAC inliers needed for a candidate (at as many distinct reference points).
+        max_instances: homographies tried per brand and photo (each removes its inliers).
+        views: (tilt, longitude in degrees) affine simulations of each reference; (1, 0) is upright.
+    """
+
+    def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
+                 max_features: int = 4000, work_side: int = 1000, max_upscale: float = 2.0,
+                 ratio: float = 0.8, min_inliers: int = 8, max_instances: int = 3,
+                 views: Sequence[tuple[float, float]] = VIEWS) -> None:
+        self.references = list(references)
+        self.device = torch.device(device)
+        self.max_features = max_features
+        self.work_side = work_side
+        self.max_upscale = max_upscale
+        self.ratio = ratio
+        self.min_inliers = min_inliers
+        self.max_instances = max_instances
+        self.views = tuple(views)
+        self._sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+        self._ref_sift = cv2.SIFT_create(nfeatures=1500, contrastThreshold=0.02)
+        descs, pts, brands = [], [], []
+        for b, ref in enumerate(self.references):
+            d, p = self._describe_reference(ref)
+            descs.append(d)
+            pts.append(p)
+            brands.append(np.full(len(d), b, dtype=np.int64))
+            log.debug("reference %s: %d descriptors", ref.name, len(d))
+        self.db_desc = torch.from_numpy(np.concatenate(descs) if descs else np.zeros((0, 128), np.float32)
+                                        ).to(self.device)
+        self.db_pts = np.concatenate(pts) if pts else np.zeros((0, 2), np.float32)
+        self.db_brand = np.concatenate(brands) if brands else np.zeros(0, np.int64)
+        self._db_pts_t = torch.from_numpy(self.db_pts).to(self.device)
+        self._db_brand_t = torch.from_numpy(self.db_brand).to(self.device)
+
+    def _describe_reference(self, ref: LogoReference) -> tuple[np.ndarray, np.ndarray]:
+        """RootSIFT descriptors (K, 128) and their canvas coordinates (K, 2) over all renderings and views."""
+        descs, pts = [], []
+        for invert in (False, True):
+            base = _render(ref.shape, invert)
+            for tilt, phi in self.views:
+                view, back = _tilt_view(base, tilt, phi)
+                kps, d = self._ref_sift.detectAndCompute(view, None)
+                if d is None or not kps:
+                    continue
+                xy = np.array([k.pt for k in kps], dtype=np.float64)
+                xy = np.hstack([xy, np.ones((len(xy), 1))]) @ back.T
+                h, w = ref.shape.shape
+                keep = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+                descs.append(_rootsift(d[keep]))
+                pts.append(xy[keep].astype(np.float32))
+        if not descs:
+            return np.zeros((0, 128), np.float32), np.zeros((0, 2), np.float32)
+        return np.concatenate(descs), np.concatenate(pts)
+
+    def _work_scale(self, h: int, w: int) -> float:
+        return min(self.max_upscale, self.work_side / max(h, w))
+
+    def match(self, images: Sequence[np.ndarray]) -> list[Candidate]:
+        """Verified candidates over a batch of (H, W, 3) uint8 RGB images; may be empty."""
+        out: list[Candidate] = []
+        for i, img in enumerate(images):
+            out.extend(self._match_one(i, img))
+        return out
+
+    def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
+        h, w = img.shape[:2]
+        s = self._work_scale(h, w)
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
+                          interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+        kps, d = self._sift.detectAndCompute(work, None)
+        if d is None or len(kps) < self.min_inliers or len(self.db_desc) < 2:
+            return []
+        xy = np.array([k.pt for k in kps], dtype=np.float32) / s
+        desc = torch.from_numpy(_rootsift(d)).to(self.device)
+        best, brand, ref_xy, ok = self._ratio_matches(desc)
+        cands: list[Candidate] = []
+        grey_f = grey.astype(np.float32)
+        for b in np.unique(brand[ok]):
+            sel = np.nonzero(ok & (brand == b))[0]
+            src = ref_xy[sel]
+            dst = xy[sel]
+            cands.extend(self._fit_instances(index, int(b), src, dst, grey_f, (w, h)))
+        return cands
+
+    def _ratio_matches(self, desc: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For each photo feature: best db index, its brand, its canvas point, and whether it passes."""
+        k = min(12, self.db_desc.shape[0])
+        sim = desc @ self.db_desc.T  # (N, M) cosine of unit RootSIFT vectors
+        top_sim, top_idx = sim.topk(k, dim=1)
+        dist = torch.sqrt(torch.clamp(2.0 - 2.0 * top_sim, min=0.0))
+        b_brand = self._db_brand_t[top_idx]  # (N, k)
+        b_pts = self._db_pts_t[top_idx]  # (N, k, 2)
+        same_place = (b_brand == b_brand[:, :1]) & (
+            (b_pts - b_pts[:, :1]).norm(dim=-1) < 12.0)
+        # Runner-up: first neighbour that is another brand or another place of the same brand.
+        other = ~same_place
+        has_other = other.any(dim=1)
+        first_other = torch.argmax(other.to(torch.int8), dim=1)
+        d2 = torch.where(has_other, dist.gather(1, first_other[:, None])[:, 0],
+                         torch.full_like(dist[:, 0], 2.0))
+        ok = dist[:, 0] < self.ratio * d2
+        best = top_idx[:, 0]
+        return (best.cpu().numpy(), b_brand[:, 0].cpu().numpy(), b_pts[:, 0].cpu().numpy(),
+                ok.cpu().numpy())
+
+    def _fit_instances(self, index: int, b: int, src: np.ndarray, dst: np.ndarray, grey: np.ndarray,
+                       wh: tuple[int, int]) -> list[Candidate]:
+        ref = self.references[b]
+        cx1, cy1, cx2, cy2 = ref.content_box
+        corners = np.array([[cx1, cy1], [cx2, cy1], [cx2, cy2], [cx1, cy2]], dtype=np.float32)
+        out: list[Candidate] = []
+        remaining = np.arange(len(src))
+        for _ in range(self.max_instances):
+            if len(remaining) < self.min_inliers:
+                break
+            hmat, mask = cv2.findHomography(src[remaining], dst[remaining], cv2.USAC_MAGSAC, 4.0,
+                                            maxIters=2000, confidence=0.999)
+            if hmat is None or mask is None:
+                break
+            inl = mask.ravel().astype(bool)
+            n_in = int(inl.sum())
+            if n_in < self.min_inliers:
+                break
+            inl_idx, remaining = remaining[inl], remaining[~inl]
+            quad = cv2.perspectiveTransform(corners[None], hmat)[0]
+            if not _plausible_quad(quad, wh, (cx2 - cx1) / (cy2 - cy1)):
+                continue
+            # Distinct reference points among the inliers: repeated hits on one corner are one piece of evidence.
+            if len(np.unique(np.round(src[inl_idx] / 6.0), axis=0)) < self.min_inliers:
+                continue
+            agreement = self._agreement(grey, hmat, ref)
+            x1, y1 = quad.min(axis=0)
+            x2, y2 = quad.max(axis=0)
+            box = (max(0.0, float(x1)), max(0.0, float(y1)), min(float(wh[0]), float(x2)),
+                   min(float(wh[1]), float(y2)))
+            out.append(Candidate(index, b, box, quad.astype(np.float32), n_in, len(src), agreement))
+        return out
+
+    @staticmethod
+    def _agreement(grey: np.ndarray, hmat: np.ndarray, ref: LogoReference) -> float:
+        w, h = ref.size
+        canvas = cv2.warpPerspective(grey, hmat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        return shape_agreement(canvas, ref.shape)
+
+
+def _plausible_quad(quad: np.ndarray, wh: tuple[int, int], ref_aspect: float) -> bool:
+    """Convex, not tiny, not far larger than the photo, sides and aspect within what perspective allows."""
+    q = quad.astype(np.float64)
+    if not np.isfinite(q).all():
+        return False
+    if not cv2.isContourConvex(q.astype(np.float32).reshape(-1, 1, 2)):
+        return False
+    area = cv2.contourArea(q.astype(np.float32))
+    w, h = wh
+    if area < 12 * 12 or area > 1.5 * w * h:
+        return False
+    sides = np.linalg.norm(np.roll(q, -1, axis=0) - q, axis=1)
+    if sides.min() < 8 or sides.max() / sides.min() > 6 * max(ref_aspect, 1 / ref_aspect):
+        return False
+    # Opposite sides of a flat mark seen in perspective keep comparable lengths.
+    if max(sides[0], sides[2]) / max(min(sides[0], sides[2]), 1e-6) > 3.0:
+        return False
+    if max(sides[1], sides[3]) / max(min(sides[1], sides[3]), 1e-6) > 3.0:
+        return False
+    aspect = (sides[0] + sides[2]) / max(sides[1] + sides[3], 1e-6)
+    ratio = aspect / ref_aspect
+    return 1 / 3.5 < ratio < 3.5

@@ -1,0 +1,182 @@
+"""Brand reference images: load, validate and normalise one registered logo.
+
+A reference is one flat picture of the mark: a PNG with transparency (simple-icons style silhouettes, the
+alpha channel is the shape), or an opaque JPG/PNG crop of the logo (its luminance is the shape). SVG files
+need a rasteriser that is not installed; they raise :class:`LogoReferenceError` saying what to install.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InfluvisionError
+
+log = logging.getLogger(__name__)
+
+BRAND_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MIN_SIDE_PX = 32
+# Fewest SIFT keypoints a normalised reference must give to be matchable.
+MIN_KEYPOINTS = 4
+# Working resolution of the normalised shape: the longer side of the content, in pixels.
+CANVAS_PX = 256
+# Background margin kept around the content, as a fraction of its longer side.
+PAD_FRACTION = 0.12
+
+
+class LogoReferenceError(InfluvisionError, ValueError):
+    """A brand reference cannot be registered; the message names the brand and says why."""
+
+
+@dataclass(frozen=True)
+class LogoReference:
+    """One registered brand mark, normalised for matching.
+
+    Attributes:
+        name: brand name (lowercase letters, digits, ``_`` and ``-``).
+        shape: (H, W) float32 in [0, 1], the mark's shape on a background of 0 with a margin of
+            ``PAD_FRACTION`` around the content; the longer side of the content is ``CANVAS_PX``. For a
+            transparent PNG it is the alpha channel; for an opaque crop the luminance contrast to the
+            crop's border, so either polarity of the mark is 1.
+        rgb: (H, W, 3) uint8, the mark's colours on the same canvas (undefined where ``shape`` is 0).
+        colour: (3,) uint8 RGB, the mean colour of the mark (its brand colour for a flat icon).
+        has_alpha: whether ``shape`` came from transparency.
+        source_size: (width, height) of the image as given.
+    """
+
+    name: str
+    shape: np.ndarray
+    rgb: np.ndarray
+    colour: np.ndarray
+    has_alpha: bool
+    source_size: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the normalised canvas in pixels."""
+        return int(self.shape.shape[1]), int(self.shape.shape[0])
+
+    @property
+    def content_box(self) -> tuple[float, float, float, float]:
+        """x1, y1, x2, y2 of the mark inside the canvas (the canvas minus its margin), in canvas pixels."""
+        ys, xs = np.nonzero(self.shape > 0.5)
+        return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def _is_svg(data: bytes) -> bool:
+    head = data[:512].lstrip().lower()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower())
+
+
+def _read(name: str, source: str | Path | bytes) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise LogoReferenceError(f"brand {name!r}: cannot read reference {path}: {err}") from err
+
+
+def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
+    """Load and validate one brand reference.
+
+    Args:
+        name: brand name; lowercase letters, digits, ``_`` and ``-`` (1 to 64 characters).
+        source: a file path, or the encoded bytes of a PNG (alpha used as the mask when present) or JPG.
+
+    Returns:
+        The normalised :class:`LogoReference`.
+
+    Raises:
+        LogoReferenceError: invalid name, unreadable file, SVG (needs a rasteriser that is not installed),
+            a blank image, content smaller than ``MIN_SIDE_PX`` on a side, or a textureless mark.
+    """
+    if not isinstance(name, str) or not BRAND_NAME.match(name):
+        raise LogoReferenceError(
+            f"invalid brand name {name!r}: use 1-64 lowercase letters, digits, '_' or '-', starting with a "
+            "letter or digit")
+    data = _read(name, source)
+    if _is_svg(data):
+        raise LogoReferenceError(
+            f"brand {name!r}: SVG references need a rasteriser; install 'cairosvg' (or 'resvg-py') or convert "
+            "the SVG to a PNG with transparency (512 px or larger) and register that")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+            arr = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise LogoReferenceError(f"brand {name!r}: not a readable PNG/JPG image ({err})") from err
+    src_h, src_w = arr.shape[:2]
+
+    if has_alpha:
+        shape = arr[..., 3].astype(np.float32) / 255.0
+        rgb = arr[..., :3]
+        if float(shape.max()) < 0.5:
+            raise LogoReferenceError(f"brand {name!r}: the reference is blank (fully transparent)")
+        # A transparent PNG whose content fills it entirely carries no shape in its alpha: treat as a crop.
+        if float(shape.min()) > 0.5:
+            has_alpha = False
+    if not has_alpha:
+        rgb = arr[..., :3]
+        shape = _shape_from_crop(name, rgb)
+
+    ys, xs = np.nonzero(shape > 0.5)
+    if xs.size == 0:
+        raise LogoReferenceError(f"brand {name!r}: the reference is blank (no mark found)")
+    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    cw, ch = int(x2 - x1), int(y2 - y1)
+    if min(cw, ch) < MIN_SIDE_PX:
+        raise LogoReferenceError(
+            f"brand {name!r}: the mark is too small ({cw}x{ch} px); give at least {MIN_SIDE_PX} px on each side")
+
+    scale = CANVAS_PX / max(cw, ch)
+    pad = int(round(PAD_FRACTION * CANVAS_PX))
+    out_w, out_h = int(round(cw * scale)) + 2 * pad, int(round(ch * scale)) + 2 * pad
+    # Affine from the source crop to the padded canvas; INTER_AREA when shrinking keeps edges clean.
+    m = np.array([[scale, 0, pad - x1 * scale], [0, scale, pad - y1 * scale]], dtype=np.float64)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    shape_c = cv2.warpAffine(shape, m, (out_w, out_h), flags=interp, borderValue=0.0)
+    rgb_c = cv2.warpAffine(np.ascontiguousarray(rgb), m, (out_w, out_h), flags=interp, borderValue=(0, 0, 0))
+    shape_c = np.clip(shape_c, 0.0, 1.0).astype(np.float32)
+
+    fg = shape_c > 0.5
+    ink = (fg.astype(np.uint8) * 255)
+    x, y, bw, bh = cv2.boundingRect(ink)
+    if float(fg.sum()) > 0.97 * bw * bh:
+        raise LogoReferenceError(f"brand {name!r}: the reference is a plain filled rectangle, not a mark")
+    # Matching needs distinctive local structure: a mark with only a few corners cannot be told apart.
+    grey = (255 - 200 * shape_c).astype(np.uint8)
+    n_kp = len(cv2.SIFT_create(contrastThreshold=0.02).detect(grey, None))
+    if n_kp < MIN_KEYPOINTS:
+        raise LogoReferenceError(
+            f"brand {name!r}: the reference is textureless ({n_kp} keypoints, need {MIN_KEYPOINTS}); give a "
+            "sharper, higher-contrast image of the logo")
+    colour = np.median(rgb_c[fg], axis=0).astype(np.uint8) if fg.any() else np.zeros(3, np.uint8)
+    log.debug("reference %s: %dx%d source, canvas %dx%d, alpha=%s", name, src_w, src_h, out_w, out_h, has_alpha)
+    return LogoReference(name=name, shape=shape_c, rgb=rgb_c, colour=colour, has_alpha=has_alpha,
+                         source_size=(int(src_w), int(src_h)))
+
+
+def _shape_from_crop(name: str, rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: contrast of each pixel to the crop's border colour, for opaque crops.
+
+    The border of a logo crop is mostly background, so the distance to the border's median colour marks
+    the logo whichever its polarity. A crop with no contrast at all is blank.
+    """
+    img = rgb.astype(np.float32)
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bg = np.median(border, axis=0)
+    dist = np.linalg.norm(img - bg, axis=-1)
+    peak = float(np.percentile(dist, 99))
+    if peak < 25.0:
+        raise LogoReferenceError(f"brand {name!r}: the reference is blank (no contrast in the image)")
+    return np.clip(dist / peak, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,146 @@
+"""Open-set matching of face embeddings against the registered people.
+
+A face is named only when the evidence is strong on three counts: it is close to one person
+(distance <= threshold), clearly closer to that person than to anybody else (margin), and the face
+itself is good enough to trust (size, sharpness: decided upstream and passed in as ``eligible``).
+Everything else stays unknown: naming an unregistered person is the most expensive error the product
+can make, so doubt resolves to "unknown".
+
+Within one photo (a *group*), a person is assigned to at most one face: the assignment minimises the
+total distance over the candidate pairs (Hungarian), it is not an independent argmax per face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """Rules that decide when a face is named.
+
+    Attributes:
+        threshold: largest Euclidean distance (dlib descriptor scale) at which a face may be named.
+            Lower means fewer false names and more unknowns.
+        margin: the second-closest person must be at least this much further away than the closest.
+        min_face_px: faces smaller than this (height in source pixels) are never named.
+        min_sharpness: faces blurrier than this (quality.sharpness) are never named.
+    """
+
+    threshold: float = 0.5
+    margin: float = 0.04
+    min_face_px: float = 24.0
+    min_sharpness: float = 0.0
+
+    def similarity(self, distance: Tensor) -> Tensor:
+        """Similarity reported to users: ``1 - distance``, clipped to [0, 1]."""
+        return (1.0 - distance).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GalleryIndex:
+    """Reference embeddings of the registered people, ready for matching on one device.
+
+    Attributes:
+        names: P person names; person index p refers to ``names[p]``.
+        embeddings: (R, D) float32 reference embeddings (several per person).
+        owner: (R,) int64, the person index of each reference row.
+    """
+
+    names: list[str]
+    embeddings: Tensor
+    owner: Tensor
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def to(self, device: torch.device | str) -> GalleryIndex:
+        return GalleryIndex(self.names, self.embeddings.to(device), self.owner.to(device))
+
+    @staticmethod
+    def empty(dim: int = 128, device: torch.device | str = "cpu") -> GalleryIndex:
+        return GalleryIndex([], torch.zeros(0, dim, device=device), torch.zeros(0, dtype=torch.long, device=device))
+
+    def without(self, names: Sequence[str]) -> GalleryIndex:
+        """The same index with some people left out (for open-set evaluation)."""
+        keep = [i for i, n in enumerate(self.names) if n not in set(names)]
+        remap = torch.full((len(self.names),), -1, dtype=torch.long)
+        remap[keep] = torch.arange(len(keep))
+        owner = remap[self.owner.cpu()]
+        rows = owner >= 0
+        return GalleryIndex([self.names[i] for i in keep], self.embeddings[rows.to(self.embeddings.device)],
+                            owner[rows].to(self.owner.device))
+
+
+def person_distances(emb: Tensor, index: GalleryIndex) -> Tensor:
+    """Distance of each face to each registered person: the nearest of that person's references.
+
+    Args:
+        emb: (N, D) face embeddings on the index's device.
+        index: the gallery; P may be 0.
+    Returns:
+        (N, P) float32 Euclidean distances; (N, 0) when nobody is registered.
+    """
+    n, p = emb.shape[0], index.size
+    if n == 0 or p == 0:
+        return emb.new_zeros((n, p))
+    d = torch.cdist(emb.float(), index.embeddings.float())  # (N, R)
+    out = emb.new_full((n, p), float("inf"))
+    return out.scatter_reduce(1, index.owner.expand(n, -1), d, reduce="amin", include_self=True)
+
+
+def assign_identities(
+    dist: Tensor, groups: Tensor, eligible: Tensor, settings: MatchSettings
+) -> tuple[Tensor, Tensor]:
+    """Name each face or leave it unknown (open set), one person at most once per group.
+
+    Args:
+        dist: (N, P) distances from :func:`person_distances`; any device.
+        groups: (N,) int64, faces with the same value (same photo or frame) compete for people.
+        eligible: (N,) bool, faces good enough to be named at all (size, sharpness).
+        settings: threshold and margin.
+    Returns:
+        identity (N,) int64 person index or :data:`UNKNOWN`; distance (N,) float32 to the assigned
+        person, or to the nearest person for unknown faces (inf when nobody is registered).
+        Both on ``dist``'s device.
+    """
+    n, p = dist.shape
+    device = dist.device
+    identity = torch.full((n,), UNKNOWN, dtype=torch.long, device=device)
+    if n == 0 or p == 0:
+        return identity, dist.new_full((n,), float("inf"))
+    best2 = dist.topk(min(2, p), dim=1, largest=False).values
+    nearest = best2[:, 0]
+    second = best2[:, 1] if p > 1 else torch.full_like(nearest, float("inf"))
+    # A face competes for a person only if that person passes the threshold and the margin
+    # over the face's runner-up; only then can the assignment pick it.
+    runner_up = torch.where(dist <= nearest[:, None], second[:, None], nearest[:, None])
+    candidate = (dist <= settings.threshold) & (runner_up - dist >= settings.margin) & eligible[:, None]
+    if not bool(candidate.any()):
+        return identity, nearest
+    # One small host copy of the candidate rows: the assignment itself is tiny and per photo.
+    cand = candidate.cpu().numpy()
+    d_host = dist.float().cpu().numpy()
+    g_host = groups.cpu().numpy()
+    ident_host = np.full(n, UNKNOWN, dtype=np.int64)
+    rows = np.flatnonzero(cand.any(axis=1))
+    for g in np.unique(g_host[rows]):
+        faces = rows[g_host[rows] == g]
+        people = np.flatnonzero(cand[faces].any(axis=0))
+        cost = np.where(cand[np.ix_(faces, people)], d_host[np.ix_(faces, people)], 1e6)
+        fi, pj = linear_sum_assignment(cost)
+        ok = cost[fi, pj] < 1e6
+        ident_host[faces[fi[ok]]] = people[pj[ok]]
+    identity = torch.from_numpy(ident_host).to(device)
+    named = identity >= 0
+    distance = torch.where(named, dist.gather(1, identity.clamp(min=0)[:, None])[:, 0], nearest)
+    return identity, distance

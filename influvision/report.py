@@ -1,0 +1,209 @@
+"""The report a user gets from :func:`influvision.track`: pydantic models, JSON, CSV and a summary table.
+
+Every count is traceable: a person's ``photos`` are the media entries where a face box carries their name,
+and ``intervals`` come from the video tracks listed in that video's media entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Box = list[float]
+
+
+class FaceEntry(BaseModel):
+    identity: str | None = Field(description="Registered person's name, or null when not identified")
+    box: Box = Field(description="x1, y1, x2, y2 in the photo's pixels (EXIF orientation applied)")
+    score: float = Field(description="Face detector confidence, 0-1")
+    similarity: float = Field(description="1 - distance to the named (or, if unknown, nearest) person; 0-1")
+    distance: float | None = Field(None, description="Euclidean embedding distance behind `similarity`")
+    nearest: str | None = Field(None, description="Closest registered person even when not named (for audit)")
+    size_px: float = Field(0.0, description="Face height in pixels")
+    sharpness: float = Field(0.0, description="Focus measure of the aligned face (higher is sharper)")
+    frontalness: float = Field(0.0, description="1 = frontal, 0 = profile, from the landmarks")
+    status: Literal["named", "unknown", "unidentifiable"] = Field(
+        "unknown", description="unidentifiable: too small or blurred to compare, never named")
+    area_share: float = Field(0.0, description="Face box area / photo area")
+    centrality: float = Field(0.0, description="1 at the photo centre, 0 at a corner")
+
+
+class LogoEntry(BaseModel):
+    brand: str
+    box: Box
+    score: float
+    area_share: float = 0.0
+    centrality: float = 0.0
+    near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
+
+
+class TrackEntry(BaseModel):
+    track_id: int
+    identity: str | None
+    similarity: float
+    intervals: list[list[float]]
+    frames: int
+
+
+class MediaEntry(BaseModel):
+    path: str
+    kind: Literal["photo", "video"]
+    width: int = 0
+    height: int = 0
+    faces: list[FaceEntry] = Field(default_factory=list)
+    logos: list[LogoEntry] = Field(default_factory=list)
+    error: str | None = None
+    duplicate_of: str | None = Field(None, description="Earlier photo this one duplicates; not counted again")
+    duration_s: float | None = None
+    fps: float | None = None
+    frames_analysed: int | None = None
+    sample_fps: float | None = None
+    tracks: list[TrackEntry] | None = None
+
+
+class SubjectTally(BaseModel):
+    photo_count: int = Field(0, ge=0, description="Distinct photos (duplicates excluded) where identified")
+    photos: list[str] = Field(default_factory=list)
+    exposure_seconds: float = Field(0.0, ge=0, description="Union of on-screen intervals over all videos, seconds")
+    intervals: dict[str, list[list[float]]] = Field(default_factory=dict,
+                                                    description="Per video: [start_s, end_s) on screen")
+    mean_similarity: float | None = None
+    best_similarity: float | None = None
+    mean_area_share: float | None = Field(None, description="Mean share of the photo area per appearance")
+    alone_seconds: float = Field(0.0, description="Seconds on screen with no other registered person")
+
+
+class PairTally(BaseModel):
+    a: str
+    b: str
+    photo_count: int = 0
+    photos: list[str] = Field(default_factory=list)
+    seconds_together: float = 0.0
+    with_count: int = Field(0, description="Photos where the logo is on or near the person (brand pairs)")
+
+
+class Counts(BaseModel):
+    inputs_seen: int = 0
+    analysed: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    faces: int = 0
+    named_faces: int = 0
+    unknown_faces: int = Field(0, description="Faces compared but not close enough to anyone registered")
+    unidentifiable_faces: int = Field(0, description="Faces too small or blurred to compare")
+    logos: int = 0
+
+
+class Skipped(BaseModel):
+    path: str
+    error: str
+
+
+class Settings(BaseModel):
+    embedder: str
+    threshold: float
+    margin: float
+    min_face_px: float
+    device: str
+    version: str
+    sample_fps: float | None = None
+    max_gap_s: float | None = None
+    detector: dict[str, float] = Field(default_factory=dict)
+
+
+class Report(BaseModel):
+    people: dict[str, SubjectTally] = Field(default_factory=dict)
+    brands: dict[str, SubjectTally] = Field(default_factory=dict)
+    together: list[PairTally] = Field(default_factory=list, description="People photographed together")
+    co_appearance: list[PairTally] = Field(default_factory=list, description="Person x brand")
+    media: list[MediaEntry] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    counts: Counts = Field(default_factory=Counts)
+    settings: Settings
+
+    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
+        text = self.model_dump_json(indent=indent)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Report:
+        p = Path(text_or_path)
+        text = p.read_text() if len(str(text_or_path)) < 4096 and p.exists() else str(text_or_path)
+        return cls.model_validate(json.loads(text))
+
+    def to_csv(self, directory: str | Path) -> list[Path]:
+        """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``faces.csv``
+        (one row per face in photos), ``logos.csv``, ``tracks.csv``, ``intervals.csv``, ``skipped.csv``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tables: dict[str, tuple[list[str], list[list[object]]]] = {}
+        for name, group in (("people", self.people), ("brands", self.brands)):
+            tables[name] = (
+                ["name", "photo_count", "exposure_seconds", "alone_seconds", "mean_similarity",
+                 "best_similarity", "mean_area_share", "photos"],
+                [[k, t.photo_count, round(t.exposure_seconds, 3), round(t.alone_seconds, 3), t.mean_similarity,
+                  t.best_similarity, t.mean_area_share, ";".join(t.photos)] for k, t in group.items()])
+        for name, pairs in (("together", self.together), ("co_appearance", self.co_appearance)):
+            tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "photos"],
+                            [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
+                              ";".join(p.photos)] for p in pairs])
+        tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
+                            "size_px", "sharpness", "frontalness", "area_share", "centrality"],
+                           [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
+                             f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality]
+                            for m in self.media for f in m.faces])
+        tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "near"],
+                           [[m.path, lg.brand, lg.score, *lg.box, lg.area_share, lg.centrality, ";".join(lg.near)]
+                            for m in self.media for lg in m.logos])
+        tables["tracks"] = (["path", "track_id", "identity", "similarity", "frames", "intervals"],
+                            [[m.path, t.track_id, t.identity or "", t.similarity, t.frames, json.dumps(t.intervals)]
+                             for m in self.media for t in (m.tracks or [])])
+        tables["intervals"] = (["kind", "name", "video", "start_s", "end_s"],
+                               [[kind, name, video, s, e]
+                                for kind, group in (("person", self.people), ("brand", self.brands))
+                                for name, t in group.items() for video, ivs in t.intervals.items() for s, e in ivs])
+        tables["skipped"] = (["path", "error"], [[s.path, s.error] for s in self.skipped])
+        written = []
+        for name, (header, rows) in tables.items():
+            path = out / f"{name}.csv"
+            with path.open("w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(header)
+                w.writerows(rows)
+            written.append(path)
+        return written
+
+    def summary(self) -> str:
+        """A readable table: per person and brand, photos and seconds; then what was skipped."""
+        c = self.counts
+        lines = [f"influvision report: {c.analysed} analysed of {c.inputs_seen} inputs "
+                 f"({c.skipped} skipped, {c.duplicates} duplicates); faces: {c.faces} "
+                 f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small/blurred)",
+                 f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
+                 f"margin {self.settings.margin}, device {self.settings.device}", ""]
+        width = max([len(n) for n in [*self.people, *self.brands]] + [12])
+        lines.append(f"{'name':<{width}}  {'photos':>6}  {'seconds':>8}  {'alone s':>8}  {'mean sim':>8}")
+        for kind, group in (("person", self.people), ("brand", self.brands)):
+            for name, t in sorted(group.items(), key=lambda kv: (-kv[1].photo_count, -kv[1].exposure_seconds)):
+                sim = f"{t.mean_similarity:.3f}" if t.mean_similarity is not None else "-"
+                lines.append(f"{name:<{width}}  {t.photo_count:>6}  {t.exposure_seconds:>8.2f}  "
+                             f"{t.alone_seconds:>8.2f}  {sim:>8}" + ("  (brand)" if kind == "brand" else ""))
+        if not self.people and not self.brands:
+            lines.append("(nobody registered was found)")
+        for title, pairs in (("together", self.together), ("with brands", self.co_appearance)):
+            if pairs:
+                lines += ["", f"{title}:"]
+                lines += [f"  {p.a} + {p.b}: {p.photo_count} photos"
+                          + (f" ({p.with_count} next to the logo)" if title == "with brands" else "")
+                          + (f", {p.seconds_together:.2f} s on screen together" if p.seconds_together else "")
+                          for p in pairs]
+        if self.skipped:
+            lines += ["", f"skipped ({len(self.skipped)}):"] + [f"  {s.error}" for s in self.skipped]
+        return "\n".join(lines)

@@ -1,0 +1,645 @@
+"""What the user points at -> a deterministic list of media files, plus a reason for everything left out.
+
+:func:`collect_media` accepts files, folders (walked recursively, sorted), glob patterns (``"photos/*.jpg"``,
+``"event/**/*.jpg"``), zip and tar (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz) archives, or a list of
+any of these. Nothing stops the run: every input that cannot be used becomes a :class:`SkippedInput` with a
+message naming it and the problem.
+
+Archive members are never written where their names point. Each wanted member is copied into a private
+temporary folder owned by the :class:`MediaSet` under a generated name (``000003.jpg``); its archive name is
+kept only for display (``"event.zip!/day1/a.jpg"``). Members with absolute paths or ``..`` components,
+links, device files, nested archives and password-protected members are skipped with a reason, the rest go
+on. Against archive bombs: at most ``max_extract_bytes`` (default 16 GiB) are extracted per call, a zip
+member compressed more than ``max_compression_ratio`` times (default 100; photos and videos barely compress)
+is refused, a member that inflates beyond its declared size is refused, and an archive may list at most
+``max_archive_members`` entries (default 100,000).
+
+Inside folders and archives, files that are clearly not media (.txt, .json, .xmp sidecars, .DS_Store ...)
+are ignored silently; other unknown types are skipped with a reason. A file named without a media extension
+is still taken when its first bytes are a photo, video or archive signature.
+
+:class:`DuplicateIndex` finds repeated photos: byte-identical files by SHA-256, and resized / re-encoded
+copies by a 64-bit DCT perceptual hash.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import weakref
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import cv2
+import numpy as np
+import scipy.fft
+
+from .decode.images import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS
+from .errors import MediaError, ShapeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NEAR_DUPLICATE_MAX_DISTANCE",
+    "DuplicateIndex",
+    "MediaItem",
+    "MediaSet",
+    "SkippedInput",
+    "collect_media",
+    "find_duplicates",
+    "hamming",
+    "phash",
+]
+
+DEFAULT_MAX_EXTRACT_BYTES = 16 * 2**30
+DEFAULT_MAX_COMPRESSION_RATIO = 100.0
+DEFAULT_MAX_ARCHIVE_MEMBERS = 100_000
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
+# Clearly not media: ignored without a word inside folders and archives (still reported when named alone).
+_NON_MEDIA_SUFFIXES = frozenset({
+    ".txt", ".json", ".md", ".csv", ".tsv", ".xml", ".html", ".htm", ".log", ".yaml", ".yml", ".ini", ".cfg",
+    ".toml", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".rtf", ".odt", ".nfo", ".url",
+    ".lnk", ".db", ".sqlite", ".xmp", ".aae", ".thm", ".lrv", ".srt", ".vtt", ".py", ".sh", ".js", ".css",
+    ".ds_store", ".pp3", ".dop", ".mp3", ".wav", ".m4a",
+    ".aac", ".flac", ".ogg", ".sha256", ".md5", ".sfv", ".par2", ".torrent", ".exe", ".dll", ".bin", ".tmp",
+    ".part", ".crdownload", ".bak",
+})
+_NON_MEDIA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".picasa.ini", "icon\r"})
+_RAW_SUFFIXES = frozenset({".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf",
+                           ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"})
+
+Kind = Literal["photo", "video"]
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One photo or video to analyse.
+
+    Attributes:
+        path: what the user sees: the path as given (``"photos/a.jpg"``), or ``"event.zip!/day1/a.jpg"`` for
+            an archive member.
+        local_path: an absolute path of a readable file with the content (a temp copy for archive members;
+            valid until the owning :class:`MediaSet` is closed).
+        kind: ``"photo"`` or ``"video"`` (by extension, else by content signature).
+    """
+
+    path: str
+    local_path: Path
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input left out. ``error`` is the full message, ``"<path>: <problem>"``, like ``str(MediaError)``."""
+
+    path: str
+    error: str
+
+    @property
+    def problem(self) -> str:
+        """The reason alone, without the path."""
+        prefix = f"{self.path}: "
+        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+
+    def __str__(self) -> str:
+        return self.error
+
+
+class MediaSet:
+    """The media found by :func:`collect_media`; a context manager that deletes extracted archive members.
+
+    Attributes:
+        items: photos and videos in a deterministic order (inputs in the order given; folders sorted by
+            name, depth first; archive members sorted by name). Each file appears once.
+        skipped: inputs that cannot be used, with reasons, in the order found.
+        temp_dir: the private folder holding archive members, or None when no archive was opened.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[MediaItem] = []
+        self.skipped: list[SkippedInput] = []
+        self.temp_dir: Path | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def photos(self) -> list[MediaItem]:
+        return [i for i in self.items if i.kind == "photo"]
+
+    @property
+    def videos(self) -> list[MediaItem]:
+        return [i for i in self.items if i.kind == "video"]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        return iter(self.items)
+
+    def __enter__(self) -> MediaSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the temp folder of archive members (idempotent). Items from archives become unreadable."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def _make_temp_dir(self) -> Path:
+        if self.temp_dir is None:
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="influvision-"))  # mode 0700
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self.temp_dir, ignore_errors=True)
+        return self.temp_dir
+
+
+def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                  recursive: bool = True, max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+                  max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
+                  max_archive_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS) -> MediaSet:
+    """Find the photos and videos in files, folders, glob patterns and archives.
+
+    Args:
+        sources: one source or a sequence of them; each a file, a folder, a glob pattern (used when no file
+            of that exact name exists; ``**`` matches folders recursively) or a zip/tar archive.
+        recursive: walk sub-folders of folders (hidden folders and ``__MACOSX`` are never walked).
+        max_extract_bytes: total bytes all archives of this call may extract; members beyond it are skipped.
+        max_compression_ratio: a zip member larger than 1 MiB whose size / compressed size exceeds this is
+            refused as a possible zip bomb.
+        max_archive_members: entries an archive may list; the rest are skipped.
+
+    Returns:
+        A :class:`MediaSet`; use it as a context manager (``with collect_media(...) as media:``) so that
+        extracted archive members are deleted. Never raises for bad inputs: they go to ``skipped``.
+    """
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    collector = _Collector(MediaSet(), recursive, max_extract_bytes, max_compression_ratio, max_archive_members)
+    try:
+        for src in sources:
+            collector.add_source(os.fspath(src))
+    except BaseException:
+        collector.media.close()
+        raise
+    return collector.media
+
+
+class _Collector:
+    def __init__(self, media: MediaSet, recursive: bool, max_extract_bytes: int, max_ratio: float,
+                 max_members: int):
+        self.media = media
+        self.recursive = recursive
+        self.budget = max_extract_bytes
+        self.max_ratio = max_ratio
+        self.max_members = max_members
+        self.seen: set[tuple[int, int] | str] = set()
+        self.archives = 0
+
+    # --- bookkeeping
+
+    def skip(self, path: str, problem: str) -> None:
+        logger.info("skipping %s: %s", path, problem)
+        self.media.skipped.append(SkippedInput(path, str(MediaError(path, problem))))
+
+    def first_time(self, p: Path) -> bool:
+        """False if this file (same device and inode, so also via links) was already collected."""
+        try:
+            st = p.stat()
+            key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(p)
+        except OSError:
+            key = os.path.realpath(p)
+        if key in self.seen:
+            logger.debug("%s given more than once; keeping the first", p)
+            return False
+        self.seen.add(key)
+        return True
+
+    # --- sources
+
+    def add_source(self, text: str) -> None:
+        p = Path(text)
+        if os.path.lexists(p):
+            self.add_path(p, text, explicit=True)
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                self.skip(text, "no files match this pattern")
+            for m in matches:
+                self.add_path(Path(m), m, explicit=True)
+        else:
+            self.skip(text, "not found")
+
+    def add_path(self, p: Path, display: str, explicit: bool) -> int:
+        """Collect one path; return how many media files it held (duplicates included)."""
+        if p.is_symlink() and not p.exists():
+            self.skip(display, "broken link (its target does not exist)")
+            return 0
+        if p.is_dir():
+            return self.add_folder(p, display)
+        if not p.is_file():
+            self.skip(display, "not a regular file (device, pipe or socket)")
+            return 0
+        return self.add_file(p, display, explicit)
+
+    def add_file(self, p: Path, display: str, explicit: bool) -> int:
+        kind = _kind_by_name(p.name)
+        if kind is None:
+            kind = self.unknown_type(p, display, explicit)
+            if kind is None:
+                return 0
+        if not os.access(p, os.R_OK):
+            self.skip(display, "cannot read the file: permission denied")
+            return 0
+        if not self.first_time(p):
+            return 1
+        if kind == "archive":
+            return self.add_archive(p, display)
+        self.media.items.append(MediaItem(display, Path(os.path.abspath(p)), kind))
+        return 1
+
+    def unknown_type(self, p: Path, display: str, explicit: bool) -> str | None:
+        """Kind of a file without a media extension: by signature, else skipped (or ignored in folders)."""
+        name = p.name.lower()
+        suffix = p.suffix.lower()
+        if name.startswith("._") or name in _NON_MEDIA_NAMES:  # macOS resource forks, desktop litter
+            if explicit:
+                self.skip(display, "not a photo or video (system file)")
+            return None
+        sniffed = _sniff_kind(p)
+        if sniffed is not None:
+            logger.info("%s has no media extension but looks like a %s; using it", display, sniffed)
+            return sniffed
+        if suffix in _RAW_SUFFIXES:
+            self.skip(display, "camera RAW photo: not supported; export it as JPEG")
+        elif explicit or suffix not in _NON_MEDIA_SUFFIXES:
+            what = f"'{suffix}'" if suffix else "no extension"
+            self.skip(display, f"not a photo or video (unknown file type, {what})")
+        return None
+
+    def add_folder(self, root: Path, display: str) -> int:
+        try:
+            with os.scandir(root):
+                pass
+        except PermissionError:
+            self.skip(display, "cannot read folder: permission denied")
+            return 0
+        except OSError as e:
+            self.skip(display, f"cannot read folder: {e.strerror or e}")
+            return 0
+        found = 0
+        visited: set[tuple[int, int]] = set()
+
+        def on_error(err: OSError) -> None:
+            where = _display_join(display, root, Path(err.filename)) if err.filename else display
+            reason = "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+            self.skip(where, f"cannot read folder: {reason}")
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
+            here = Path(dirpath)
+            st = here.stat()
+            if (st.st_dev, st.st_ino) in visited:  # a link loop back into the walk
+                dirnames[:] = []
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX") \
+                if self.recursive else []
+            for name in sorted(filenames):
+                f = here / name
+                found += self.add_path(f, _display_join(display, root, f), explicit=False)
+        if found == 0:
+            self.skip(display, "folder contains no photos or videos")
+        return found
+
+    # --- archives
+
+    def add_archive(self, p: Path, display: str) -> int:
+        dest = self.media._make_temp_dir() / f"archive{self.archives:04d}"
+        self.archives += 1
+        dest.mkdir()
+        lower = p.name.lower()
+        if lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p)):
+            found = self._zip(p, display, dest)
+        else:
+            found = self._tar(p, display, dest)
+        if found == 0 and not any(s.path == display for s in self.media.skipped):
+            self.skip(display, "archive contains no photos or videos")
+        return found
+
+    def _zip(self, p: Path, display: str, dest: Path) -> int:
+        try:
+            zf = zipfile.ZipFile(p)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            self.skip(display, f"damaged archive: not a readable ZIP file ({e})")
+            return 0
+        with zf:
+            entries = [_Member(i.filename, i.is_dir(), i.external_attr >> 16, i.file_size, i.compress_size,
+                               bool(i.flag_bits & 0x1), lambda i=i: zf.open(i))
+                       for i in sorted(zf.infolist(), key=lambda i: i.filename)]
+            return self._extract(display, dest, entries)
+
+    def _tar(self, p: Path, display: str, dest: Path) -> int:
+        try:
+            tf = tarfile.open(p, "r:*")  # noqa: SIM115 -- closed by the `with tf` below
+        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
+            self.skip(display, f"damaged archive: not a readable TAR file ({e})")
+            return 0
+
+        def opener(m: tarfile.TarInfo) -> IO[bytes]:
+            f = tf.extractfile(m)
+            if f is None:
+                raise OSError("member has no data")
+            return f
+
+        def members() -> Iterator[_Member]:
+            it = iter(tf)
+            while True:
+                try:
+                    m = next(it)
+                except StopIteration:
+                    return
+                except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
+                    self.skip(display, f"damaged archive: reading stopped part-way ({e})")
+                    return
+                if m.isreg():
+                    mode = stat.S_IFREG
+                elif m.isdir():
+                    mode = stat.S_IFDIR
+                elif m.issym() or m.islnk():
+                    mode = stat.S_IFLNK
+                else:
+                    mode = stat.S_IFCHR  # devices, fifos, unknown types: all refused
+                yield _Member(m.name, m.isdir(), mode, m.size, 0, False, lambda m=m: opener(m))
+
+        # A tar stream is read in archive order (one pass, also for .tar.gz); items are sorted afterwards.
+        with tf:
+            return self._extract(display, dest, members())
+
+    def _extract(self, display: str, dest: Path, members: Iterable[_Member]) -> int:
+        found = 0
+        extracted: list[MediaItem] = []
+        for count, m in enumerate(members):
+            member = f"{display}!/{m.name}"
+            if count >= self.max_members:
+                self.skip(display, f"archive lists more than {self.max_members} entries; the rest are not read")
+                break
+            if m.is_dir:
+                continue
+            problem = _unsafe_member_name(m.name)
+            if problem:
+                self.skip(member, problem)
+                continue
+            fmt = stat.S_IFMT(m.mode)
+            if fmt == stat.S_IFLNK:
+                self.skip(member, "link inside the archive: not followed")
+                continue
+            if fmt and fmt != stat.S_IFREG:
+                self.skip(member, "device or special file inside the archive: refused")
+                continue
+            base = m.name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            kind = _kind_by_name(base)
+            if kind is None:
+                if base.startswith("._") or "__MACOSX/" in m.name:
+                    continue
+                if Path(base).suffix.lower() not in _NON_MEDIA_SUFFIXES and base.lower() not in _NON_MEDIA_NAMES:
+                    self.skip(member, "not a photo or video (unknown file type)")
+                continue
+            if kind == "archive":
+                self.skip(member, "archive inside an archive: not opened; extract it first")
+                continue
+            if m.encrypted:
+                self.skip(member, "password-protected: cannot be extracted")
+                continue
+            if m.size > self.budget:
+                self.skip(member, f"not extracted: {m.size / 2**20:.0f} MiB would exceed the extraction limit "
+                                  f"(max_extract_bytes, {self.budget / 2**20:.0f} MiB left)")
+                continue
+            if m.compressed_size and m.size > 2**20 and m.size / m.compressed_size > self.max_ratio:
+                self.skip(member, f"refused: compressed {m.size / m.compressed_size:.0f} times "
+                                  f"(limit {self.max_ratio:.0f}), a possible zip bomb")
+                continue
+            # The file name is generated: nothing in the member name reaches the file system.
+            target = dest / f"{count:06d}{_safe_suffix(base)}"
+            try:
+                written = _copy_limited(m.open(), target, limit=m.size)
+            except _TooLarge:
+                target.unlink(missing_ok=True)
+                self.skip(member, "refused: inflates beyond its declared size, a possible zip bomb")
+                continue
+            except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, ValueError,
+                    NotImplementedError, RuntimeError) as e:
+                target.unlink(missing_ok=True)
+                self.skip(member, f"damaged archive member: {e}")
+                continue
+            self.budget -= written
+            found += 1
+            extracted.append(MediaItem(member, target, kind))
+        self.media.items.extend(sorted(extracted, key=lambda i: i.path))
+        return found
+
+
+@dataclass
+class _Member:
+    """An archive entry as both archive kinds describe it."""
+
+    name: str
+    is_dir: bool
+    mode: int  # st_mode bits; 0 when the archive does not record them
+    size: int  # declared uncompressed size
+    compressed_size: int  # 0 when unknown (tar)
+    encrypted: bool
+    open: Callable[[], IO[bytes]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _copy_limited(src: IO[bytes], target: Path, limit: int) -> int:
+    """Copy at most ``limit`` bytes; raise _TooLarge if the member has more."""
+    written = 0
+    with src, open(target, "xb") as out:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise _TooLarge
+            out.write(chunk)
+    return written
+
+
+def _unsafe_member_name(name: str) -> str | None:
+    """Reason an archive member name is refused, or None when it stays inside the archive."""
+    n = name.replace("\\", "/")
+    if "\x00" in n:
+        return "unsafe name in archive (contains a NUL byte): refused"
+    if n.startswith("/") or re.match(r"^[A-Za-z]:", n):
+        return "unsafe path in archive (absolute path): refused"
+    if ".." in n.split("/"):
+        return "unsafe path in archive ('..' points outside the archive): refused"
+    return None
+
+
+def _safe_suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def _kind_by_name(name: str) -> Literal["photo", "video", "archive"] | None:
+    lower = name.lower()
+    suffix = os.path.splitext(lower)[1]
+    if suffix in PHOTO_EXTENSIONS:
+        return "photo"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    if lower.endswith(_ARCHIVE_SUFFIXES):
+        return "archive"
+    return None
+
+
+def _sniff_kind(p: Path) -> Literal["photo", "video", "archive"] | None:
+    try:
+        with open(p, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+                        b"MM\x00*")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "photo"
+    if head[4:8] == b"ftyp" and head[8:12] not in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+        return "video"
+    if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    if head.startswith(b"PK\x03\x04") or head[257:262] == b"ustar":
+        return "archive"
+    return None
+
+
+def _display_join(display: str, root: Path, f: Path) -> str:
+    rel = os.path.relpath(f, root)
+    return rel if display in (".", "") else os.path.join(display, rel)
+
+
+# --- duplicates -------------------------------------------------------------------------------------------
+
+# Largest Hamming distance (of 64 bits) between pHashes still called the same photo; chosen by measurement on
+# the shared data (see DuplicateIndex and the tests): resized and re-encoded copies stay well below it,
+# different photos well above.
+NEAR_DUPLICATE_MAX_DISTANCE = 8
+
+
+def phash(pixels: np.ndarray) -> int:
+    """64-bit DCT perceptual hash of an image.
+
+    Luma at 32 x 32 by area averaging, 2-D DCT-II, the 8 x 8 lowest frequencies compared with the median of
+    the 63 AC terms. Robust to resizing, re-compression and mild colour changes; not to crops, rotations or
+    mirroring.
+
+    Args:
+        pixels: (H, W, 3) uint8 RGB or (H, W) uint8 grey, host memory, H, W >= 1.
+
+    Returns:
+        The hash as a Python int in [0, 2**64); bit 63 is coefficient (0, 0), then row-major.
+    """
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        grey = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    elif pixels.ndim == 2:
+        grey = np.ascontiguousarray(pixels)
+    else:
+        raise ShapeError("pixels", "(H, W, 3) RGB or (H, W) grey uint8", tuple(pixels.shape))
+    if grey.dtype != np.uint8 or grey.size == 0:
+        raise ShapeError("pixels", "non-empty uint8", f"{grey.dtype} {tuple(pixels.shape)}")
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    low = scipy.fft.dctn(small, type=2, norm="ortho")[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return (a ^ b).bit_count()
+
+
+class DuplicateIndex:
+    """Remembers a run's photos and says which later photo repeats an earlier one.
+
+    Exact duplicates by the SHA-256 of the file bytes; near duplicates (the same shot resized or re-encoded)
+    by :func:`phash` within ``max_distance`` bits. The first photo added is the original; a duplicate is not
+    stored, so chains resolve to the first photo. Lookup is one vectorised XOR + popcount over the stored
+    hashes (O(N) per photo: about 10 us per photo at N = 10,000).
+
+    Attributes:
+        matches: path of each duplicate -> (path of the earlier photo, Hamming distance; -1 when the file
+            bytes are identical).
+    """
+
+    def __init__(self, max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE):
+        self.max_distance = max_distance
+        self.matches: dict[str, tuple[str, int]] = {}
+        self._by_sha: dict[str, str] = {}
+        self._paths: list[str] = []
+        self._hashes = np.zeros(256, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        """Number of distinct photos stored."""
+        return len(self._paths)
+
+    def add(self, path: str, pixels: np.ndarray, local_path: str | os.PathLike[str] | None = None, *,
+            sha256: str | None = None) -> str | None:
+        """Register a photo; return the path of the earlier photo it duplicates, else None.
+
+        Args:
+            path: the photo's name as users see it.
+            pixels: (H, W, 3) uint8 RGB (or (H, W) grey), host memory.
+            local_path: the file, hashed for the exact check when ``sha256`` is not given.
+            sha256: hex digest of the file bytes (:attr:`DecodedImage.sha256`); saves reading the file again.
+                With neither, the pixel bytes are hashed.
+        """
+        if sha256 is None and local_path is not None:
+            sha256 = _file_sha256(Path(local_path))
+        key = sha256 or "pixels:" + hashlib.sha256(np.ascontiguousarray(pixels).data).hexdigest()
+        if key in self._by_sha:
+            self.matches[path] = (self._by_sha[key], -1)
+            return self._by_sha[key]
+        h = np.uint64(phash(pixels))
+        n = len(self._paths)
+        if n:
+            dist = np.bitwise_count(self._hashes[:n] ^ h)
+            best = int(np.argmin(dist))
+            if int(dist[best]) <= self.max_distance:
+                self.matches[path] = (self._paths[best], int(dist[best]))
+                return self._paths[best]
+        if n == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        self._hashes[n] = h
+        self._paths.append(path)
+        self._by_sha[key] = path
+        return None
+
+
+def find_duplicates(images: Sequence[tuple[str, np.ndarray]],
+                    max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE) -> dict[str, str]:
+    """Each duplicate's path -> the earlier photo's path, for (path, (H, W, 3) uint8 pixels) in order.
+
+    Only pixels are given, so "exact" means identical pixels; see :class:`DuplicateIndex` for file hashes.
+    """
+    index = DuplicateIndex(max_distance)
+    return {p: orig for p, px in images if (orig := index.add(p, px)) is not None}
+
+
+def _file_sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

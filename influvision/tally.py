@@ -1,0 +1,105 @@
+"""Tallies: photo counts, exposure seconds, prominence and co-appearance, from the per-media results.
+
+Pure functions over the report's media entries, so every number can be re-derived from the boxes listed
+in the report: a person's ``photo_count`` is the number of distinct (non-duplicate) photos with a face
+box carrying their name; video seconds are the union of that person's track intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from itertools import combinations
+
+from .report import MediaEntry, PairTally, SubjectTally
+
+# A logo counts as "with" a person when the gap between the logo box and the face box is at most this
+# many face heights: on their clothing (below the face), held beside them, or on a backdrop behind them.
+NEAR_FACE_HEIGHTS = 3.0
+
+
+def prominence(box: list[float], width: int, height: int) -> tuple[float, float]:
+    """(area share of the image, centrality): centrality is 1 at the image centre, 0 at a corner."""
+    x1, y1, x2, y2 = box
+    area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    share = area / max(1.0, float(width * height))
+    cx, cy = (x1 + x2) / 2 - width / 2, (y1 + y2) / 2 - height / 2
+    centrality = 1.0 - math.hypot(cx, cy) / max(1e-9, math.hypot(width / 2, height / 2))
+    return round(share, 6), round(max(0.0, min(1.0, centrality)), 4)
+
+
+def box_gap(a: list[float], b: list[float]) -> float:
+    """Distance between two boxes' edges (0 when they overlap), in pixels."""
+    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
+    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
+    return math.hypot(dx, dy)
+
+
+def logo_near_face(logo_box: list[float], face_box: list[float]) -> bool:
+    face_h = max(1.0, face_box[3] - face_box[1])
+    return box_gap(logo_box, face_box) <= NEAR_FACE_HEIGHTS * face_h
+
+
+def union_length(intervals: list[list[float]]) -> float:
+    """Total length of a union of [start, end) intervals (overlaps counted once)."""
+    total, end = 0.0, -math.inf
+    for s, e in sorted(intervals):
+        if e <= end:
+            continue
+        total += e - max(s, end)
+        end = e
+    return total
+
+
+def tally_photos(media: list[MediaEntry]) -> tuple[dict[str, SubjectTally], dict[str, SubjectTally],
+                                                   list[PairTally], list[PairTally]]:
+    """Per person and brand tallies over photos, plus people-together and person-with-brand pairs.
+
+    Duplicates (``duplicate_of`` set) and failed media are not counted.
+    """
+    people: dict[str, SubjectTally] = defaultdict(SubjectTally)
+    brands: dict[str, SubjectTally] = defaultdict(SubjectTally)
+    sims: dict[str, list[float]] = defaultdict(list)
+    shares: dict[str, list[float]] = defaultdict(list)
+    together: dict[tuple[str, str], PairTally] = {}
+    co: dict[tuple[str, str], PairTally] = {}
+    for m in media:
+        if m.kind != "photo" or m.error or m.duplicate_of:
+            continue
+        named = {f.identity: f for f in m.faces if f.identity}
+        for name, f in named.items():
+            t = people[name]
+            t.photo_count += 1
+            t.photos.append(m.path)
+            sims[name].append(f.similarity)
+            shares[name].append(f.area_share)
+        for a, b in combinations(sorted(named), 2):
+            p = together.setdefault((a, b), PairTally(a=a, b=b))
+            p.photo_count += 1
+            p.photos.append(m.path)
+        seen_brands = {}
+        for lg in m.logos:
+            seen_brands.setdefault(lg.brand, []).append(lg)
+        for brand, logos in seen_brands.items():
+            t = brands[brand]
+            t.photo_count += 1
+            t.photos.append(m.path)
+            shares["\0" + brand].extend(lg.area_share for lg in logos)
+            sims["\0" + brand].extend(lg.score for lg in logos)
+            for name, f in named.items():
+                p = co.setdefault((name, brand), PairTally(a=name, b=brand))
+                p.photo_count += 1
+                p.photos.append(m.path)
+                if any(logo_near_face(lg.box, f.box) for lg in logos):
+                    p.with_count += 1
+    for name, t in people.items():
+        t.mean_similarity = round(sum(sims[name]) / len(sims[name]), 4)
+        t.best_similarity = round(max(sims[name]), 4)
+        t.mean_area_share = round(sum(shares[name]) / len(shares[name]), 6)
+    for brand, t in brands.items():
+        key = "\0" + brand
+        t.mean_similarity = round(sum(sims[key]) / len(sims[key]), 4)
+        t.best_similarity = round(max(sims[key]), 4)
+        t.mean_area_share = round(sum(shares[key]) / len(shares[key]), 6)
+    return dict(people), dict(brands), sorted(together.values(), key=lambda p: (p.a, p.b)), \
+        sorted(co.values(), key=lambda p: (p.a, p.b))

@@ -1,0 +1,334 @@
+"""Video analysis end to end: decode → faces per frame → tracks → identity per track → exposure.
+
+:func:`analyse_video` streams the video in batches (memory stays flat apart from the per-detection columns
+kept for the report), runs the caller's per-frame face work on each batch, tracks faces through each shot,
+names each track once from its best evidence and turns the named tracks into per-person intervals and
+exposure seconds. docs/video.md explains every step for auditing an invoice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..decode.video import VideoInfo, open_video
+from ..errors import ShapeError
+from ..match import GalleryIndex, MatchSettings
+from ..types import Faces
+from .exposure import (
+    DEFAULT_MAX_GAP_S,
+    TimelineRow,
+    alone_seconds,
+    face_area_share,
+    timeline,
+    timeline_csv,
+    together_seconds,
+    total_seconds,
+    union_intervals,
+)
+from .identity import DEFAULT_MIN_EVIDENCE, DEFAULT_TOP_K, TrackIdentity, identify_tracks
+from .tracks import CUT_THRESHOLD, FaceTracker, ShotCutDetector
+
+log = logging.getLogger(__name__)
+
+FacesFn = Callable[[list[np.ndarray]], Faces]
+_NEEDED = ("embedding", "size_px", "frontalness")
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """One face track and its identity decision.
+
+    Attributes:
+        track_id: unique within the video.
+        identity: registered name or ``None``.
+        distance: track distance to the named (or, if unknown, nearest) person; ``inf`` without evidence.
+        similarity: ``settings.similarity(distance)`` in [0, 1].
+        nearest: nearest registered person (for audit), even when not named.
+        status: why named or not (see :class:`~influvision.video.identity.TrackIdentity`).
+        start_s, end_s: the track's span: first detection's time to the last detection's time plus that
+            frame's duration.
+        intervals: ``[start_s, end_s)`` pieces the track is on screen: its frames' times joined, gaps shorter
+            than ``max_gap_s`` (frames where the detector missed the face) bridged; one piece covering the
+            span unless the face was missed for ``max_gap_s`` or longer.
+        frames: detections in the track; evidence_frames: detections the identity decision used.
+        mean_face_share: mean share of the frame area covered by the face box.
+    """
+
+    track_id: int
+    identity: str | None
+    distance: float
+    similarity: float
+    nearest: str | None
+    status: str
+    start_s: float
+    end_s: float
+    intervals: list[tuple[float, float]]
+    frames: int
+    evidence_frames: int
+    mean_face_share: float
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """Every detection of the analysed frames, columnar (M rows), on the host: what an annotated video needs.
+
+    Attributes:
+        pts_s: (M,) float64 time of the frame; frame_index: (M,) int64 index among all decoded frames.
+        boxes: (M, 4) float32 x1, y1, x2, y2 in displayed-frame pixels; scores: (M,) float32.
+        track_id: (M,) int64, -1 when the detection is in no track.
+        identity: (M,) int64 index into ``VideoAnalysis.names`` from the detection's track, -1 unknown.
+    """
+
+    pts_s: np.ndarray
+    frame_index: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    track_id: np.ndarray
+    identity: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pts_s.shape[0])
+
+
+@dataclass
+class VideoAnalysis:
+    """Everything measured on one video; times in seconds from the start of the stream.
+
+    Attributes:
+        path: the video file.
+        info: what the container declares.
+        frames_analysed: sampled frames that went through face analysis.
+        sample_fps: the sampling rate asked for (``None``: every frame).
+        time_resolution_s: mean time one analysed frame stands for (interval ends are exact to about this).
+        max_gap_s: gaps shorter than this within one person's exposure were bridged.
+        names: registered people of the gallery used (index i of ``detections.identity``).
+        tracks: every track, named or not, sorted by track id.
+        person_intervals: person -> (K, 2) float64 ``[start_s, end_s)`` after bridging; only people seen.
+        exposure_s: person -> on-screen seconds (length of the union of their intervals).
+        alone_s: person -> seconds with no other registered person on screen.
+        together_s: (person a, person b), a < b -> seconds both on screen.
+        face_share: person -> mean share of the frame area covered by their face.
+        timeline: per-second rows (second, person, fraction visible).
+        detections: per-detection columns for annotation.
+        frame_pts_s, frame_duration_s: (F,) float64 time and duration of every analysed frame.
+        cuts_s: times of detected shot cuts (the first frame of each new shot).
+        error: ``None``, or why the stream ended early (the results cover the frames before it).
+    """
+
+    path: str
+    info: VideoInfo
+    frames_analysed: int
+    sample_fps: float | None
+    time_resolution_s: float
+    max_gap_s: float
+    names: list[str]
+    tracks: list[TrackSummary]
+    person_intervals: dict[str, np.ndarray]
+    exposure_s: dict[str, float]
+    alone_s: dict[str, float]
+    together_s: dict[tuple[str, str], float]
+    face_share: dict[str, float]
+    timeline: list[TimelineRow]
+    detections: FrameDetections
+    frame_pts_s: np.ndarray
+    frame_duration_s: np.ndarray
+    cuts_s: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def analysed_s(self) -> float:
+        """Seconds of video covered by the analysed frames."""
+        return float(self.frame_duration_s.sum())
+
+    def timeline_csv(self, path: str | Path | None = None) -> str:
+        """The per-second timeline as CSV (``second,person,fraction``), written to ``path`` if given."""
+        return timeline_csv(self.timeline, path)
+
+
+def _check_faces(faces: Faces, n_frames: int) -> None:
+    missing = [k for k in _NEEDED if k not in faces.columns]
+    if missing:
+        raise ShapeError("faces_fn result", f"Faces with columns {list(_NEEDED)}", f"missing {missing}")
+    if len(faces) and (int(faces.image_index.min()) < 0 or int(faces.image_index.max()) >= n_frames):
+        raise ShapeError("faces_fn image_index", f"values in [0, {n_frames})",
+                         f"[{int(faces.image_index.min())}, {int(faces.image_index.max())}]")
+
+
+def analyse_video(
+    path: str | Path,
+    *,
+    faces_fn: FacesFn,
+    index: GalleryIndex,
+    settings: MatchSettings,
+    sample_fps: float | None = 10.0,
+    batch_size: int = 16,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    progress: bool = False,
+    top_k: int = DEFAULT_TOP_K,
+    min_evidence: int = DEFAULT_MIN_EVIDENCE,
+    cut_threshold: float = CUT_THRESHOLD,
+) -> VideoAnalysis:
+    """Find the registered people in a video and measure how long each is on screen.
+
+    Args:
+        path: the video file.
+        faces_fn: per-frame face work: B frames (H, W, 3) uint8 RGB → :class:`Faces` with ``image_index`` in
+            [0, B) and columns ``embedding`` (N, D), ``size_px``, ``frontalness`` and (optional)
+            ``sharpness`` (N,), on any one device.
+        index: registered people; an empty index leaves every track unknown.
+        settings: matching rules (threshold, margin, min_face_px, min_sharpness).
+        sample_fps: frames analysed per second (``None``: every frame).
+        batch_size: frames per ``faces_fn`` call.
+        max_gap_s: bridge gaps shorter than this in a person's exposure.
+        progress: show a progress bar (frames).
+        top_k, min_evidence: identity evidence per track (see :mod:`influvision.video.identity`).
+        cut_threshold: shot-cut score threshold (see :mod:`influvision.video.tracks`).
+
+    Returns:
+        :class:`VideoAnalysis`. A stream that breaks part-way still returns the analysis of the frames
+        before the break, with ``error`` set.
+
+    Raises:
+        MediaError: not a video, no video stream, unsupported codec, or no frame decodes.
+    """
+    spath = str(path)
+    info, batches = open_video(spath, sample_fps=sample_fps, batch_size=batch_size)
+    rate = info.fps if info.fps > 0 else 30.0
+    if sample_fps is not None:
+        rate = min(rate, float(sample_fps))
+    tracker = FaceTracker(frame_rate=rate)
+    cutter = ShotCutDetector(cut_threshold)
+    expected = info.frame_count if sample_fps is None or not info.fps else \
+        int(np.ceil(info.duration_s * min(info.fps, float(sample_fps))))
+    bar = tqdm(total=expected or None, unit="frame", disable=not progress, desc=Path(spath).name)
+
+    kept: list[Faces] = []
+    det_pts: list[np.ndarray] = []
+    det_fidx: list[np.ndarray] = []
+    det_dur: list[np.ndarray] = []
+    frame_pts: list[np.ndarray] = []
+    frame_dur: list[np.ndarray] = []
+    cuts: list[float] = []
+    error: str | None = None
+    n_frames = 0
+    try:
+        for batch in batches:
+            faces = faces_fn(batch.frames)
+            _check_faces(faces, len(batch))
+            if len(faces):
+                faces = faces[torch.argsort(faces.image_index, stable=True)]
+            # The one host copy per batch: the tracker works on numpy boxes.
+            img = faces.image_index.cpu().numpy()
+            boxes = faces.boxes.float().cpu().numpy()
+            scores = faces.scores.float().cpu().numpy()
+            bounds = np.searchsorted(img, np.arange(len(batch) + 1))
+            for j, frame in enumerate(batch.frames):
+                if cutter.is_cut(frame):
+                    tracker.cut()
+                    cuts.append(float(batch.pts_s[j]))
+                lo, hi = bounds[j], bounds[j + 1]
+                tracker.update(boxes[lo:hi], scores[lo:hi], float(batch.pts_s[j]))
+            cols = {k: faces.columns[k] for k in (*_NEEDED, "sharpness") if k in faces.columns}
+            kept.append(Faces(faces.image_index, faces.boxes, faces.scores, faces.landmarks, cols))
+            det_pts.append(batch.pts_s[img])
+            det_fidx.append(batch.frame_index[img])
+            det_dur.append(batch.duration_s[img])
+            frame_pts.append(batch.pts_s)
+            frame_dur.append(batch.duration_s)
+            n_frames += len(batch)
+            bar.update(len(batch))
+            if batch.error:
+                error = batch.error
+    finally:
+        bar.close()
+
+    all_faces = Faces.cat(kept) if kept else Faces.empty()
+    track_id = tracker.track_ids
+    pts = np.concatenate(det_pts) if det_pts else np.zeros(0)
+    dur = np.concatenate(det_dur) if det_dur else np.zeros(0)
+    fpts = np.concatenate(frame_pts) if frame_pts else np.zeros(0)
+    fdur = np.concatenate(frame_dur) if frame_dur else np.zeros(0)
+    boxes_h = all_faces.boxes.float().cpu().numpy()
+    share = face_area_share(boxes_h, info.width, info.height)
+
+    spans, track_share = _track_spans(track_id, pts, dur, share)
+    decisions = identify_tracks(all_faces, track_id, spans, index, settings, top_k=top_k,
+                                min_evidence=min_evidence)
+    track_iv = _track_intervals(track_id, pts, dur, max_gap_s)
+    tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
+
+    person_of_track = {d.track_id: d.person_index for d in decisions}
+    det_identity = np.array([person_of_track.get(int(t), -1) for t in track_id], dtype=np.int64) \
+        if len(track_id) else np.zeros(0, dtype=np.int64)
+    # Each detection stands for its frame's time [pts, pts + duration); a person's intervals are the union
+    # of the frames of their named tracks, gaps shorter than max_gap_s bridged.
+    det_iv = np.stack([pts, pts + dur], axis=1) if len(pts) else np.zeros((0, 2))
+    person_intervals: dict[str, np.ndarray] = {}
+    face_share: dict[str, float] = {}
+    for p in np.unique(det_identity[det_identity >= 0]).tolist():
+        name = index.names[p]
+        mine = det_identity == p
+        person_intervals[name] = union_intervals(det_iv[mine], max_gap_s)
+        face_share[name] = float(share[mine].mean())
+    exposure = {n: total_seconds(iv) for n, iv in person_intervals.items()}
+    # The timeline covers what was decoded (the declared length may be wrong or the stream cut short).
+    duration = float(fpts[-1] + fdur[-1]) if len(fpts) else 0.0
+    for name, secs in exposure.items():
+        log.info("%s: %s on screen %.2f s in %d interval(s)", spath, name, secs, len(person_intervals[name]))
+
+    return VideoAnalysis(
+        path=spath, info=info, frames_analysed=n_frames, sample_fps=sample_fps,
+        time_resolution_s=float(fdur.mean()) if len(fdur) else 0.0, max_gap_s=max_gap_s,
+        names=list(index.names), tracks=tracks, person_intervals=person_intervals, exposure_s=exposure,
+        alone_s=alone_seconds(person_intervals), together_s=together_seconds(person_intervals),
+        face_share=face_share, timeline=timeline(person_intervals, duration),
+        detections=FrameDetections(pts_s=pts, frame_index=np.concatenate(det_fidx) if det_fidx else
+                                   np.zeros(0, dtype=np.int64), boxes=boxes_h,
+                                   scores=all_faces.scores.float().cpu().numpy(), track_id=track_id,
+                                   identity=det_identity),
+        frame_pts_s=fpts, frame_duration_s=fdur, cuts_s=cuts, error=error)
+
+
+def _track_spans(track_id: np.ndarray, pts: np.ndarray, dur: np.ndarray,
+                 share: np.ndarray) -> tuple[dict[int, tuple[float, float]], dict[int, float]]:
+    """Per track: [first detection time, last detection time + its frame's duration) and mean face share."""
+    tracked = track_id >= 0
+    if not tracked.any():
+        return {}, {}
+    ids, inv = np.unique(track_id[tracked], return_inverse=True)
+    start = np.full(len(ids), np.inf)
+    end = np.full(len(ids), -np.inf)
+    np.minimum.at(start, inv, pts[tracked])
+    np.maximum.at(end, inv, pts[tracked] + dur[tracked])
+    share_sum = np.bincount(inv, weights=share[tracked], minlength=len(ids))
+    count = np.bincount(inv, minlength=len(ids))
+    spans = {int(t): (float(s), float(e)) for t, s, e in zip(ids, start, end, strict=True)}
+    return spans, {int(t): float(v) for t, v in zip(ids, share_sum / count, strict=True)}
+
+
+def _track_intervals(track_id: np.ndarray, pts: np.ndarray, dur: np.ndarray,
+                     max_gap_s: float) -> dict[int, np.ndarray]:
+    """Per track: union of its frames' [pts, pts + duration), gaps shorter than max_gap_s bridged."""
+    out: dict[int, np.ndarray] = {}
+    tracked = np.flatnonzero(track_id >= 0)
+    if not len(tracked):
+        return out
+    order = tracked[np.argsort(track_id[tracked], kind="stable")]
+    ids, first = np.unique(track_id[order], return_index=True)
+    for t, rows in zip(ids.tolist(), np.split(order, first[1:]), strict=True):
+        out[int(t)] = union_intervals(np.stack([pts[rows], pts[rows] + dur[rows]], axis=1), max_gap_s)
+    return out
+
+
+def _summary(d: TrackIdentity, span: tuple[float, float], intervals: np.ndarray, share: float) -> TrackSummary:
+    return TrackSummary(track_id=d.track_id, identity=d.identity, distance=d.distance, similarity=d.similarity,
+                        nearest=d.nearest, status=d.status, start_s=span[0], end_s=span[1],
+                        intervals=[(float(a), float(b)) for a, b in intervals], frames=d.frames,
+                        evidence_frames=d.evidence_frames, mean_face_share=share)

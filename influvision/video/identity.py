@@ -1,0 +1,229 @@
+"""Identity per track: decided once from the track's best evidence, then applied to all its frames.
+
+Per-frame identification flickers: a profile drifts towards a lookalike, a blurred frame towards anybody.
+A track (one face followed through one shot) is one person, so it is named once:
+
+1. *Evidence*: the track's identifiable detections (big, sharp and frontal enough: ``settings.min_face_px``,
+   ``settings.min_sharpness`` and ``min_frontalness``), ranked by quality (frontalness × size × sharpness,
+   see :func:`evidence_quality`); the best ``top_k`` are kept.
+2. *Distance*: per registered person, the quality-weighted mean over the evidence of each detection's
+   distance to that person (``match.person_distances``: nearest reference). Averaging distances, not
+   embeddings, keeps the scale of the per-face threshold (a mean embedding shrinks towards the centre of
+   embedding space and sits closer to everyone).
+3. *Decision*: named when the track has at least ``min_evidence`` identifiable detections, its best person
+   is within ``settings.threshold`` and the runner-up is at least ``settings.margin`` further; otherwise
+   unknown. Profiles and small frames of a named track carry the name; they never decide it.
+4. *Conflicts*: two tracks that overlap in time show two different faces, so they cannot both be the same
+   person. Claims are granted in order of increasing distance; a claim that overlaps in time with an
+   already granted claim for the same person is refused and that track stays unknown (it does not fall back
+   to its second choice: the margin rule already said that choice was not clear).
+
+All per-detection work is batched tensor ops on the embeddings' device; only the small (T, P) per-track table
+and the conflict resolution (T tracks, a few dozen per minute) run on the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ShapeError
+from ..match import GalleryIndex, MatchSettings, person_distances
+from ..types import Faces
+
+log = logging.getLogger(__name__)
+
+#: Detections at least this frontal (≈ cos yaw × cos pitch, from the quality stage) can be evidence.
+DEFAULT_MIN_FRONTALNESS = 0.3
+#: Evidence kept per track: its best detections by quality.
+DEFAULT_TOP_K = 5
+#: A track needs at least this many identifiable detections to be named (one or two good frames are too
+#: easily a lookalike moment; three sampled frames are 0.3 s at 10 frames per second).
+DEFAULT_MIN_EVIDENCE = 3
+# Faces this tall (pixels) or taller count as full size in the quality ranking.
+_FULL_SIZE_PX = 100.0
+
+
+@dataclass(frozen=True)
+class TrackIdentity:
+    """The identity decision for one track.
+
+    Attributes:
+        track_id: the track.
+        identity: registered person's name, or ``None`` (unknown).
+        person_index: index into the gallery's names, -1 when unknown.
+        distance: track distance (mean over its evidence) to the named person, or to the nearest person
+            when unknown; ``inf`` when no evidence or nobody registered.
+        similarity: ``settings.similarity(distance)``, in [0, 1].
+        nearest: the nearest person's name even when not named (for audit), ``None`` without evidence.
+        frames: detections in the track.
+        evidence_frames: detections the decision used (≤ top_k).
+        identifiable_frames: detections in the track that passed the quality gate.
+        status: ``"named"``, ``"too_little_evidence"``, ``"above_threshold"``, ``"ambiguous"`` (margin),
+            ``"overlap_conflict"`` or ``"no_gallery"``.
+    """
+
+    track_id: int
+    identity: str | None
+    person_index: int
+    distance: float
+    similarity: float
+    nearest: str | None
+    frames: int
+    evidence_frames: int
+    identifiable_frames: int
+    status: str
+
+
+def evidence_quality(faces: Faces) -> Tensor:
+    """A per-detection quality score in [0, 1] used to rank a track's evidence.
+
+    ``frontalness × min(size_px / 100, 1) × sharpness / (sharpness + median sharpness of the batch)``: the
+    sharpness term is relative so that its (chip-dependent) scale does not matter.
+
+    Returns:
+        (N,) float32 on the faces' device; (0,) for no faces.
+    """
+    cols = faces.columns
+    for key in ("size_px", "frontalness"):
+        if key not in cols:
+            raise ShapeError("faces", f"a batch with a {key!r} column (from face_quality)", sorted(cols))
+    q = cols["frontalness"].float().clamp(0, 1) * (cols["size_px"].float() / _FULL_SIZE_PX).clamp(0, 1)
+    if "sharpness" in cols and len(faces):
+        s = cols["sharpness"].float().clamp_min(0)
+        q = q * s / (s + s.median().clamp_min(1e-6))
+    return q
+
+
+def identifiable(faces: Faces, settings: MatchSettings, min_frontalness: float = DEFAULT_MIN_FRONTALNESS) -> Tensor:
+    """(N,) bool: the detection may serve as identity evidence (size, sharpness, frontalness gates)."""
+    cols = faces.columns
+    ok = cols["size_px"] >= settings.min_face_px
+    ok &= cols["frontalness"] >= min_frontalness
+    if "sharpness" in cols:
+        ok &= cols["sharpness"] >= settings.min_sharpness
+    return ok
+
+
+def _overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def identify_tracks(
+    faces: Faces,
+    track_id: Tensor | np.ndarray,
+    spans: dict[int, tuple[float, float]],
+    index: GalleryIndex,
+    settings: MatchSettings,
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    min_evidence: int = DEFAULT_MIN_EVIDENCE,
+    min_frontalness: float = DEFAULT_MIN_FRONTALNESS,
+) -> list[TrackIdentity]:
+    """Name each track from its best evidence (see the module docstring for the rules).
+
+    Args:
+        faces: M detections over the whole video with columns ``embedding`` (M, D), ``size_px``,
+            ``frontalness`` and optionally ``sharpness`` (M,), on one device.
+        track_id: (M,) int64 track of each detection, -1 for untracked detections (ignored).
+        spans: track id -> (start_s, end_s) time the track covers, for the overlap rule.
+        index: registered people (may be empty: every track is unknown).
+        settings: threshold, margin, min_face_px, min_sharpness.
+        top_k: most evidence detections per track.
+        min_evidence: identifiable detections a track needs to be named.
+        min_frontalness: frontalness gate for evidence.
+
+    Returns:
+        One :class:`TrackIdentity` per track id present (ids ≥ 0), sorted by track id; empty if none.
+    """
+    if top_k < 1 or min_evidence < 1:
+        raise ValueError(f"top_k and min_evidence must be >= 1, got {top_k}, {min_evidence}")
+    device = faces.device
+    tid = torch.as_tensor(np.asarray(track_id) if not isinstance(track_id, Tensor) else track_id,
+                          dtype=torch.long).to(device)
+    if tid.shape != (len(faces),):
+        raise ShapeError("track_id", f"({len(faces)},) like the faces", tuple(tid.shape))
+    if "embedding" not in faces.columns:
+        raise ShapeError("faces", "a batch with an 'embedding' column", sorted(faces.columns))
+    tracked = tid >= 0
+    track_ids, inv = torch.unique(tid[tracked], return_inverse=True)  # (T,), (M',)
+    n_tracks = int(track_ids.numel())
+    if n_tracks == 0:
+        return []
+    sub = faces[tracked]
+    frames = torch.bincount(inv, minlength=n_tracks)
+    ok = identifiable(sub, settings, min_frontalness)
+    n_ok = torch.bincount(inv[ok], minlength=n_tracks)
+    quality = evidence_quality(sub)
+
+    # Rank each track's identifiable detections by quality: sort by quality, then (stably) by track, so
+    # rows of one track are contiguous and best first; the rank is the position within the track's run.
+    rows = torch.nonzero(ok).squeeze(1)
+    order = rows[torch.argsort(quality[rows], descending=True, stable=True)]
+    order = order[torch.argsort(inv[order], stable=True)]
+    run_start = torch.cumsum(torch.bincount(inv[order], minlength=n_tracks), 0) - torch.bincount(
+        inv[order], minlength=n_tracks)
+    rank = torch.arange(order.numel(), device=device) - run_start[inv[order]]
+    evidence = order[rank < top_k]
+    n_evidence = torch.bincount(inv[evidence], minlength=n_tracks)
+
+    n_people = index.size
+    names = index.names
+    ids_host = track_ids.cpu().tolist()
+    frames_h, n_ok_h, n_ev_h = frames.cpu().tolist(), n_ok.cpu().tolist(), n_evidence.cpu().tolist()
+    if n_people == 0 or evidence.numel() == 0:
+        status = "no_gallery" if n_people == 0 else "too_little_evidence"
+        return [TrackIdentity(t, None, -1, float("inf"), 0.0, None, frames_h[i], n_ev_h[i], n_ok_h[i], status)
+                for i, t in enumerate(ids_host)]
+
+    dist = person_distances(sub.columns["embedding"][evidence].float(), index.to(device))  # (E, P)
+    # Quality weights; a floor keeps a track whose evidence all scores 0 from dividing by zero.
+    w = quality[evidence].float().clamp_min(1e-3)
+    num = torch.zeros(n_tracks, n_people, device=device).index_add_(0, inv[evidence], dist * w[:, None])
+    den = torch.zeros(n_tracks, device=device).index_add_(0, inv[evidence], w)
+    track_dist = num / den.clamp_min(1e-9)[:, None]  # (T, P); rows of tracks without evidence are 0/eps
+    best = track_dist.topk(min(2, n_people), dim=1, largest=False)
+    nearest_d = best.values[:, 0]
+    second_d = best.values[:, 1] if n_people > 1 else torch.full_like(nearest_d, float("inf"))
+    nearest_p = best.indices[:, 0]
+    enough = n_ok >= min_evidence
+    within = nearest_d <= settings.threshold
+    clear = (second_d - nearest_d) >= settings.margin
+    claim = enough & within & clear
+
+    nd, sd_ok, np_h = nearest_d.cpu().tolist(), clear.cpu().tolist(), nearest_p.cpu().tolist()
+    claim_h, enough_h, within_h = claim.cpu().tolist(), enough.cpu().tolist(), within.cpu().tolist()
+    has_ev = (n_evidence > 0).cpu().tolist()
+
+    granted: dict[int, list[tuple[float, float]]] = {}
+    named = [False] * n_tracks
+    status = [""] * n_tracks
+    for i in sorted((i for i in range(n_tracks) if claim_h[i]), key=lambda i: (nd[i], ids_host[i])):
+        span = spans.get(ids_host[i], (0.0, 0.0))
+        taken = granted.setdefault(np_h[i], [])
+        if any(_overlaps(span, s) for s in taken):
+            status[i] = "overlap_conflict"
+            log.info("track %d: %s already on another track at the same time; left unknown",
+                     ids_host[i], names[np_h[i]])
+            continue
+        taken.append(span)
+        named[i] = True
+        status[i] = "named"
+
+    out: list[TrackIdentity] = []
+    for i, t in enumerate(ids_host):
+        if not status[i]:
+            status[i] = ("too_little_evidence" if not enough_h[i] else
+                         "above_threshold" if not within_h[i] else "ambiguous" if not sd_ok[i] else "")
+        d = nd[i] if has_ev[i] else float("inf")
+        sim = float(settings.similarity(torch.tensor(d)).item()) if np.isfinite(d) else 0.0
+        out.append(TrackIdentity(
+            track_id=int(t), identity=names[np_h[i]] if named[i] else None,
+            person_index=np_h[i] if named[i] else -1, distance=float(d), similarity=sim,
+            nearest=names[np_h[i]] if has_ev[i] else None, frames=frames_h[i], evidence_frames=n_ev_h[i],
+            identifiable_frames=n_ok_h[i], status=status[i]))
+    return out

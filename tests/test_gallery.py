@@ -1,0 +1,79 @@
+"""The gallery: what a reference photo must be, persistence, and damaged files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from influvision import Gallery
+from influvision.errors import GalleryError
+
+
+@pytest.fixture()
+def gallery(tmp_path):
+    with Gallery(tmp_path / "g.db", device="cpu") as g:
+        yield g
+
+
+def test_reference_photos_are_checked_one_by_one(gallery, shared_data):
+    faces = shared_data / "faces"
+    statuses = gallery.add_person("joe_biden", [
+        faces / "joe_biden" / "1.jpg",                 # one clear face
+        shared_data / "scenes" / "bbt5.jpg",            # five comparable faces: which one?
+        shared_data / "logos" / "refs" / "nike.png",    # no face at all
+        faces / "joe_biden" / "missing.jpg",            # unreadable
+    ])
+    assert [s.status for s in statuses] == ["added", "several_faces", "no_face", "error"]
+    assert "bbt5.jpg" in statuses[1].message and "missing.jpg" in statuses[3].message
+    again = gallery.add_person("joe_biden", [faces / "joe_biden" / "1.jpg"])
+    assert again[0].status == "already_registered"
+    assert gallery.people() == ["joe_biden"] and len(gallery.references("joe_biden")) == 1
+
+
+def test_a_person_with_no_usable_reference_is_not_registered(gallery, shared_data):
+    statuses = gallery.add_person("nobody", [shared_data / "logos" / "refs" / "nike.png"])
+    assert statuses[0].status == "no_face" and gallery.people() == []
+
+
+def test_gallery_persists_and_index_has_one_row_per_reference(tmp_path, shared_data):
+    path = tmp_path / "event.db"
+    with Gallery(path, device="cpu") as g:
+        g.add_person("barack_obama", sorted((shared_data / "faces" / "barack_obama").iterdir()))
+        g.add_person("joe_biden", sorted((shared_data / "faces" / "joe_biden").iterdir()))
+        g.remove_person("joe_biden")
+    with Gallery(path, device="cpu") as g:
+        index = g.index()
+        assert g.people() == ["barack_obama"] and index.names == ["barack_obama"]
+        assert index.embeddings.shape == (2, 128) and index.owner.tolist() == [0, 0]
+
+
+def test_embeddings_are_recomputed_when_missing_for_the_embedder(tmp_path, shared_data):
+    with Gallery(tmp_path / "g.db", device="cpu") as g:
+        g.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+        before = g.index().embeddings.clone()
+        g._db.execute("UPDATE embeddings SET embedder='an-older-model'")
+        after = g.index().embeddings
+        assert after.shape == before.shape and float((after - before).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["", "../etc", "a" * 200, "bad/name", None])
+def test_invalid_names_are_refused(gallery, shared_data, name):
+    with pytest.raises(GalleryError, match="invalid name"):
+        gallery.add_person(name, [shared_data / "faces" / "joe_biden" / "1.jpg"])
+
+
+def test_damaged_and_foreign_files_give_clear_errors(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00garbage" * 500)
+    with pytest.raises(GalleryError, match="not an influvision gallery"):
+        Gallery(junk)
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)")
+    with pytest.raises(GalleryError, match="not an influvision gallery"):
+        Gallery(foreign)
+
+
+def test_unknown_person_removal_lists_who_is_registered(gallery):
+    with pytest.raises(GalleryError, match="no person named 'ghost'"):
+        gallery.remove_person("ghost")

@@ -1,0 +1,205 @@
+"""Logo references and detection on the shared FlickrLogos photos (CPU, real data)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from influvision.errors import InfluvisionError, ShapeError
+from influvision.logos.detect import LogoDetector
+from influvision.logos.references import LogoReference, LogoReferenceError, load_reference
+
+# Clear cases: large (> 90 px), frontal or mildly tilted marks whose outline matches the flat reference
+# closely (FedEx wordmark on a truck side, Ford oval on a wheel cap, Porsche crest on a bonnet); each
+# gives more than twice the inliers the detector needs.
+CLEAR = [
+    ("fl27_213783134.jpg", "fedex", (202, 124, 394, 199)),
+    ("fl27_2938026725.jpg", "ford", (174, 158, 283, 220)),
+    ("fl27_3424492874.jpg", "porsche", (184, 191, 316, 323)),
+]
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def logo_data(shared_data: Path) -> Path:
+    return shared_data / "logos"
+
+
+@pytest.fixture(scope="module")
+def refs(logo_data: Path) -> list[LogoReference]:
+    return [load_reference(p.stem, p) for p in sorted((logo_data / "refs").glob("*.png"))]
+
+
+@pytest.fixture(scope="module")
+def detector(refs: list[LogoReference]) -> LogoDetector:
+    torch.set_num_threads(2)
+    return LogoDetector(refs)
+
+
+@pytest.fixture(scope="module")
+def all_photos(logo_data: Path, detector: LogoDetector):
+    """Every shared logo photo with its labels and the detector's output, computed once."""
+    labels = json.loads((logo_data / "scenes" / "labels.json").read_text())["images"]
+    out = {}
+    for name in sorted(labels):
+        img = _rgb(logo_data / "scenes" / name)
+        out[name] = (img, labels[name]["logos"], detector.detect([img]))
+    return out
+
+
+# --- references -----------------------------------------------------------------------------------------
+
+def test_png_reference_uses_alpha(logo_data: Path):
+    ref = load_reference("nike", logo_data / "refs" / "nike.png")
+    assert ref.has_alpha
+    assert ref.shape.dtype == np.float32 and ref.shape.ndim == 2
+    # The swoosh is much wider than tall and fills only part of its box; the margin is background.
+    w, h = ref.size
+    assert w > 1.8 * h
+    assert 0.1 < float((ref.shape > 0.5).mean()) < 0.5
+    assert ref.shape[0].max() == 0 and ref.shape[:, 0].max() == 0
+    assert tuple(ref.colour) == (17, 17, 17)  # simple-icons' #111111
+
+
+def test_jpg_crop_reference_from_bytes(logo_data: Path):
+    # An opaque crop of a real logo (the FedEx wordmark on the truck), given as JPG bytes.
+    photo = Image.open(logo_data / "scenes" / "fl27_213783134.jpg").convert("RGB").crop((196, 118, 400, 205))
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=95)
+    ref = load_reference("fedex-photo", buf.getvalue())
+    assert not ref.has_alpha
+    assert ref.source_size == (204, 87)
+    assert 0.05 < float((ref.shape > 0.5).mean()) < 0.8
+
+
+def test_blank_reference_raises():
+    buf = io.BytesIO()
+    Image.new("RGBA", (256, 256), (0, 0, 0, 0)).save(buf, format="PNG")
+    with pytest.raises(LogoReferenceError, match="blank"):
+        load_reference("blank", buf.getvalue())
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (200, 30, 30)).save(buf, format="JPEG")
+    with pytest.raises(InfluvisionError, match="blank"):
+        load_reference("flat", buf.getvalue())
+
+
+def test_tiny_reference_raises(logo_data: Path):
+    small = Image.open(logo_data / "refs" / "apple.png").resize((24, 24))
+    buf = io.BytesIO()
+    small.save(buf, format="PNG")
+    with pytest.raises(LogoReferenceError, match="too small"):
+        load_reference("apple", buf.getvalue())
+
+
+def test_textureless_reference_raises():
+    # A filled square on transparency: a shape, but no mark to match.
+    img = np.zeros((256, 256, 4), np.uint8)
+    img[20:236, 20:236] = (0, 0, 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGBA").save(buf, format="PNG")
+    with pytest.raises(LogoReferenceError, match="rectangle|textureless"):
+        load_reference("square", buf.getvalue())
+
+
+@pytest.mark.parametrize("name", ["Nike", "nike brand", "", "nïke", "-nike"])
+def test_brand_name_validated(logo_data: Path, name: str):
+    with pytest.raises(LogoReferenceError, match="invalid brand name"):
+        load_reference(name, logo_data / "refs" / "nike.png")
+
+
+def test_svg_reference_says_what_to_install():
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M0 0h24v24H0z"/></svg>'
+    with pytest.raises(LogoReferenceError, match="cairosvg"):
+        load_reference("square", svg)
+
+
+def test_duplicate_brand_rejected(refs: list[LogoReference]):
+    with pytest.raises(InfluvisionError, match="twice"):
+        LogoDetector([refs[0], refs[0]])
+
+
+# --- detection --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("photo", "brand", "box"), CLEAR)
+def test_clear_logos_found(all_photos, detector: LogoDetector, photo: str, brand: str, box):
+    _, _, found = all_photos[photo]
+    b = detector.brands.index(brand)
+    ious = [_iou(bx, box) for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b]
+    assert ious and max(ious) >= 0.5, f"{brand} in {photo}: IoUs {ious}"
+
+
+def test_distractor_brands_never_reported(all_photos, detector: LogoDetector):
+    bad = {detector.brands.index("google"), detector.brands.index("intel")}
+    for name, (_, _, found) in all_photos.items():
+        assert not set(found.brand.tolist()) & bad, name
+
+
+def test_no_brand_reported_where_absent(all_photos, detector: LogoDetector):
+    # Precision first: a brand may be reported only in a photo where it is labelled.
+    for name, (_, labels, found) in all_photos.items():
+        present = {lab["brand"] for lab in labels}
+        reported = {detector.brands[b] for b in found.brand.tolist()}
+        assert reported <= present, f"{name}: reported {reported - present}"
+
+
+def test_recall_floor(all_photos, detector: LogoDetector):
+    # The research baseline finds 4 of 37 boxes; this detector must find well over twice as many.
+    hits = 0
+    for _, labels, found in all_photos.values():
+        for lab in labels:
+            if lab.get("difficult"):
+                continue
+            b = detector.brands.index(lab["brand"])
+            hits += any(_iou(bx, lab["box"]) >= 0.5
+                        for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b)
+    assert hits >= 10
+
+
+def test_output_columns_and_batching(all_photos, detector: LogoDetector):
+    names = ["fl27_213783134.jpg", "fl27_3424492874.jpg"]
+    batch = detector.detect([all_photos[n][0] for n in names])
+    assert batch.boxes.dtype == torch.float32 and batch.boxes.shape[1] == 4
+    assert batch.brand.dtype == torch.long and batch.image_index.dtype == torch.long
+    assert ((batch.scores >= 0) & (batch.scores <= 1)).all()
+    assert set(batch.columns) == {"inliers", "agreement"}
+    # The batch gives what each photo gives alone, with image_index pointing at the right photo.
+    for i, n in enumerate(names):
+        alone = all_photos[n][2]
+        mine = batch.for_image(i)
+        assert sorted(mine.brand.tolist()) == sorted(alone.brand.tolist())
+    h, w = all_photos[names[0]][0].shape[:2]
+    assert (batch.boxes[:, 2] <= w).all() and (batch.boxes[:, 3] <= h).all()
+
+
+def test_empty_list_gives_empty_logos(detector: LogoDetector):
+    out = detector.detect([])
+    assert len(out) == 0 and out.boxes.shape == (0, 4) and "inliers" in out.columns
+
+
+def test_face_photo_has_no_logo(shared_data: Path, detector: LogoDetector):
+    img = _rgb(shared_data / "faces" / "barack_obama" / "1.jpg")
+    assert len(detector.detect([img])) == 0
+    assert len(detector.detect([np.full((300, 400, 3), 128, np.uint8)])) == 0
+
+
+def test_bad_image_raises(detector: LogoDetector):
+    with pytest.raises(ShapeError):
+        detector.detect([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(ShapeError):
+        detector.detect([np.zeros((10, 10, 3), np.float32)])

@@ -1,0 +1,70 @@
+"""Tallies and the report contract, on hand-made media entries (no models needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from influvision.report import FaceEntry, LogoEntry, MediaEntry, Report, Settings
+from influvision.tally import logo_near_face, prominence, tally_photos, union_length
+
+SETTINGS = Settings(embedder="dlib-resnet-v1", threshold=0.5, margin=0.04, min_face_px=24, device="cpu",
+                    version="test")
+
+
+def face(name: str | None, box=(10, 10, 50, 60), sim=0.6) -> FaceEntry:
+    return FaceEntry(identity=name, box=list(box), score=0.99, similarity=sim, status="named" if name else "unknown")
+
+
+def photo(path: str, faces, logos=(), dup=None) -> MediaEntry:
+    return MediaEntry(path=path, kind="photo", width=200, height=100, faces=list(faces), logos=list(logos),
+                      duplicate_of=dup)
+
+
+def test_photo_count_is_distinct_photos_and_ignores_duplicates_and_unknowns():
+    media = [photo("a.jpg", [face("ann"), face(None)]), photo("b.jpg", [face("ann"), face("bob")]),
+             photo("b_copy.jpg", [face("ann")], dup="b.jpg"), photo("c.jpg", [face(None)])]
+    people, _, together, _ = tally_photos(media)
+    assert people["ann"].photo_count == 2 and people["ann"].photos == ["a.jpg", "b.jpg"]
+    assert people["bob"].photo_count == 1
+    assert [(p.a, p.b, p.photo_count) for p in together] == [("ann", "bob", 1)]
+
+
+def test_brand_with_person_counts_near_logos_only():
+    near = LogoEntry(brand="acme", box=[20, 65, 40, 80], score=0.9)  # just under the face: on the shirt
+    far = LogoEntry(brand="acme", box=[190, 0, 200, 5], score=0.9)
+    media = [photo("a.jpg", [face("ann")], [near]), photo("b.jpg", [face("ann", box=(0, 0, 5, 5))], [far])]
+    people, brands, _, co = tally_photos(media)
+    assert brands["acme"].photo_count == 2
+    assert [(p.a, p.b, p.photo_count, p.with_count) for p in co] == [("ann", "acme", 2, 1)]
+
+
+def test_union_length_counts_overlaps_once():
+    assert union_length([[0, 2], [1, 3], [5, 6]]) == 4
+    assert union_length([]) == 0
+
+
+def test_prominence_and_nearness_geometry():
+    share, centrality = prominence([50, 25, 150, 75], 200, 100)
+    assert share == 0.25 and centrality == 1.0
+    assert prominence([0, 0, 1, 1], 200, 100)[1] < 0.02
+    assert logo_near_face([0, 30, 10, 40], [0, 0, 10, 10])  # 2 face heights below: on the shirt
+    assert not logo_near_face([0, 100, 10, 110], [0, 0, 10, 10])
+
+
+def test_report_json_has_the_contract_keys_and_round_trips(tmp_path):
+    people, brands, together, co = tally_photos([photo("a.jpg", [face("ann")])])
+    report = Report(people=people, brands=brands, together=together, co_appearance=co,
+                    media=[photo("a.jpg", [face("ann")])], settings=SETTINGS)
+    data = json.loads(report.to_json(tmp_path / "r.json"))
+    assert set(data) >= {"people", "brands", "media", "skipped", "settings"}
+    assert set(data["people"]["ann"]) >= {"photo_count", "photos", "exposure_seconds", "intervals"}
+    assert set(data["media"][0]) >= {"path", "kind", "width", "height", "faces", "logos", "error"}
+    assert set(data["media"][0]["faces"][0]) >= {"identity", "box", "score", "similarity"}
+    assert set(data["settings"]) >= {"embedder", "threshold", "device", "version"}
+    assert Report.from_json(tmp_path / "r.json") == report
+    files = {p.name for p in report.to_csv(tmp_path / "csv")}
+    assert {"people.csv", "faces.csv", "skipped.csv", "co_appearance.csv"} <= files
+    rows = list(csv.DictReader((tmp_path / "csv" / "faces.csv").open()))
+    assert rows[0]["identity"] == "ann" and rows[0]["path"] == "a.jpg"
+    assert "ann" in report.summary()

@@ -1,0 +1,73 @@
+"""track() on real photos: the right people, nobody unregistered, bad inputs reported, duplicates once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import influvision as iv
+
+
+@pytest.fixture(scope="module")
+def scenes_report(shared_data, full_gallery):
+    return iv.track(shared_data / "scenes", gallery=full_gallery, device="cpu", progress=False)
+
+
+def test_every_scene_is_analysed_and_no_unregistered_person_is_named(scenes_report, shared_data):
+    labels = json.loads((shared_data / "scenes" / "labels.json").read_text())["images"]
+    by_name = {m.path.split("/")[-1]: m for m in scenes_report.media}
+    assert set(by_name) == set(labels)
+    for name, label in labels.items():
+        named = {f.identity for f in by_name[name].faces if f.identity}
+        assert named <= set(label["known"]), f"{name}: named {named - set(label['known'])} who are not there"
+    assert not any(f.identity for f in by_name["group2.jpg"].faces)
+    assert sum(f.identity is None for f in by_name["group2.jpg"].faces) >= 4
+
+
+def test_registered_people_in_scenes_are_found(scenes_report, shared_data):
+    labels = json.loads((shared_data / "scenes" / "labels.json").read_text())["images"]
+    truth = {(n, p) for n, lab in labels.items() for p in lab["known"]}
+    found = {(m.path.split("/")[-1], f.identity) for m in scenes_report.media for f in m.faces if f.identity}
+    assert len(found & truth) / len(truth) >= 0.85, sorted(truth - found)
+    obama = scenes_report.people["barack_obama"]
+    assert obama.photo_count == 1 and obama.photos[0].endswith("obama_and_biden.jpg")
+    assert ("barack_obama", "joe_biden") in {(p.a, p.b) for p in scenes_report.together}
+
+
+def test_report_counts_faces_by_outcome(scenes_report):
+    c = scenes_report.counts
+    assert c.inputs_seen == c.analysed == 7 and c.skipped == 0
+    assert c.faces == c.named_faces + c.unknown_faces + c.unidentifiable_faces
+    assert c.unknown_faces >= 5  # group2 alone has five strangers
+    assert scenes_report.settings.threshold == iv.MatchSettings().threshold
+
+
+def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shared_data, full_gallery):
+    good = shared_data / "scenes" / "obama_and_biden.jpg"
+    shutil.copy(good, tmp_path / "good.jpg")
+    shutil.copy(good, tmp_path / "copy_of_good.jpg")
+    data = good.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.jpg").write_text("this is not a photo")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    report = iv.track([tmp_path, tmp_path / "missing.jpg"], gallery=full_gallery, device="cpu", progress=False)
+    skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
+    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg"}
+    assert all(name in err for name, err in skipped.items())
+    assert report.counts.inputs_seen == 6 and report.counts.skipped == 4 and report.counts.duplicates == 1
+    assert report.people["barack_obama"].photo_count == 1  # the byte-identical copy is not counted again
+
+
+def test_resume_from_checkpoint_does_not_analyse_again(tmp_path, shared_data, full_gallery, monkeypatch):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("couple.jpg", "group2.jpg"):
+        shutil.copy(shared_data / "scenes" / name, src / name)
+    first = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=tmp_path / "run.ckpt", progress=False)
+    calls = []
+    pipeline = full_gallery.pipeline
+    monkeypatch.setattr(type(pipeline), "__call__", lambda self, images: calls.append(images))
+    second = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=tmp_path / "run.ckpt", progress=False)
+    assert calls == [] and second.people == first.people and second.media == first.media

@@ -1,0 +1,111 @@
+"""Face tracks over ByteTrack and shot-cut detection on real and synthetic cuts."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from influvision.decode.video import iter_frames
+from influvision.video.tracks import CUT_THRESHOLD, FaceTracker, ShotCutDetector
+
+
+def _boxes(*centres: tuple[float, float], side: float = 60.0) -> np.ndarray:
+    return np.array([[x - side / 2, y - side / 2, x + side / 2, y + side / 2] for x, y in centres], np.float32)
+
+
+def test_two_moving_faces_keep_their_ids_including_the_first_frame():
+    tr = FaceTracker(frame_rate=5.0)
+    for k in range(6):
+        # Given in alternating order: ids must follow the faces, not the row order.
+        a, b = (100 + 8 * k, 100), (400 - 8 * k, 300)
+        order = [a, b] if k % 2 == 0 else [b, a]
+        tr.update(_boxes(*order), np.array([0.99, 0.98]), pts_s=0.2 * k)
+    ids = tr.track_ids.reshape(6, 2)
+    left = np.where(np.arange(6) % 2 == 0, ids[:, 0], ids[:, 1])
+    right = np.where(np.arange(6) % 2 == 0, ids[:, 1], ids[:, 0])
+    # ByteTrack alone returns -1 for the detection that starts a track; the adapter gives it the id.
+    assert (left >= 0).all() and (right >= 0).all()
+    assert len(set(left)) == 1 and len(set(right)) == 1 and left[0] != right[0]
+
+
+def test_cut_ends_tracks_and_ids_stay_unique():
+    tr = FaceTracker(frame_rate=5.0)
+    for k in range(3):
+        tr.update(_boxes((100, 100)), np.array([0.99]), pts_s=0.2 * k)
+    tr.cut()
+    for k in range(3, 6):  # same place after the cut: still a new track
+        tr.update(_boxes((100, 100)), np.array([0.99]), pts_s=0.2 * k)
+    ids = tr.track_ids
+    assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
+    assert tr.cuts == 1
+
+
+def test_single_frame_detection_and_empty_frames():
+    tr = FaceTracker(frame_rate=10.0)
+    tr.update(_boxes((50, 50)), np.array([0.99]), pts_s=0.0)  # a face seen once, far from anything later
+    tr.update(np.zeros((0, 4)), np.zeros(0), pts_s=0.1)
+    for k in range(2, 5):
+        tr.update(_boxes((500, 400)), np.array([0.95]), pts_s=0.1 * k)
+    ids = tr.track_ids
+    assert ids.shape == (4,) and ids.dtype == np.int64
+    assert ids[0] == -1  # never confirmed: not a track
+    assert (ids[1:] >= 0).all() and len(set(ids[1:])) == 1
+
+
+def test_low_score_detections_only_continue_tracks():
+    tr = FaceTracker(frame_rate=10.0)
+    tr.update(_boxes((200, 200)), np.array([0.3]), pts_s=0.0)  # too weak to start a track
+    tr.update(_boxes((200, 200)), np.array([0.3]), pts_s=0.1)
+    assert (tr.track_ids == -1).all()
+
+
+def _cut_scores(path, sample_fps):
+    det = ShotCutDetector()
+    out = []
+    for b in iter_frames(path, sample_fps=sample_fps, batch_size=32):
+        out += [(float(t), det.score(f)) for f, t in zip(b.frames, b.pts_s, strict=True)]
+    return np.array(out)
+
+
+@pytest.mark.parametrize("clip", ["nggyup.mp4", "dirtydancing.mp4", "street_crowd.mp4"])
+def test_labelled_cuts_found_and_nothing_else(shared_data, clip):
+    labels = json.loads((shared_data / "videos" / "labels.json").read_text())["videos"][clip]
+    cuts = [s[0] for s in labels["shots"][1:]]
+    scores = _cut_scores(shared_data / "videos" / clip, sample_fps=5)
+    found = scores[scores[:, 1] >= CUT_THRESHOLD, 0]
+    # At 5 frames per second a cut shows at the first sampled frame after it.
+    assert len(found) == len(cuts)
+    for t, c in zip(found, cuts, strict=True):
+        assert c <= t + 1e-6 < c + 0.2
+    assert scores[scores[:, 1] < CUT_THRESHOLD, 1].max() < CUT_THRESHOLD - 0.1  # some room below
+
+
+def test_synthetic_cut_between_two_concatenated_clips(shared_data, tmp_path):
+    # One file made of 1 s of one clip followed by 1 s of another: exactly one cut, at the junction.
+    parts = []
+    for clip, t0 in (("nggyup.mp4", 4.0), ("street_crowd.mp4", 1.0)):
+        for b in iter_frames(shared_data / "videos" / clip, sample_fps=10, batch_size=8):
+            parts += [f[::4, ::4] for f, t in zip(b.frames, b.pts_s, strict=True) if t0 <= t < t0 + 1.0]
+            if b.pts_s[-1] >= t0 + 1.0:
+                break
+    h = min(p.shape[0] for p in parts) // 2 * 2
+    w = min(p.shape[1] for p in parts) // 2 * 2
+    path = tmp_path / "joined.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i, img in enumerate(parts):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    scores = _cut_scores(path, sample_fps=None)
+    assert len(scores) == 20
+    found = scores[scores[:, 1] >= CUT_THRESHOLD, 0]
+    np.testing.assert_allclose(found, [1.0], atol=1e-6)
