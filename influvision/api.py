@@ -147,7 +147,7 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
             if isinstance(dec, MediaError):
                 results[item.path] = MediaEntry(path=item.path, kind="photo", error=str(dec))
                 continue
-            earlier = dups.add(item.path, dec.pixels, item.local_path)
+            earlier = dups.add(item.path, dec.pixels, item.local_path, sha256=dec.sha256)
             if earlier is not None:
                 results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)

@@ -47,6 +47,28 @@ class TrackEntry(BaseModel):
     similarity: float
     intervals: list[list[float]]
     frames: int
+    distance: float | None = None
+    nearest: str | None = Field(None, description="Closest registered person even when not named (for audit)")
+    status: str = Field("", description="Why the track was named or left unknown")
+    evidence_frames: int = Field(0, description="Detections the identity decision used")
+
+
+class PairTally(BaseModel):
+    a: str
+    b: str
+    photo_count: int = 0
+    photos: list[str] = Field(default_factory=list)
+    seconds_together: float = 0.0
+    with_count: int = Field(0, description="Photos where the logo is on or near the person (brand pairs)")
+
+
+class VideoPresence(BaseModel):
+    """One person's (or brand's) presence in one video."""
+
+    intervals: list[list[float]] = Field(description="[start_s, end_s) on screen, short gaps bridged")
+    exposure_seconds: float = Field(description="Length of the union of `intervals`")
+    alone_seconds: float = Field(0.0, description="Seconds with no other registered person on screen")
+    mean_area_share: float = Field(0.0, description="Mean share of the frame area covered by the face")
 
 
 class MediaEntry(BaseModel):
@@ -62,7 +84,13 @@ class MediaEntry(BaseModel):
     fps: float | None = None
     frames_analysed: int | None = None
     sample_fps: float | None = None
+    time_resolution_s: float | None = Field(None, description="Time one analysed frame stands for")
+    max_gap_s: float | None = None
     tracks: list[TrackEntry] | None = None
+    people: dict[str, VideoPresence] | None = Field(None, description="Per person in this video")
+    together: list[PairTally] | None = Field(None, description="Seconds two people are on screen together")
+    cuts_s: list[float] | None = None
+    annotated: list[str] | None = Field(None, description="Annotated video / timeline files written")
 
 
 class SubjectTally(BaseModel):
@@ -75,15 +103,6 @@ class SubjectTally(BaseModel):
     best_similarity: float | None = None
     mean_area_share: float | None = Field(None, description="Mean share of the photo area per appearance")
     alone_seconds: float = Field(0.0, description="Seconds on screen with no other registered person")
-
-
-class PairTally(BaseModel):
-    a: str
-    b: str
-    photo_count: int = 0
-    photos: list[str] = Field(default_factory=list)
-    seconds_together: float = 0.0
-    with_count: int = Field(0, description="Photos where the logo is on or near the person (brand pairs)")
 
 
 class Counts(BaseModel):

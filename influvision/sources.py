@@ -254,6 +254,14 @@ class _Collector:
         return self.add_file(p, display, explicit)
 
     def add_file(self, p: Path, display: str, explicit: bool) -> int:
+        name = p.name.lower()
+        if name.startswith("._") or name in _NON_MEDIA_NAMES:  # macOS resource forks, desktop litter
+            if explicit:
+                self.skip(display, "not a photo or video (system file)")
+            return 0
+        if p.suffix.lower() in _RAW_SUFFIXES:  # before sniffing: many RAW files look like TIFF
+            self.skip(display, "camera RAW photo: not supported; export it as JPEG")
+            return 0
         kind = _kind_by_name(p.name)
         if kind is None:
             kind = self.unknown_type(p, display, explicit)
@@ -271,19 +279,12 @@ class _Collector:
 
     def unknown_type(self, p: Path, display: str, explicit: bool) -> str | None:
         """Kind of a file without a media extension: by signature, else skipped (or ignored in folders)."""
-        name = p.name.lower()
         suffix = p.suffix.lower()
-        if name.startswith("._") or name in _NON_MEDIA_NAMES:  # macOS resource forks, desktop litter
-            if explicit:
-                self.skip(display, "not a photo or video (system file)")
-            return None
         sniffed = _sniff_kind(p)
         if sniffed is not None:
             logger.info("%s has no media extension but looks like a %s; using it", display, sniffed)
             return sniffed
-        if suffix in _RAW_SUFFIXES:
-            self.skip(display, "camera RAW photo: not supported; export it as JPEG")
-        elif explicit or suffix not in _NON_MEDIA_SUFFIXES:
+        if explicit or suffix not in _NON_MEDIA_SUFFIXES:
             what = f"'{suffix}'" if suffix else "no extension"
             self.skip(display, f"not a photo or video (unknown file type, {what})")
         return None
@@ -408,11 +409,14 @@ class _Collector:
                 self.skip(member, "device or special file inside the archive: refused")
                 continue
             base = m.name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            if base.startswith("._") or "__MACOSX/" in m.name or base.lower() in _NON_MEDIA_NAMES:
+                continue  # macOS resource forks and desktop litter
+            if Path(base).suffix.lower() in _RAW_SUFFIXES:
+                self.skip(member, "camera RAW photo: not supported; export it as JPEG")
+                continue
             kind = _kind_by_name(base)
             if kind is None:
-                if base.startswith("._") or "__MACOSX/" in m.name:
-                    continue
-                if Path(base).suffix.lower() not in _NON_MEDIA_SUFFIXES and base.lower() not in _NON_MEDIA_NAMES:
+                if Path(base).suffix.lower() not in _NON_MEDIA_SUFFIXES:
                     self.skip(member, "not a photo or video (unknown file type)")
                 continue
             if kind == "archive":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -92,7 +91,8 @@ def test_cmyk_jpeg_matches_rgb_original(shared_data: Path, tmp_path: Path) -> No
 
 def test_16bit_grey_png_is_scaled_not_clipped(shared_data: Path, tmp_path: Path) -> None:
     grey8 = np.asarray(Image.open(shared_data / BASELINE).convert("L"))
-    grey16 = grey8.astype(np.uint16) * 257 + 100 * (grey8 < 255)  # full 16-bit range, off the 257 grid
+    # Full 16-bit range, off the multiples of 257.
+    grey16 = (grey8.astype(np.uint16) * 257 + 100 * (grey8 < 255)).astype(np.uint16)
     path = tmp_path / "grey16.png"
     Image.fromarray(grey16).save(path)
     assert Image.open(path).mode.startswith("I")
@@ -200,14 +200,30 @@ def test_truncated_png_is_refused(shared_data: Path, tmp_path: Path) -> None:
     assert "truncated PNG" in _problem(path).problem
 
 
-def test_corrupt_jpeg_bytes_overwritten(shared_data: Path, tmp_path: Path) -> None:
-    data = bytearray((shared_data / BASELINE).read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + 1024] = np.random.default_rng(0).integers(0, 256, 1024, dtype=np.uint8).tobytes()
+def _overwrite(data: bytes, seed: int, n: int) -> bytes:
+    out = bytearray(data)
+    middle = len(out) // 2
+    out[middle:middle + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("seed", "n", "pillow_notices"), [
+    (0, 1024, True),  # Pillow fails on its own
+    (1, 64, False),  # the marker walk finds a fake marker where none can be
+    (4, 64, False),  # only the strict FFmpeg pass notices the corrupt Huffman data
+])
+def test_corrupt_jpeg_bytes_overwritten(shared_data: Path, tmp_path: Path, seed: int, n: int,
+                                        pillow_notices: bool) -> None:
+    original = (shared_data / BASELINE).read_bytes()
     path = tmp_path / "corrupt.jpg"
-    path.write_bytes(bytes(data))
-    # Pillow alone decodes this into a picture with garbage blocks, without any error.
-    Image.open(path).load()
+    path.write_bytes(_overwrite(original, seed, n))
+    try:
+        garbled = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    except OSError:
+        assert pillow_notices
+    else:  # Pillow decodes a visibly wrong picture without complaint
+        assert not pillow_notices
+        assert np.abs(garbled - _rgb(shared_data / BASELINE)).mean() > 10
     err = _problem(path)
     assert "corrupt.jpg" in str(err) and "damaged JPEG" in err.problem
 

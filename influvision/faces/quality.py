@@ -173,10 +173,21 @@ def chip_sharpness(chips: Tensor) -> Tensor:
     t, b = int(h * _CENTRAL_FRACTION[0]), int(h * _CENTRAL_FRACTION[1])
     left, right = int(w * _CENTRAL_FRACTION[2]), int(w * _CENTRAL_FRACTION[3])
     lap_kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=chips.device)
-    lap = F.conv2d(grey[:, :, t - 1:b + 1, left - 1:right + 1], lap_kernel.view(1, 1, 3, 3))
+    window = grey[:, :, t - 1:b + 1, left - 1:right + 1]
+    lap = F.conv2d(window, lap_kernel.view(1, 1, 3, 3))
     centre = grey[:, :, t:b, left:right]
-    var_lap = lap.flatten(1).var(dim=1)
-    var_grey = centre.flatten(1).var(dim=1)
+    # Chip pixels outside the source image are exactly black (0, 0, 0); their edge with the image would read
+    # as strong detail (tight crops, faces at the border), so pixels within 1 px of them are left out.
+    outside = (chips[:, t - 1:b + 1, left - 1:right + 1] == 0).all(dim=-1).unsqueeze(1).float()
+    keep = (F.max_pool2d(outside, 3, stride=1) == 0).flatten(1).float()  # (N, (b-t)*(right-left))
+    count = keep.sum(dim=1).clamp_min(2.0)
+
+    def masked_var(x: Tensor) -> Tensor:
+        x = x.flatten(1)
+        mean = (x * keep).sum(dim=1) / count
+        return (((x - mean.unsqueeze(1)) ** 2) * keep).sum(dim=1) / (count - 1)
+
+    var_lap, var_grey = masked_var(lap), masked_var(centre)
     return var_lap / var_grey.clamp_min(_GREY_FLOOR)
 
 

@@ -174,6 +174,7 @@ def analyse_video(
     top_k: int = DEFAULT_TOP_K,
     min_evidence: int = DEFAULT_MIN_EVIDENCE,
     cut_threshold: float = CUT_THRESHOLD,
+    identity_method: str = "mean_embedding",
 ) -> VideoAnalysis:
     """Find the registered people in a video and measure how long each is on screen.
 
@@ -188,7 +189,8 @@ def analyse_video(
         batch_size: frames per ``faces_fn`` call.
         max_gap_s: bridge gaps shorter than this in a person's exposure.
         progress: show a progress bar (frames).
-        top_k, min_evidence: identity evidence per track (see :mod:`influvision.video.identity`).
+        top_k, min_evidence, identity_method: identity evidence per track and how it is combined (see
+            :func:`influvision.video.identity.identify_tracks`).
         cut_threshold: shot-cut score threshold (see :mod:`influvision.video.tracks`).
 
     Returns:
@@ -260,7 +262,7 @@ def analyse_video(
 
     spans, track_share = _track_spans(track_id, pts, dur, share)
     decisions = identify_tracks(all_faces, track_id, spans, index, settings, top_k=top_k,
-                                min_evidence=min_evidence)
+                                min_evidence=min_evidence, method=identity_method)
     track_iv = _track_intervals(track_id, pts, dur, max_gap_s)
     tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
 

@@ -1,0 +1,130 @@
+"""From a video analysis to report entries and tallies; annotated MP4 and timeline picture."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from ..annotate import draw_detections, output_path, timeline_png
+from ..decode.video import iter_frames
+from ..errors import MediaError
+from ..faces.pipeline import FacePipeline
+from ..match import GalleryIndex, MatchSettings
+from ..report import FaceEntry, MediaEntry, PairTally, SubjectTally, TrackEntry, VideoPresence
+from ..sources import MediaItem
+from .analyse import VideoAnalysis, analyse_video
+
+log = logging.getLogger(__name__)
+
+
+def _r(x: float) -> float:
+    return round(float(x), 3)
+
+
+def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryIndex, settings: MatchSettings,
+                        sample_fps: float | None, *, annotate_dir: str | Path | None = None,
+                        blur_unknown: bool = False) -> MediaEntry:
+    """Analyse one video; a video that cannot be decoded at all becomes an entry with ``error`` set."""
+    try:
+        va = analyse_video(item.local_path, faces_fn=pipeline, index=index, settings=settings,
+                           sample_fps=sample_fps)
+    except MediaError as e:
+        return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
+    entry = video_entry(item.path, va)
+    if annotate_dir is not None and va.frames_analysed:
+        entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown)]
+    return entry
+
+
+def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
+    tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=_r(t.similarity),
+                         intervals=[[_r(s), _r(e)] for s, e in t.intervals], frames=t.frames,
+                         distance=_r(t.distance) if math.isfinite(t.distance) else None, nearest=t.nearest,
+                         status=t.status, evidence_frames=t.evidence_frames) for t in va.tracks]
+    people = {name: VideoPresence(intervals=[[_r(s), _r(e)] for s, e in ivs.tolist()],
+                                  exposure_seconds=_r(va.exposure_s.get(name, 0.0)),
+                                  alone_seconds=_r(va.alone_s.get(name, 0.0)),
+                                  mean_area_share=round(float(va.face_share.get(name, 0.0)), 6))
+              for name, ivs in sorted(va.person_intervals.items())}
+    together = [PairTally(a=a, b=b, seconds_together=_r(sec)) for (a, b), sec in sorted(va.together_s.items())]
+    return MediaEntry(
+        path=path, kind="video", width=va.info.width, height=va.info.height, error=va.error,
+        duration_s=_r(va.info.duration_s), fps=round(float(va.info.fps), 3), frames_analysed=va.frames_analysed,
+        sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), max_gap_s=va.max_gap_s,
+        tracks=tracks, people=people, together=together, cuts_s=[_r(c) for c in va.cuts_s])
+
+
+def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brands: dict[str, SubjectTally],
+                 together: list[PairTally], co: list[PairTally]) -> None:
+    """Add each video's per-person intervals and pair seconds to the tallies (in place)."""
+    pairs = {(p.a, p.b): p for p in together}
+    for m in media:
+        if m.kind != "video" or not m.people:
+            continue
+        for name, presence in m.people.items():
+            t = people.setdefault(name, SubjectTally())
+            if presence.intervals:
+                t.intervals[m.path] = presence.intervals
+            t.alone_seconds = round(t.alone_seconds + presence.alone_seconds, 3)
+        for pair in m.together or []:
+            p = pairs.get((pair.a, pair.b))
+            if p is None:
+                p = pairs[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
+                together.append(p)
+            p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
+    together.sort(key=lambda p: (p.a, p.b))
+
+
+def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool) -> list[Path]:
+    """Write an MP4 with boxes, names and track ids, and a timeline PNG. Frames between analysed frames
+    show the boxes of the latest analysed frame (what the counts are based on)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = output_path(directory, item.path, ".annotated.mp4")
+    fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
+    written = []
+    try:
+        with av.open(str(out), mode="w") as container:
+            stream = container.add_stream("libx264", rate=int(round(fps)))
+            stream.width, stream.height = va.info.width - va.info.width % 2, va.info.height - va.info.height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "23", "preset": "veryfast"}
+            shown = _detections_by_frame(va)
+            for batch in iter_frames(item.local_path, sample_fps=None, batch_size=16):
+                for frame, pts in zip(batch.frames, batch.pts_s, strict=True):
+                    # The latest analysed frame at or before this one decides what is shown.
+                    i = int(np.searchsorted(va.frame_pts_s, pts + 1e-6)) - 1
+                    faces, labels = shown.get(round(float(va.frame_pts_s[i]), 6), ([], [])) if i >= 0 else ([], [])
+                    image = draw_detections(Image.fromarray(np.asarray(frame)), faces, [],
+                                            blur_unknown=blur_unknown, labels=labels)
+                    image = image.crop((0, 0, stream.width, stream.height))
+                    for packet in stream.encode(av.VideoFrame.from_image(image)):
+                        container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        written.append(out)
+    except (av.error.FFmpegError, MediaError, OSError) as e:  # annotation is a by-product: never fail the run
+        log.warning("could not write annotated video for %s: %s", item.path, e)
+    intervals = {n: [[float(s), float(e)] for s, e in iv.tolist()] for n, iv in va.person_intervals.items()}
+    written.append(timeline_png(intervals, va.info.duration_s, output_path(directory, item.path, ".timeline.png"),
+                                title=f"{item.path}: on screen (s)"))
+    return written
+
+
+def _detections_by_frame(va: VideoAnalysis) -> dict[float, tuple[list[FaceEntry], list[str]]]:
+    """Analysed frame time -> its faces (named by their track's identity) and box labels."""
+    det = va.detections
+    track_name = {t.track_id: t.identity for t in va.tracks}
+    out: dict[float, tuple[list[FaceEntry], list[str]]] = {}
+    for j in range(len(det)):
+        tid, ident = int(det.track_id[j]), int(det.identity[j])
+        name = va.names[ident] if ident >= 0 else track_name.get(tid)
+        faces, labels = out.setdefault(round(float(det.pts_s[j]), 6), ([], []))
+        faces.append(FaceEntry(identity=name, box=[float(v) for v in det.boxes[j]], score=float(det.scores[j]),
+                               similarity=0.0))
+        labels.append(f"{name or 'unknown'} #{tid}" if tid >= 0 else (name or "unknown"))
+    return out

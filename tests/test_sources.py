@@ -1,0 +1,257 @@
+"""Input collection (files, folders, globs, archives) and duplicate detection, on real shared media."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from influvision.decode.images import load_image
+from influvision.sources import (
+    NEAR_DUPLICATE_MAX_DISTANCE,
+    DuplicateIndex,
+    collect_media,
+    find_duplicates,
+    hamming,
+    phash,
+)
+
+PHOTOS = ("faces/elton_john/2.jpg", "faces/madonna/1.jpg", "faces/kaley_cuoco/1.png")
+SCENES = ("bbt2.jpg", "bbt4.jpg", "bbt5.jpg", "couple.jpg", "elton_john_with_cher.jpg", "group2.jpg",
+          "obama_and_biden.jpg")
+
+
+def _tree(shared_data: Path, root: Path) -> Path:
+    """root/{b.jpg, a.jpg, notes.txt, odd.xyz, clip.mp4, sub/c.png, sub/deeper/d.jpg, .hidden/e.jpg}."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    shutil.copyfile(shared_data / PHOTOS[0], root / "b.jpg")
+    shutil.copyfile(shared_data / PHOTOS[1], root / "a.jpg")
+    shutil.copyfile(shared_data / PHOTOS[2], root / "sub" / "c.png")
+    shutil.copyfile(shared_data / PHOTOS[0], root / "sub" / "deeper" / "d.jpg")
+    shutil.copyfile(shared_data / PHOTOS[1], root / ".hidden" / "e.jpg")
+    shutil.copyfile(shared_data / "videos/nggyup.mp4", root / "clip.mp4")
+    (root / "notes.txt").write_text("shot list")
+    (root / "odd.xyz").write_bytes(b"\x00\x01")
+    return root
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+def test_folder_recursive_sorted_with_reasons(shared_data: Path, tmp_path: Path) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    with collect_media(root) as media:
+        rel = [os.path.relpath(i.path, root) for i in media.items]
+        assert rel == ["a.jpg", "b.jpg", "clip.mp4", "sub/c.png", "sub/deeper/d.jpg"]
+        assert [i.kind for i in media.items] == ["photo", "photo", "video", "photo", "photo"]
+        assert all(i.local_path.is_absolute() and i.local_path.is_file() for i in media.items)
+        assert media.items[0].path == str(root / "a.jpg")
+        # notes.txt is ignored silently; an unknown type is reported.
+        assert [(s.path, s.problem) for s in media.skipped] == [
+            (str(root / "odd.xyz"), "not a photo or video (unknown file type, '.xyz')")]
+        assert str(media.skipped[0]) == f"{root / 'odd.xyz'}: not a photo or video (unknown file type, '.xyz')"
+        assert media.temp_dir is None  # no archive, no temp folder
+    flat = collect_media(root, recursive=False)
+    assert [Path(i.path).name for i in flat.items] == ["a.jpg", "b.jpg", "clip.mp4"]
+
+
+def test_empty_folder_missing_path_and_glob(shared_data: Path, tmp_path: Path) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    only_text = tmp_path / "docs"
+    only_text.mkdir()
+    (only_text / "readme.txt").write_text("x")
+    media = collect_media([empty, only_text, tmp_path / "missing.jpg", str(root / "*.jpg"),
+                           str(root / "**" / "*.png"), str(root / "*.gif")])
+    assert [Path(i.path).name for i in media.items] == ["a.jpg", "b.jpg", "c.png"]
+    assert [s.problem for s in media.skipped] == [
+        "folder contains no photos or videos", "folder contains no photos or videos", "not found",
+        "no files match this pattern"]
+    assert media.skipped[2].path == str(tmp_path / "missing.jpg")
+
+
+def test_same_file_given_twice_appears_once(shared_data: Path, tmp_path: Path) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    (tmp_path / "link.jpg").symlink_to(root / "a.jpg")
+    media = collect_media([root / "a.jpg", root, tmp_path / "link.jpg", str(root / "a.*")])
+    paths = [i.path for i in media.items]
+    assert paths.count(str(root / "a.jpg")) == 1 and len(paths) == 5 and paths[0] == str(root / "a.jpg")
+    assert [Path(s.path).name for s in media.skipped] == ["odd.xyz"]
+
+
+def test_explicit_files_by_type_and_content(shared_data: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    raw = tmp_path / "IMG_1.CR2"
+    raw.write_bytes(b"II*\x00" + bytes(60))  # a TIFF-like RAW: refused by name
+    renamed = tmp_path / "download"  # a JPEG saved without an extension
+    shutil.copyfile(shared_data / PHOTOS[0], renamed)
+    media = collect_media([notes, raw, renamed])
+    assert [(i.path, i.kind) for i in media.items] == [(str(renamed), "photo")]
+    assert load_image(media.items[0].local_path).pixels.shape == (240, 320, 3)
+    assert [s.problem for s in media.skipped] == [
+        "not a photo or video (unknown file type, '.txt')", "camera RAW photo: not supported; export it as JPEG"]
+
+
+def _bad_members(shared_data: Path, tmp_path: Path) -> tuple[bytes, bytes, Path]:
+    photo = (shared_data / PHOTOS[0]).read_bytes()
+    png = (shared_data / PHOTOS[2]).read_bytes()
+    outside = tmp_path / "outside" / "abs_evil.jpg"  # where an absolute member name points
+    return photo, png, outside
+
+
+def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
+    photo, png, outside = _bad_members(shared_data, tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = work / "event.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("day2/z.png", png)
+        zf.writestr("day1/a.jpg", photo)
+        zf.writestr(zipfile.ZipInfo("../evil.jpg"), photo)
+        zf.writestr(zipfile.ZipInfo(str(outside)), photo)
+        zf.writestr(zipfile.ZipInfo("..\\win_evil.jpg"), photo)
+        link = zipfile.ZipInfo("day1/link.jpg")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("day1/notes.txt", "ignored")
+        zf.writestr("__MACOSX/day1/._a.jpg", b"\x00\x05\x16\x07")
+        zf.writestr("inner.zip", b"PK\x05\x06" + bytes(18))
+    before = _files_under(tmp_path)
+    with collect_media(archive) as media:
+        tmp = media.temp_dir
+        assert tmp is not None and not tmp.is_relative_to(tmp_path)
+        assert [i.path for i in media.items] == [f"{archive}!/day1/a.jpg", f"{archive}!/day2/z.png"]
+        for item in media.items:
+            assert item.local_path.resolve().is_relative_to(tmp.resolve())
+        assert media.items[0].local_path.read_bytes() == photo
+        assert load_image(media.items[1].local_path).pixels.shape == (150, 150, 3)
+        reasons = {s.path.split("!/")[1]: s.problem for s in media.skipped}
+        assert set(reasons) == {"../evil.jpg", str(outside), "..\\win_evil.jpg", "day1/link.jpg", "inner.zip"}
+        assert "'..'" in reasons["../evil.jpg"] and "'..'" in reasons["..\\win_evil.jpg"]
+        assert "absolute path" in reasons[str(outside)]
+        assert "link" in reasons["day1/link.jpg"] and "archive inside an archive" in reasons["inner.zip"]
+        assert sorted(p.suffix for p in tmp.rglob("*") if p.is_file()) == [".jpg", ".png"]  # only the 2 wanted
+        assert _files_under(tmp_path) == before  # nothing written beside or above the archive
+        assert not outside.exists() and not (tmp_path / "evil.jpg").exists()
+    assert not tmp.exists()  # closing deletes the extracted members
+
+
+def test_tar_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
+    photo, png, outside = _bad_members(shared_data, tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = work / "event.tar.gz"
+
+    def add(tf: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE,
+            target: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.linkname = kind, len(data), target
+        tf.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(archive, "w:gz") as tf:
+        add(tf, "day1", kind=tarfile.DIRTYPE)
+        add(tf, "day1/b.jpg", photo)
+        add(tf, "../evil.jpg", photo)
+        add(tf, str(outside), photo)
+        add(tf, "day1/sym.jpg", kind=tarfile.SYMTYPE, target="/etc/passwd")
+        add(tf, "day1/hard.jpg", kind=tarfile.LNKTYPE, target="../../etc/passwd")
+        add(tf, "day1/dev.jpg", kind=tarfile.CHRTYPE)
+        add(tf, "day1/a.png", png)
+    before = _files_under(tmp_path)
+    with collect_media([archive, archive]) as media:  # the same archive twice is opened once
+        assert [i.path for i in media.items] == [f"{archive}!/day1/a.png", f"{archive}!/day1/b.jpg"]
+        assert media.items[1].local_path.read_bytes() == photo
+        assert all(i.local_path.resolve().is_relative_to(media.temp_dir.resolve()) for i in media.items)
+        reasons = {s.path.split("!/")[1]: s.problem for s in media.skipped}
+        assert set(reasons) == {"../evil.jpg", str(outside), "day1/sym.jpg", "day1/hard.jpg", "day1/dev.jpg"}
+        assert "link" in reasons["day1/sym.jpg"] and "link" in reasons["day1/hard.jpg"]
+        assert "device or special file" in reasons["day1/dev.jpg"]
+        assert _files_under(tmp_path) == before and not outside.exists()
+
+
+def test_damaged_archives_and_bomb_limits(shared_data: Path, tmp_path: Path) -> None:
+    photo = (shared_data / PHOTOS[0]).read_bytes()
+    broken_zip = tmp_path / "broken.zip"
+    broken_zip.write_bytes(b"PK\x03\x04 not really a zip")
+    broken_tar = tmp_path / "broken.tar.gz"
+    broken_tar.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.jpg", bytes(4 * 2**20))  # 4 MiB of zeros compress ~1000x
+        zf.writestr("a.jpg", photo)
+        zf.writestr("b.jpg", photo)
+    media = collect_media([broken_zip, broken_tar, bomb])
+    assert [i.path for i in media.items] == [f"{bomb}!/a.jpg", f"{bomb}!/b.jpg"]
+    problems = [s.problem for s in media.skipped]
+    assert problems[0].startswith("damaged archive: not a readable ZIP file")
+    assert problems[1].startswith("damaged archive")
+    assert media.skipped[2].path == f"{bomb}!/zeros.jpg" and "possible zip bomb" in problems[2]
+    assert len(problems) == 3
+    media.close()
+    # The extraction budget is shared by all members: b.jpg no longer fits once a.jpg is out.
+    with collect_media(bomb, max_extract_bytes=len(photo) + 10, max_compression_ratio=1e9) as media:
+        assert [i.path for i in media.items] == [f"{bomb}!/a.jpg"]
+        assert {Path(s.path.split("!/")[1]).name for s in media.skipped} == {"b.jpg", "zeros.jpg"}
+        assert all("extraction limit" in s.problem for s in media.skipped)
+
+
+# --- duplicates -----------------------------------------------------------------------------------------------
+
+def _resized_copy(pixels: np.ndarray, scale: float, quality: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((int(w * scale), int(h * scale)), Image.BILINEAR).save(
+        buf, "JPEG", quality=quality)
+    return load_image(buf.getvalue()).pixels
+
+
+def test_duplicates_exact_and_near(shared_data: Path, tmp_path: Path) -> None:
+    scenes = {name: load_image(shared_data / "scenes" / name) for name in SCENES}
+    index = DuplicateIndex()
+    for name, img in scenes.items():
+        assert index.add(name, img.pixels, sha256=img.sha256) is None  # seven different scenes
+    copy = tmp_path / "copy_of_couple.jpg"
+    shutil.copyfile(shared_data / "scenes/couple.jpg", copy)
+    assert index.add("copy.jpg", load_image(copy).pixels, copy) == "couple.jpg"  # by file hash
+    assert index.matches["copy.jpg"] == ("couple.jpg", -1)
+    small = _resized_copy(scenes["group2.jpg"].pixels, 0.5, 70)
+    assert index.add("group2_small.jpg", small) == "group2.jpg"
+    assert 0 <= index.matches["group2_small.jpg"][1] <= NEAR_DUPLICATE_MAX_DISTANCE
+    tiny = _resized_copy(scenes["obama_and_biden.jpg"].pixels, 0.25, 40)
+    assert index.add("ob_tiny.jpg", tiny) == "obama_and_biden.jpg"
+    assert len(index) == 7
+
+
+def test_near_duplicate_threshold_separates_real_photos(shared_data: Path) -> None:
+    # Different photos: the closest pair measured in shared data (two 150 px grey face chips) lies at 12.
+    names = ["faces/kunal_nayyar/2.png", "faces/simon_helberg/3.png", *(f"scenes/{s}" for s in SCENES)]
+    pixels = [load_image(shared_data / n).pixels for n in names]
+    hashes = [phash(p) for p in pixels]
+    closest = min(hamming(a, b) for a, b in itertools.combinations(hashes, 2))
+    assert closest > NEAR_DUPLICATE_MAX_DISTANCE
+    assert find_duplicates(list(zip(names, pixels, strict=True))) == {}
+    # Resized / re-encoded copies stay far below the threshold.
+    for p, h in zip(pixels[2:], hashes[2:], strict=True):
+        assert hamming(h, phash(_resized_copy(p, 0.3, 50))) <= NEAR_DUPLICATE_MAX_DISTANCE // 2
+
+
+def test_phash_rejects_bad_shapes() -> None:
+    from influvision.errors import ShapeError
+
+    with pytest.raises(ShapeError):
+        phash(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(ShapeError):
+        phash(np.zeros((0, 4), np.uint8))
