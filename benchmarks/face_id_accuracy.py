@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from influvision.decode.images import load_image
 from PIL import Image, ImageEnhance
 
-from influvision.api import DEFAULT_SETTINGS
+from influvision.decode.images import load_image
 from influvision.faces.pipeline import FacePipeline
 from influvision.match import GalleryIndex, MatchSettings, assign_identities, person_distances
 
@@ -169,11 +168,12 @@ def main() -> None:
     hard_probes = {h.path: h for h in hard}  # degraded probes, matched against clean references
     t_embed = time.perf_counter() - t0
 
+    default = MatchSettings().resolved(pipe.embedder.threshold)
     rows = []
     for thr in (0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.55, 0.60):
         for margin in (0.0, 0.02, 0.04, 0.06, 0.08):
-            s = MatchSettings(threshold=thr, margin=margin, min_face_px=DEFAULT_SETTINGS.min_face_px,
-                              min_sharpness=DEFAULT_SETTINGS.min_sharpness)
+            s = MatchSettings(threshold=thr, margin=margin, min_face_px=default.min_face_px,
+                              min_sharpness=default.min_sharpness)
             rows.append((thr, margin, loo(faces, s), scenes(faces, scene_faces, labels, s), open_set(faces, s),
                          open_set(faces, s, hard_probes)))
     print(f"embedded {len(items)} face photos, {len(scene_faces)} scenes and {len(hard)} degraded copies "
@@ -182,14 +182,14 @@ def main() -> None:
               "open recall | hard: stranger photos named | hard recall |")
     lines = [header, "|" + "---|" * 10]
     for thr, margin, lo, sc, op, hd in rows:
-        mark = " **default**" if (thr, margin) == (DEFAULT_SETTINGS.threshold, DEFAULT_SETTINGS.margin) else ""
+        mark = " **default**" if (thr, margin) == (default.threshold, default.margin) else ""
         lines.append(f"| {thr:.2f}{mark} | {margin:.2f} | {lo['top1']:.3f} | {lo['wrong_name']:.3f} | "
                      f"{sc['precision']:.3f} | {sc['recall']:.3f} | {op['stranger_photos_named']}/{op['stranger_photos']} | "
                      f"{op['recall']:.3f} | {hd['stranger_photos_named']}/{hd['stranger_photos']} | {hd['recall']:.3f} |")
     table = "\n".join(lines)
     print(table)
-    default = next(r for r in rows if (r[0], r[1]) == (DEFAULT_SETTINGS.threshold, DEFAULT_SETTINGS.margin))
-    print("default scenes false names:", default[3]["false_names"])
+    chosen = next(r for r in rows if (r[0], r[1]) == (default.threshold, default.margin))
+    print("default scenes false names:", chosen[3]["false_names"])
     if args.write:
         out = Path(__file__).resolve().parent / "RESULTS.md"
         with out.open("a") as fh:

@@ -19,7 +19,8 @@ from .checkpoint import Checkpoint
 from .decode.images import DecodedImage
 from .decode.loader import iter_decoded
 from .errors import MediaError
-from .faces.pipeline import FacePipeline, resolve_device
+from .faces.embed import resolve_device
+from .faces.pipeline import FacePipeline
 from .gallery import Gallery
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
@@ -29,7 +30,7 @@ from .types import Faces
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SETTINGS = MatchSettings()
+DEFAULT_SETTINGS = MatchSettings()  # threshold from the embedder (see docs/accuracy.md)
 
 
 @dataclass
@@ -80,9 +81,10 @@ def track(
     try:
         pipeline = g.pipeline if g._pipeline is not None else FacePipeline(g.embedder_name, dev)
         g.use_pipeline(pipeline)
+        settings = settings.resolved(pipeline.embedder.threshold)
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))
         report_settings = Settings(
-            embedder=pipeline.embedder.name, threshold=settings.threshold, margin=settings.margin,
+            embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
             min_face_px=settings.min_face_px, device=str(dev), version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)})
         ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None

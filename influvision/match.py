@@ -12,6 +12,7 @@ total distance over the candidate pairs (Hungarian), it is not an independent ar
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,17 +29,24 @@ class MatchSettings:
     """Rules that decide when a face is named.
 
     Attributes:
-        threshold: largest Euclidean distance (dlib descriptor scale) at which a face may be named.
-            Lower means fewer false names and more unknowns.
+        threshold: largest embedding distance at which a face may be named; None takes the embedder's
+            calibrated default (its manifest's ``default_threshold``). Lower means fewer false names and
+            more unknowns.
         margin: the second-closest person must be at least this much further away than the closest.
         min_face_px: faces smaller than this (height in source pixels) are never named.
         min_sharpness: faces blurrier than this (quality.sharpness) are never named.
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None
     margin: float = 0.04
     min_face_px: float = 24.0
     min_sharpness: float = 0.0
+
+    def resolved(self, default_threshold: float) -> MatchSettings:
+        """These settings with ``threshold`` filled in from the embedder's default when unset."""
+        if self.threshold is not None:
+            return self
+        return dataclasses.replace(self, threshold=default_threshold)
 
     def similarity(self, distance: Tensor) -> Tensor:
         """Similarity reported to users: ``1 - distance``, clipped to [0, 1]."""
@@ -124,6 +132,8 @@ def assign_identities(
     # A face competes for a person only if that person passes the threshold and the margin
     # over the face's runner-up; only then can the assignment pick it.
     runner_up = torch.where(dist <= nearest[:, None], second[:, None], nearest[:, None])
+    if settings.threshold is None:
+        raise ValueError("settings.threshold is unset: call settings.resolved(embedder.threshold) first")
     candidate = (dist <= settings.threshold) & (runner_up - dist >= settings.margin) & eligible[:, None]
     if not bool(candidate.any()):
         return identity, nearest

@@ -21,6 +21,7 @@ is treated as damaged: it is logged, deleted and converted again from the verifi
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import logging
 import os
@@ -41,8 +42,15 @@ from .errors import UnknownModelError, WeightsError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_DIR = Path(__file__).resolve().parents[1] / "weights"
-"""Where the ``*.json`` manifests live (the repository's ``weights/`` folder)."""
+def _manifest_dir() -> Path:
+    source_tree = Path(__file__).resolve().parents[1] / "weights"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(str(importlib.resources.files("influvision._manifests")))
+
+
+MANIFEST_DIR = _manifest_dir()
+"""Where the ``*.json`` manifests live: the repository's ``weights/`` folder, shipped as ``influvision._manifests``."""
 
 CACHE_ENV = "INFLUVISION_CACHE"
 OFFLINE_ENV = "INFLUVISION_OFFLINE"

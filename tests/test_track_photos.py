@@ -41,7 +41,7 @@ def test_report_counts_faces_by_outcome(scenes_report):
     assert c.inputs_seen == c.analysed == 7 and c.skipped == 0
     assert c.faces == c.named_faces + c.unknown_faces + c.unidentifiable_faces
     assert c.unknown_faces >= 5  # group2 alone has five strangers
-    assert scenes_report.settings.threshold == iv.MatchSettings().threshold
+    assert scenes_report.settings.threshold == iv.load_embedder("dlib-resnet-v1", "cpu").threshold
 
 
 def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shared_data, full_gallery):

@@ -5,7 +5,7 @@ subclass and one ``@register_embedder(...)`` line; :func:`load_embedder` looks n
 never special-cases a model. Nothing is loaded at import time: weights are found, checksum-verified and
 converted on the first :func:`load_embedder` call, and the result is cached per (name, device, weights).
 
-Built-in names: ``dlib-resnet-v1`` (default; 150 px chips, 128-d, Euclidean, threshold 0.6),
+Built-in names: ``dlib-resnet-v1`` (default; 150 px chips, 128-d, Euclidean, calibrated threshold 0.5),
 ``facenet-vggface2`` and ``facenet-casia`` (160 px chips, 512-d unit vectors; weights added by the user).
 """
 

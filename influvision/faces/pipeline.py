@@ -15,15 +15,14 @@ import torch
 from ..types import Faces
 from .align import align_to_chip
 from .detect import FaceDetector
-from .embed import load_embedder
+from .embed import load_embedder, resolve_device
 from .quality import face_quality
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _to_device(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(image, np.ndarray) and not image.flags.writeable:
+        image = image.copy()  # torch refuses to wrap read-only arrays without a warning
+    return torch.as_tensor(image).to(device, non_blocking=True)
 
 
 class FacePipeline:
@@ -46,7 +45,7 @@ class FacePipeline:
 
     def __call__(self, images: Sequence[np.ndarray | torch.Tensor]) -> Faces:
         """Args: uint8 RGB HWC images of any sizes. Returns all their faces with quality and embeddings."""
-        on_device = [torch.as_tensor(im).to(self.device, non_blocking=True) for im in images]
+        on_device = [_to_device(im, self.device) for im in images]
         faces = self.detector.detect(on_device)
         dim = self.embedder.dim
         if len(faces) == 0:

@@ -3,7 +3,7 @@
 All measures are batched tensor ops on the faces' device (no loop over faces, no host round-trip):
 
 - ``size_px``: the face's height in source pixels, from landmark geometry (robust to roll, yaw and pitch);
-- ``frontalness``: in [0, 1], about cos(yaw) x cos(pitch) estimated from the 5 landmarks (1 = frontal);
+- ``frontalness``: in [0, 1], about cos²(yaw) x cos²(pitch) estimated from the 5 landmarks (1 = frontal);
 - ``sharpness``: high-frequency energy of the aligned chip (Laplacian variance over grey variance);
 - ``score``: the detector's confidence, passed through.
 
@@ -47,21 +47,43 @@ _NOSE_T = float((_T[2, 1] - (_T[0, 1] + _T[1, 1]) / 2) / _EYE_MOUTH)
 _EYE_RATIO = _EYE_DIST / _EYE_MOUTH
 
 # Depth of the nose tip in front of the eye/mouth plane, in eye-to-mouth distances: turning the head by yaw
-# θ shifts the nose sideways by ≈ depth · sin θ while the eye-to-mouth distance stays.
-# TODO measured value
+# θ shifts the nose sideways by ≈ depth · sin θ while the eye-to-mouth distance stays. Anthropometric
+# (nose tip ~3 cm before the eye centres, eyes to mouth ~6.5 cm), not fitted.
 _NOSE_DEPTH = 0.45
 
-# size_px = the face's height (brow to chin, what a detector box spans), estimated as the larger of two
-# landmark distances scaled to it: the eye-mouth distance (shrinks with pitch only) and the eye distance
-# (shrinks with yaw only). Factors measured against MTCNN box heights on frontal faces of shared faces/.
-# TODO measured values
+# size_px = the face's height as a detector box spans it, estimated as the larger of two landmark distances
+# scaled to it: the eye-mouth distance (shrinks with pitch only) and the eye distance (shrinks with yaw only).
+# The factors are the median MTCNN box height over each distance on the 115 confident (p > 0.95, box > 40 px)
+# faces MTCNN finds in shared faces/ and scenes/ (box/eye-mouth: median 2.82, IQR 2.68-3.00; box/eye
+# distance: median 2.91, IQR 2.81-3.08).
 _HEIGHT_PER_EYE_MOUTH = 2.82
 _HEIGHT_PER_EYE_DIST = 2.91
 
-# TODO defaults from measurements
-DEFAULT_MIN_SIZE_PX = 32.0
-DEFAULT_MIN_SHARPNESS = 0.05
-DEFAULT_MIN_FRONTALNESS = 0.3
+# Defaults of is_identifiable, measured on the 105 photos of shared faces/ (MTCNN landmarks, dlib port):
+# each photo's face was shrunk (INTER_AREA) to a given size_px, or Gaussian-blurred with sigma 2 % of its
+# size, re-aligned with the landmarks scaled along, and embedded. "dist" is the Euclidean distance to the same
+# photo's full-quality descriptor (dlib's same-person threshold is 0.6), over every second photo (53):
+#
+#   face as           dist median / p90   sharpness median
+#   size_px 24           0.53 / 0.58          0.0061
+#   size_px 32           0.40 / 0.51          0.0101
+#   size_px 40           0.34 / 0.37          0.0154
+#   size_px 48           0.28 / 0.33          0.0208
+#   size_px 64           0.19 / 0.24          0.0323
+#   size_px 80           0.15 / 0.17          0.0453
+#   blurred (2 %)        0.43 / 0.50          0.0028
+#   original             0                    0.174 (5th percentile 0.045)
+#
+# - size: below 40 px the degradation alone eats more than half of the 0.6 budget, so 40.
+# - sharpness: of the 530 degraded versions of those 53 photos, 21 % of those at >= 0.015 moved > 0.3,
+#   against 96 % of those under it; only 1 of the 105 originals (ben_affleck/5.jpg, a soft 64 px face,
+#   0.009) is under it.
+# - frontalness: the 115 confident faces have median 0.93, 5th percentile 0.67, minimum 0.31: the one real
+#   near-profile (ben_affleck/4.jpg, about 60° yaw). 0.25 keeps such faces (dlib still matches them, with less
+#   similarity) and refuses anything more turned; later stages weight by the value itself.
+DEFAULT_MIN_SIZE_PX = 40.0
+DEFAULT_MIN_SHARPNESS = 0.015
+DEFAULT_MIN_FRONTALNESS = 0.25
 
 # Sharpness is measured on the central part of the chip (the face itself, not hair or background).
 _CENTRAL_FRACTION = (0.2, 0.85, 0.2, 0.8)  # top, bottom, left, right as fractions of the chip side
@@ -116,7 +138,10 @@ def face_size_px(landmarks: Tensor, boxes: Tensor | None = None) -> Tensor:
 
 
 def frontalness(landmarks: Tensor) -> Tensor:
-    """How frontal each face is, in [0, 1], from the 5 landmarks: ≈ cos(yaw) · cos(pitch).
+    """How frontal each face is, in [0, 1], from the 5 landmarks: ≈ cos²(yaw) · cos²(pitch).
+
+    Squared so that the scale spreads where it matters: frontal 1, 30° ≈ 0.75, 45° ≈ 0.5, 60° ≈ 0.25,
+    profile 0.
 
     Yaw is estimated twice and the two are averaged (geometric mean):
     - the nose tip's sideways offset from the eye-mouth midline, sin(yaw) ≈ offset / (depth · eye-mouth
@@ -144,7 +169,7 @@ def frontalness(landmarks: Tensor) -> Tensor:
     cos_yaw = (cos_yaw_nose * cos_yaw_eyes).sqrt()
     tan_pitch = (nose[:, 1] / m_safe - _NOSE_T) / _NOSE_DEPTH
     cos_pitch = torch.rsqrt(1 + tan_pitch**2)
-    out = (cos_yaw * cos_pitch).clamp(0.0, 1.0)
+    out = (cos_yaw * cos_pitch).square().clamp(0.0, 1.0)
     return torch.where(m > 1e-6, out, torch.zeros_like(out)).float()
 
 
@@ -154,8 +179,9 @@ def chip_sharpness(chips: Tensor) -> Tensor:
     The chips are aligned (same framing for every face), so the ratio compares like with like across faces:
     dividing by the grey variance removes contrast and exposure, leaving the share of the face's detail at the
     finest scale. A face upscaled from few source pixels or blurred by motion or focus scores low. Values are
-    comparable between chips of the same side (150 px for the dlib embedder); sharp real faces measure ~X,
-    see :data:`DEFAULT_MIN_SHARPNESS`.
+    comparable between chips of the same side (150 px for the dlib embedder); the reference photos of shared
+    faces/ measure median 0.17 (5th percentile 0.045), the same faces shrunk to 24 px 0.006: see
+    :data:`DEFAULT_MIN_SHARPNESS`.
 
     Args:
         chips: (N, S, S, 3) uint8 RGB chips (any device), e.g. from :func:`~influvision.faces.align.align_to_chip`.

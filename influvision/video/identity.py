@@ -10,7 +10,7 @@ A track (one face followed through one shot) is one person, so it is named once:
    face verification) is compared with every registered person (``match.person_distances``: nearest
    reference). Averaging removes most per-frame noise, so a track's distance is lower than its typical
    single-face distance, for the right person and for lookalikes alike. Measured on the shared clips at 5
-   sampled frames per second, top 10 evidence frames: Rick Astley's three tracks 0.39-0.42 (single faces
+   sampled frames per second, top 10 evidence frames: Rick Astley's three tracks 0.38-0.42 (single faces
    0.39-0.59), the nearest registered person of every track in the two negative clips 0.52 or more. The
    alternative, the mean of the per-frame distances (``method="mean_distance"``), separated them less
    (0.51 vs 0.56) and left the wide shot of Rick Astley above 0.5. See docs/video.md.
