@@ -34,6 +34,7 @@ from influvision.faces.pipeline import FacePipeline
 from influvision.match import GalleryIndex, MatchSettings, assign_identities, person_distances
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MATCH_RESOLUTION = True  # compare small faces with resolution-matched references, as track() does
 
 
 @dataclass
@@ -44,6 +45,7 @@ class PhotoFaces:
     size_px: torch.Tensor     # (F,)
     sharpness: torch.Tensor   # (F,)
     main: int                 # index of the largest face, -1 when none
+    variants: torch.Tensor | None = None  # (L, D) resolution variants of the main face (references)
 
 
 def degrade(pixels: np.ndarray, face_px: float, target_px: float = 30.0, dark: float = 0.45) -> np.ndarray:
@@ -58,32 +60,39 @@ def degrade(pixels: np.ndarray, face_px: float, target_px: float = 30.0, dark: f
     return np.asarray(ImageEnhance.Brightness(img).enhance(dark))
 
 
-def embed_all(pipe: FacePipeline, items: list[tuple[str, str | None, np.ndarray]]) -> list[PhotoFaces]:
+def embed_all(pipe: FacePipeline, items: list[tuple[str, str | None, np.ndarray]],
+              references: bool = False) -> list[PhotoFaces]:
+    """Embed every face; ``references`` also computes the main face's resolution variants, as the gallery does."""
     out = []
     for path, person, pixels in items:
-        f = pipe([pixels])
+        f = pipe([pixels], keep_chips=references)
         c = f.columns
         area = (f.boxes[:, 2] - f.boxes[:, 0]) * (f.boxes[:, 3] - f.boxes[:, 1])
         main = int(area.argmax()) if len(f) else -1
-        out.append(PhotoFaces(path, person, c["embedding"].cpu(), c["size_px"].cpu(), c["sharpness"].cpu(), main))
+        variants = pipe.embed_resolution_variants(c["chip"][main:main + 1])[:, 0].cpu() \
+            if references and main >= 0 else None
+        out.append(PhotoFaces(path, person, c["embedding"].cpu(), c["size_px"].cpu(), c["sharpness"].cpu(), main,
+                              variants))
     return out
 
 
 def build_index(refs: list[PhotoFaces], keep: set[str]) -> GalleryIndex:
-    rows = [(r.person, r.emb[r.main]) for r in refs if r.person in keep and r.main >= 0]
-    names = sorted({p for p, _ in rows})
+    rows = [r for r in refs if r.person in keep and r.main >= 0]
+    names = sorted({r.person for r in rows})
     pos = {n: i for i, n in enumerate(names)}
     if not rows:
         return GalleryIndex.empty()
-    return GalleryIndex(names, torch.stack([e for _, e in rows]), torch.tensor([pos[p] for p, _ in rows]))
+    variants = torch.stack([r.variants for r in rows], dim=1) if all(r.variants is not None for r in rows) else None
+    return GalleryIndex(names, torch.stack([r.emb[r.main] for r in rows]), torch.tensor([pos[r.person] for r in rows]),
+                        variants)
 
 
 def named_people(photo: PhotoFaces, index: GalleryIndex, s: MatchSettings) -> list[str]:
     if photo.emb.shape[0] == 0 or index.size == 0:
         return []
     eligible = (photo.size_px >= s.min_face_px) & (photo.sharpness >= s.min_sharpness)
-    ident, _ = assign_identities(person_distances(photo.emb, index), torch.zeros(len(eligible), dtype=torch.long),
-                                 eligible, s)
+    dist = person_distances(photo.emb, index, photo.size_px if MATCH_RESOLUTION else None)
+    ident, _ = assign_identities(dist, torch.zeros(len(eligible), dtype=torch.long), eligible, s)
     return [index.names[i] for i in ident.tolist() if i >= 0]
 
 
@@ -153,12 +162,16 @@ def main() -> None:
     ap.add_argument("--embedder", default="dlib-resnet-v1")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--write", action="store_true", help="append the results to benchmarks/RESULTS.md")
+    ap.add_argument("--no-resolution-match", action="store_true",
+                    help="compare every face with full-resolution references only")
     args = ap.parse_args()
+    global MATCH_RESOLUTION
+    MATCH_RESOLUTION = not args.no_resolution_match
     t0 = time.perf_counter()
     pipe = FacePipeline(args.embedder, args.device)
     items = [(str(p.relative_to(SHARED)), p.parent.name, load_image(p).pixels)
              for p in sorted((SHARED / "faces").glob("*/*")) if p.suffix.lower() in (".jpg", ".png", ".jpeg")]
-    faces = embed_all(pipe, items)
+    faces = embed_all(pipe, items, references=True)
     labels = json.loads((SHARED / "scenes" / "labels.json").read_text())["images"]
     scene_faces = embed_all(pipe, [(str(p.relative_to(SHARED)), None, load_image(p).pixels)
                                    for p in sorted((SHARED / "scenes").glob("*.jpg"))])
@@ -194,8 +207,10 @@ def main() -> None:
         out = Path(__file__).resolve().parent / "RESULTS.md"
         with out.open("a") as fh:
             fh.write(f"\n### Face identification accuracy ({time.strftime('%Y-%m-%d')}, {pipe.device}, "
-                     f"{platform.processor() or platform.machine()}, embedder {args.embedder})\n\n"
-                     f"Command: `python -m benchmarks.face_id_accuracy --write`\n\n{table}\n")
+                     f"{platform.processor() or platform.machine()}, embedder {args.embedder}, "
+                     f"resolution-matched references: {MATCH_RESOLUTION})\n\n"
+                     f"Command: `python -m benchmarks.face_id_accuracy --write"
+                     f"{' --no-resolution-match' if not MATCH_RESOLUTION else ''}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 
 from .decode.images import load_image
 from .errors import GalleryError, InfluvisionError, MediaError
+from .faces.resolution import RESOLUTION_LEVELS
 from .match import GalleryIndex
 
 if TYPE_CHECKING:
@@ -56,6 +57,18 @@ CREATE TABLE IF NOT EXISTS embeddings (
     dim INTEGER NOT NULL, vector BLOB NOT NULL, box TEXT NOT NULL, face_px REAL NOT NULL,
     PRIMARY KEY (ref_id, embedder));
 """
+
+
+@dataclass(frozen=True)
+class _RefFace:
+    vector: np.ndarray     # (D,) full-resolution embedding
+    variants: np.ndarray   # (L, D) embeddings at RESOLUTION_LEVELS
+    box: list[float]
+    face_px: float
+
+
+def _variant_key(embedder: str, level: float) -> str:
+    return f"{embedder}@{level:g}"
 
 
 @dataclass(frozen=True)
@@ -149,17 +162,16 @@ class Gallery:
             return ReferenceStatus(path, "error", str(e))
         if isinstance(face, ReferenceStatus):
             return face
-        vector, box, face_px = face
-        warning = self._consistency_warning(subject, vector)
+        warning = self._consistency_warning(subject, face.vector)
         with self._db:
             cur = self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
                                    "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
-            self._store_embedding(cur.lastrowid, vector, box, face_px)
+            self._store_embeddings(cur.lastrowid, face)
         return ReferenceStatus(path, "added", warning)
 
-    def _reference_face(self, data: bytes, path: str) -> tuple[np.ndarray, list[float], float] | ReferenceStatus:
+    def _reference_face(self, data: bytes, path: str) -> _RefFace | ReferenceStatus:
         image = load_image(data, name=path)
-        faces = self.pipeline([image.pixels])
+        faces = self.pipeline([image.pixels], keep_chips=True)
         if len(faces) == 0:
             return ReferenceStatus(path, "no_face", f"{path}: no face found")
         boxes = faces.boxes.cpu()
@@ -175,7 +187,8 @@ class Gallery:
                                    f"{path}: the face is {face_px:.0f} px high; references need "
                                    f"at least {MIN_REFERENCE_FACE_PX:.0f} px")
         vector = faces.columns["embedding"][i].float().cpu().numpy()
-        return vector, [round(float(v), 1) for v in boxes[i]], face_px
+        variants = self.pipeline.embed_resolution_variants(faces.columns["chip"][i:i + 1])[:, 0].float().cpu().numpy()
+        return _RefFace(vector, variants, [round(float(v), 1) for v in boxes[i]], face_px)
 
     def _consistency_warning(self, subject: int, vector: np.ndarray) -> str:
         rows = self._db.execute(
@@ -190,11 +203,15 @@ class Gallery:
                     f"(same person is usually < 0.5): check it shows the same person")
         return ""
 
-    def _store_embedding(self, ref_id: int | None, vector: np.ndarray, box: list[float], face_px: float) -> None:
-        self._db.execute(
+    def _store_embeddings(self, ref_id: int | None, face: _RefFace) -> None:
+        """The full-resolution embedding under the embedder's name, each resolution variant under
+        ``name@level`` (e.g. ``dlib-resnet-v1@32``)."""
+        keys = [self.embedder_name] + [_variant_key(self.embedder_name, lv) for lv in RESOLUTION_LEVELS]
+        vectors = [face.vector, *face.variants]
+        self._db.executemany(
             "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
-            (ref_id, self.embedder_name, int(vector.shape[0]), vector.astype(np.float32).tobytes(),
-             ",".join(map(str, box)), face_px))
+            [(ref_id, key, int(v.shape[0]), v.astype(np.float32).tobytes(), ",".join(map(str, face.box)),
+              face.face_px) for key, v in zip(keys, vectors, strict=True)])
 
     def remove_person(self, name: str) -> None:
         subject = self._subject_id("person", validate_name(name), create=False)
@@ -213,31 +230,40 @@ class Gallery:
     def index(self, device: str | torch.device = "cpu") -> GalleryIndex:
         """All people's reference embeddings for the gallery's embedder, computed where missing."""
         self._refresh_embeddings()
-        rows = self._db.execute(
-            "SELECT s.name, e.vector FROM subjects s JOIN refs r ON r.subject_id = s.id "
-            "JOIN embeddings e ON e.ref_id = r.id WHERE s.kind='person' AND e.embedder=? ORDER BY s.name, r.id",
-            (self.embedder_name,)).fetchall()
+        def rows_for(key: str) -> list[tuple[str, bytes]]:
+            return self._db.execute(
+                "SELECT s.name, e.vector FROM subjects s JOIN refs r ON r.subject_id = s.id "
+                "JOIN embeddings e ON e.ref_id = r.id WHERE s.kind='person' AND e.embedder=? ORDER BY s.name, r.id",
+                (key,)).fetchall()
+
+        def stack(rows: list[tuple[str, bytes]]) -> torch.Tensor:
+            return torch.from_numpy(np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]).copy())
+
+        rows = rows_for(self.embedder_name)
         if not rows:
             return GalleryIndex.empty(device=device)
         names = sorted({r[0] for r in rows})
         pos = {n: i for i, n in enumerate(names)}
-        emb = torch.from_numpy(np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]).copy())
         owner = torch.tensor([pos[r[0]] for r in rows], dtype=torch.long)
-        return GalleryIndex(names, emb.to(device), owner.to(device))
+        variant_rows = [rows_for(_variant_key(self.embedder_name, lv)) for lv in RESOLUTION_LEVELS]
+        variants = torch.stack([stack(v) for v in variant_rows]).to(device) \
+            if all(len(v) == len(rows) for v in variant_rows) else None
+        return GalleryIndex(names, stack(rows).to(device), owner.to(device), variants)
 
     def _refresh_embeddings(self) -> None:
         """Embed people's references that have no embedding for the current embedder (it changed)."""
+        keys = [self.embedder_name] + [_variant_key(self.embedder_name, lv) for lv in RESOLUTION_LEVELS]
         missing = self._db.execute(
             "SELECT r.id, r.source_path, r.data FROM refs r JOIN subjects s ON s.id = r.subject_id "
-            "WHERE s.kind='person' AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.ref_id = r.id "
-            "AND e.embedder=?)", (self.embedder_name,)).fetchall()
+            f"WHERE s.kind='person' AND (SELECT COUNT(*) FROM embeddings e WHERE e.ref_id = r.id "
+            f"AND e.embedder IN ({','.join('?' * len(keys))})) < ?", (*keys, len(keys))).fetchall()
         for ref_id, path, data in missing:
             face = self._reference_face(data, path)
             if isinstance(face, ReferenceStatus):
                 log.warning("reference %s gives no usable face with %s: %s", path, self.embedder_name, face.message)
                 continue
             with self._db:
-                self._store_embedding(ref_id, *face)
+                self._store_embeddings(ref_id, face)
 
     # ---- brands -----------------------------------------------------------------------------------------
 

@@ -61,18 +61,22 @@ class GalleryIndex:
         names: P person names; person index p refers to ``names[p]``.
         embeddings: (R, D) float32 reference embeddings (several per person).
         owner: (R,) int64, the person index of each reference row.
+        variants: optional (L, R, D) embeddings of the same references re-rendered at the face heights
+            of ``faces.resolution.RESOLUTION_LEVELS`` (resolution-matched comparison of small faces).
     """
 
     names: list[str]
     embeddings: Tensor
     owner: Tensor
+    variants: Tensor | None = None
 
     @property
     def size(self) -> int:
         return len(self.names)
 
     def to(self, device: torch.device | str) -> GalleryIndex:
-        return GalleryIndex(self.names, self.embeddings.to(device), self.owner.to(device))
+        variants = None if self.variants is None else self.variants.to(device)
+        return GalleryIndex(self.names, self.embeddings.to(device), self.owner.to(device), variants)
 
     @staticmethod
     def empty(dim: int = 128, device: torch.device | str = "cpu") -> GalleryIndex:
@@ -85,23 +89,34 @@ class GalleryIndex:
         remap[keep] = torch.arange(len(keep))
         owner = remap[self.owner.cpu()]
         rows = owner >= 0
-        return GalleryIndex([self.names[i] for i in keep], self.embeddings[rows.to(self.embeddings.device)],
-                            owner[rows].to(self.owner.device))
+        dev_rows = rows.to(self.embeddings.device)
+        return GalleryIndex([self.names[i] for i in keep], self.embeddings[dev_rows], owner[rows].to(self.owner.device),
+                            None if self.variants is None else self.variants[:, dev_rows])
 
 
-def person_distances(emb: Tensor, index: GalleryIndex) -> Tensor:
+def person_distances(emb: Tensor, index: GalleryIndex, size_px: Tensor | None = None) -> Tensor:
     """Distance of each face to each registered person: the nearest of that person's references.
 
     Args:
         emb: (N, D) face embeddings on the index's device.
         index: the gallery; P may be 0.
+        size_px: (N,) face heights; when given and the index has resolution variants, small faces are
+            compared with references re-rendered at a matching resolution (faces/resolution.py).
     Returns:
         (N, P) float32 Euclidean distances; (N, 0) when nobody is registered.
     """
     n, p = emb.shape[0], index.size
     if n == 0 or p == 0:
         return emb.new_zeros((n, p))
-    d = torch.cdist(emb.float(), index.embeddings.float())  # (N, R)
+    if size_px is not None and index.variants is not None:
+        from .faces.resolution import resolution_level
+
+        refs = torch.cat([index.variants, index.embeddings[None]]).float()  # (L + 1, R, D)
+        level = resolution_level(size_px.float()).clamp(max=refs.shape[0] - 1)  # (N,)
+        d_all = torch.cdist(emb.float()[None].expand(refs.shape[0], -1, -1), refs)  # (L + 1, N, R)
+        d = d_all.gather(0, level[None, :, None].expand(1, n, d_all.shape[2]))[0]  # each face at its level
+    else:
+        d = torch.cdist(emb.float(), index.embeddings.float())  # (N, R)
     out = emb.new_full((n, p), float("inf"))
     return out.scatter_reduce(1, index.owner.expand(n, -1), d, reduce="amin", include_self=True)
 

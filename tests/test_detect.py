@@ -183,6 +183,23 @@ def test_one_call_over_mixed_sizes_equals_one_image_at_a_time(photos, ours_alone
         torch.testing.assert_close(got.scores, alone.scores, atol=1e-5, rtol=0)
 
 
+def test_chunked_batches_of_repeated_sizes_equal_single_images(shared_data: Path, monkeypatch):
+    """Same-size images split over several P-Net calls, and R-/O-Net inputs split in small chunks."""
+    a = _rgb(shared_data / "faces/ben_affleck/1.jpg")  # 115 x 170: 69 x 103 px at the first scale
+    b = _rgb(shared_data / "faces/elton_john/3.jpg")  # 236 x 353, two faces
+    det = FaceDetector("cpu")
+    alone = {"a": det.detect([a]), "b": det.detect([b])}
+    monkeypatch.setattr(detect_module, "_PNET_MAX_PIXELS", 16000)  # two 69 x 103 images a call at most
+    monkeypatch.setattr(detect_module, "_RNET_CHUNK", 7)
+    monkeypatch.setattr(detect_module, "_ONET_CHUNK", 2)
+    order = ["a", "a", "b", "a", "b", "a", "a"]
+    batch = det.detect([a if k == "a" else b for k in order])
+    assert len(batch) == sum(len(alone[k]) for k in order) == 9
+    for i, k in enumerate(order):
+        torch.testing.assert_close(batch.for_image(i).boxes, alone[k].boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(batch.for_image(i).landmarks, alone[k].landmarks, atol=1e-3, rtol=0)
+
+
 def test_faces_batch_columns_and_landmark_order(photos, ours_alone):
     faces = ours_alone["scenes/bbt4.jpg"]
     assert len(faces) == 6

@@ -52,7 +52,7 @@ def test_embeddings_are_recomputed_when_missing_for_the_embedder(tmp_path, share
     with Gallery(tmp_path / "g.db", device="cpu") as g:
         g.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
         before = g.index().embeddings.clone()
-        g._db.execute("UPDATE embeddings SET embedder='an-older-model'")
+        g._db.execute("UPDATE embeddings SET embedder='older-' || embedder")
         after = g.index().embeddings
         assert after.shape == before.shape and float((after - before).abs().max()) < 1e-4
 

@@ -48,7 +48,7 @@ _PNET_CELL = 12
 # 10 float32 channels per pixel, so 2**23 pixels is about 0.3 GB of activations.
 _PNET_MAX_PIXELS = 1 << 23
 # Largest number of crops per R-Net / O-Net call (O-Net's first layer: 32 x 46 x 46 floats a crop).
-_RNET_CHUNK = 8192
+_RNET_CHUNK = 4096
 _ONET_CHUNK = 1024
 # Stands in for "nothing here" in P-Net's first max pool: the ceil-mode pool of an image alone sees only
 # its own pixels, and padding must not change that.
@@ -199,8 +199,10 @@ class FaceDetector:
 
         Args:
             images: uint8 RGB images, each an (H, W, 3) numpy array, or an (H, W, 3) or (3, H, W) tensor on
-                any device; (H, W) or single-channel images are taken as grey. Sizes may differ. Images
-                of the same size share work, so bucketing a large batch by size helps.
+                any device (a tensor whose first dimension is 3 and last is not reads as (3, H, W));
+                (H, W) or single-channel images are taken as grey. Sizes may differ; images of the same
+                size share work, so bucketing a large batch by size helps. Images with no pyramid level
+                (shorter side under ``min_face_size`` after ``max_side``) simply have no faces.
 
         Returns:
             One :class:`Faces` batch on this detector's device: ``image_index`` (N,) int64 into
@@ -208,7 +210,8 @@ class FaceDetector:
             see the module docstring; boxes may extend past the image); ``scores`` (N,) float32 O-Net
             face probability; ``landmarks`` (N, 5, 2) float32 x, y in original pixels: left eye, right
             eye, nose, mouth left, mouth right (left = smaller x). Faces are ordered by image, then by
-            descending score. No images, or no faces, gives ``Faces.empty(device)``.
+            descending score. No images, or no faces, gives ``Faces.empty(device)``. Nothing is copied
+            to the host: call ``.to("cpu")`` on the result when needed.
 
         Raises:
             ShapeError: an image is not uint8 or not shaped as above.
@@ -241,6 +244,7 @@ class FaceDetector:
             if longest > self.max_side:
                 r = self.max_side / longest
                 nh, nw = max(1, round(h * r)), max(1, round(w * r))
+                # Rounded to whole values like a decoded image (the crops' area tables sum integers).
                 x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
                                   antialias=True)[0].clamp_(0, 255).round_()
                 back[i, 0], back[i, 1] = w / nw, h / nh

@@ -17,6 +17,7 @@ from .align import align_to_chip
 from .detect import FaceDetector
 from .embed import load_embedder, resolve_device
 from .quality import face_quality
+from .resolution import RESOLUTION_LEVELS, at_resolution
 
 
 def _to_device(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -43,17 +44,27 @@ class FacePipeline:
         self.embedder = load_embedder(embedder, device=self.device)
         self.flip = flip
 
-    def __call__(self, images: Sequence[np.ndarray | torch.Tensor]) -> Faces:
-        """Args: uint8 RGB HWC images of any sizes. Returns all their faces with quality and embeddings."""
+    def __call__(self, images: Sequence[np.ndarray | torch.Tensor], *, keep_chips: bool = False) -> Faces:
+        """Args: uint8 RGB HWC images of any sizes; ``keep_chips`` adds the aligned chips as column
+        ``chip`` (N, S, S, 3) uint8. Returns all their faces with quality and embeddings."""
         on_device = [_to_device(im, self.device) for im in images]
         faces = self.detector.detect(on_device)
         dim = self.embedder.dim
         if len(faces) == 0:
             z = torch.zeros(0, device=self.device)
+            extra = {"chip": torch.zeros(0, self.embedder.input_size, self.embedder.input_size, 3,
+                                         dtype=torch.uint8, device=self.device)} if keep_chips else {}
             return faces.with_columns(embedding=torch.zeros(0, dim, device=self.device),
-                                      size_px=z, frontalness=z, sharpness=z)
+                                      size_px=z, frontalness=z, sharpness=z, **extra)
         chips = align_to_chip(on_device, faces.image_index, faces.landmarks, size=self.embedder.input_size)
         quality = face_quality(faces, chips=chips)
         quality.pop("score", None)  # already the batch's `scores`
         embedding = self.embedder.embed(chips, flip=self.flip)
-        return faces.with_columns(embedding=embedding, **quality)
+        extra = {"chip": chips} if keep_chips else {}
+        return faces.with_columns(embedding=embedding, **quality, **extra)
+
+    def embed_resolution_variants(self, chips: torch.Tensor) -> torch.Tensor:
+        """(N, S, S, 3) uint8 chips -> (L, N, D) embeddings of the chips re-rendered at each of
+        ``RESOLUTION_LEVELS`` (references for resolution-matched comparison of small faces)."""
+        return torch.stack([self.embedder.embed(at_resolution(chips, level), flip=self.flip)
+                            for level in RESOLUTION_LEVELS])
