@@ -134,16 +134,9 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
                   ckpt: Checkpoint | None, bar: tqdm, annotate_dir: str | Path | None,
                   blur_unknown: bool) -> list[MediaEntry]:
     results: dict[str, MediaEntry] = {}
-    todo = []
-    for item in items:
-        done = ckpt.get(item) if ckpt else None
-        if done is not None:
-            results[item.path] = done
-            bar.update(1)
-        else:
-            todo.append(item)
     dups = DuplicateIndex()
-    for batch in _batches(todo, workers, batch_size):
+    # Every photo is decoded, resumed ones too: duplicates must be found across runs, in input order.
+    for batch in _batches(items, workers, batch_size):
         good: list[tuple[MediaItem, DecodedImage]] = []
         for item, dec in batch:
             if isinstance(dec, MediaError):
@@ -154,7 +147,11 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
                 results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
-            good.append((item, dec))
+            done = ckpt.get(item, dec.sha256) if ckpt is not None else None
+            if done is not None:
+                results[item.path] = done
+            else:
+                good.append((item, dec))
         if good:
             entries = analyse_photos([d.pixels for _, d in good], [i.path for i, _ in good], engine)
             for (item, dec), entry in zip(good, entries, strict=True):
@@ -163,11 +160,9 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
                     from .annotate import annotate_photo
 
                     annotate_photo(dec.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
-        for item, _ in batch:
-            if ckpt:
-                ckpt.put(item, results[item.path])
+                if ckpt is not None:
+                    ckpt.put(item, entry, dec.sha256)
         bar.update(len(batch))
-    # Duplicates were looked up only among newly analysed photos; report in input order.
     return [results[i.path] for i in items]
 
 
@@ -228,13 +223,13 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool) -> list[MediaEntry]:
     out = []
     for item in items:
-        done = ckpt.get(item) if ckpt else None
+        done = ckpt.get(item) if ckpt is not None else None
         if done is None:
             from .video.report import analyse_video_entry
 
             done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
                                        annotate_dir=annotate_dir, blur_unknown=blur_unknown)
-            if ckpt:
+            if ckpt is not None:
                 ckpt.put(item, done)
         out.append(done)
         bar.update(1)

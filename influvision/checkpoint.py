@@ -1,7 +1,8 @@
 """Resumable runs: finished media entries are recorded in a small SQLite file as they complete.
 
 A rerun of ``track(..., checkpoint=FILE)`` over the same sources and settings takes finished media from
-the file instead of analysing them again. An entry is reused only if the file's content is unchanged and the settings (embedder, thresholds, sampling, version) are identical.
+the file instead of analysing them again. An entry is reused only if the
+file's content is unchanged and the settings (embedder, thresholds, sampling, version) are identical.
 """
 
 from __future__ import annotations
@@ -22,20 +23,24 @@ class Checkpoint:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
 
-    def _key(self, item: MediaItem) -> str:
+    def _key(self, item: MediaItem, sha256: str | None = None) -> str:
         # Content, not modification time: archive members are re-extracted (new mtimes) on every run.
+        if sha256:
+            return f"{self.settings}|{item.path}|{sha256}"
         h = hashlib.sha256()
         with open(item.local_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
         return f"{self.settings}|{item.path}|{h.hexdigest()}"
 
-    def get(self, item: MediaItem) -> MediaEntry | None:
-        row = self._db.execute("SELECT entry FROM done WHERE key=?", (self._key(item),)).fetchone()
+    def get(self, item: MediaItem, sha256: str | None = None) -> MediaEntry | None:
+        """The finished entry for this file, or None. ``sha256``: the file's hash when already known."""
+        row = self._db.execute("SELECT entry FROM done WHERE key=?", (self._key(item, sha256),)).fetchone()
         return MediaEntry.model_validate_json(row[0]) if row else None
 
-    def put(self, item: MediaItem, entry: MediaEntry) -> None:
-        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (self._key(item), entry.model_dump_json()))
+    def put(self, item: MediaItem, entry: MediaEntry, sha256: str | None = None) -> None:
+        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)",
+                         (self._key(item, sha256), entry.model_dump_json()))
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0])

@@ -184,12 +184,14 @@ def test_one_call_over_mixed_sizes_equals_one_image_at_a_time(photos, ours_alone
 
 
 def test_chunked_batches_of_repeated_sizes_equal_single_images(shared_data: Path, monkeypatch):
-    """Same-size images split over several P-Net calls, and R-/O-Net inputs split in small chunks."""
+    """Same-size images split over several P-Net calls, different sizes padded onto one canvas, and
+    R-/O-Net inputs split in small chunks: the same faces as one image at a time."""
     a = _rgb(shared_data / "faces/ben_affleck/1.jpg")  # 115 x 170: 69 x 103 px at the first scale
     b = _rgb(shared_data / "faces/elton_john/3.jpg")  # 236 x 353, two faces
     det = FaceDetector("cpu")
     alone = {"a": det.detect([a]), "b": det.detect([b])}
     monkeypatch.setattr(detect_module, "_PNET_MAX_PIXELS", 16000)  # two 69 x 103 images a call at most
+    monkeypatch.setattr(detect_module, "_PNET_MAX_WASTE_CPU", 0.9)  # mix sizes on one canvas, as on a GPU
     monkeypatch.setattr(detect_module, "_RNET_CHUNK", 7)
     monkeypatch.setattr(detect_module, "_ONET_CHUNK", 2)
     order = ["a", "a", "b", "a", "b", "a", "a"]
@@ -198,6 +200,26 @@ def test_chunked_batches_of_repeated_sizes_equal_single_images(shared_data: Path
     for i, k in enumerate(order):
         torch.testing.assert_close(batch.for_image(i).boxes, alone[k].boxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(batch.for_image(i).landmarks, alone[k].landmarks, atol=1e-3, rtol=0)
+
+
+def test_pnet_on_a_shared_canvas_scores_every_cell_as_alone(shared_data: Path):
+    """Padding a smaller image onto a larger canvas changes none of its P-Net cells, its last row and
+    column included (with threshold 0 every cell is a candidate)."""
+    det = FaceDetector("cpu", thresholds=(0.0, 0.7, 0.7))
+    a = torch.from_numpy(_rgb(shared_data / "faces/ben_affleck/1.jpg")).permute(2, 0, 1).float()
+    b = torch.from_numpy(_rgb(shared_data / "faces/elton_john/3.jpg")).permute(2, 0, 1).float()
+    stacks = {tuple(x.shape[1:]): x[None].contiguous(memory_format=torch.channels_last) for x in (a, b)}
+    piece_a, piece_b = ((170, 115), [0], slice(0, 1)), ((353, 236), [1], slice(0, 1))
+    with torch.inference_mode():
+        for scale in (0.6, 0.6 * 0.709, 0.6 * 0.709**2):  # odd and even sizes after the first conv
+            shared = det._pnet_chunk(det._nets.pnet, [piece_b, piece_a], stacks, scale, 0)
+            for piece in (piece_a, piece_b):
+                alone = det._pnet_chunk(det._nets.pnet, [piece], stacks, scale, 0)
+                mine = shared[3] == piece[1][0]
+                assert mine.sum() == alone[1].numel() > 0
+                torch.testing.assert_close(shared[0][mine], alone[0], atol=0, rtol=0)
+                torch.testing.assert_close(shared[1][mine], alone[1], atol=1e-5, rtol=0)
+                torch.testing.assert_close(shared[2][mine], alone[2], atol=1e-5, rtol=0)
 
 
 def test_faces_batch_columns_and_landmark_order(photos, ours_alone):

@@ -192,22 +192,9 @@ def pipeline():
 
 
 @pytest.fixture(scope="module")
-def gallery_index(shared_data, pipeline) -> GalleryIndex:
-    """Every identity in faces/: the largest face of each photo, embedded by the same pipeline."""
-    from PIL import Image
-
-    names, embs, owner = [], [], []
-    for person in sorted(p.name for p in (shared_data / "faces").iterdir() if p.is_dir()):
-        names.append(person)
-        for f in sorted((shared_data / "faces" / person).iterdir()):
-            img = np.array(Image.open(f).convert("RGB"))
-            faces = pipeline([img])
-            if len(faces) == 0:
-                continue
-            area = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
-            embs.append(faces.columns["embedding"][int(area.argmax())].cpu())
-            owner.append(len(names) - 1)
-    return GalleryIndex(names, torch.stack(embs), torch.tensor(owner))
+def gallery_index(full_gallery) -> GalleryIndex:
+    """Every identity in faces/, as the shipped gallery stores them (with resolution variants)."""
+    return full_gallery.index()
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +210,8 @@ def analysed(shared_data, pipeline, gallery_index):
     def run(clip: str) -> VideoAnalysis:
         if clip not in _RESULTS:
             _RESULTS[clip] = analyse_video(shared_data / "videos" / clip, faces_fn=pipeline, index=gallery_index,
-                                           settings=MatchSettings(), sample_fps=E2E_FPS, batch_size=8)
+                                           settings=MatchSettings().resolved(pipeline.embedder.threshold),
+                                           sample_fps=E2E_FPS, batch_size=8)
         return _RESULTS[clip]
 
     return run

@@ -47,6 +47,9 @@ _PNET_CELL = 12
 # Largest number of canvas pixels (images x height x width) in one P-Net call; P-Net's first layer holds
 # 10 float32 channels per pixel, so 2**23 pixels is about 0.3 GB of activations.
 _PNET_MAX_PIXELS = 1 << 23
+# Largest fraction of a P-Net call's canvas that may be padding (see _chunks).
+_PNET_MAX_WASTE = 1 / 6
+_PNET_MAX_WASTE_CPU = 0.0
 # Largest number of crops per R-Net / O-Net call (O-Net's first layer: 32 x 46 x 46 floats a crop).
 _RNET_CHUNK = 4096
 _ONET_CHUNK = 1024
@@ -255,6 +258,9 @@ class FaceDetector:
         boxes, image_index = self._propose(work)
         if boxes.shape[0] == 0:
             return None
+        # One image's crops after another: the table lookups then stay within one image's memory.
+        order = torch.sort(image_index, stable=True).indices
+        boxes, image_index = boxes[order], image_index[order]
         tables = _area_tables(work)
         sizes = torch.tensor([[x.shape[2], x.shape[1]] for x in work], device=self.device)  # (B, 2) w, h
 
@@ -318,7 +324,8 @@ class FaceDetector:
         for k in range(n_scales):
             active = [(hw, idx) for hw, idx in groups.items() if len(scales_of[idx[0]]) > k]
             scale = scales_of[active[0][1][0]][k]  # the same for every image: 12 / min_face * factor**k
-            for chunk in _chunks(active, scale):
+            waste = _PNET_MAX_WASTE_CPU if self.device.type == "cpu" else _PNET_MAX_WASTE
+            for chunk in _chunks(active, scale, waste):
                 found.append(self._pnet_chunk(pnet, chunk, stacks, scale, k))
         if not found:
             empty = torch.zeros(0, 4, device=self.device)
@@ -404,11 +411,14 @@ class FaceDetector:
 _Piece = tuple[tuple[int, int], list[int], slice]  # (h, w), image ids, their rows in that size's stack
 
 
-def _chunks(active: list[tuple[tuple[int, int], list[int]]], scale: float) -> list[list[_Piece]]:
+def _chunks(
+    active: list[tuple[tuple[int, int], list[int]]], scale: float, max_waste: float
+) -> list[list[_Piece]]:
     """Split (size, image ids) groups, largest first, into P-Net calls on one padded canvas each.
 
-    A call holds at most ``_PNET_MAX_PIXELS`` canvas pixels and wastes at most a sixth of its canvas on
-    padding (so very different sizes go to different calls); a group may be split, an image never.
+    A call holds at most ``_PNET_MAX_PIXELS`` canvas pixels, of which at most the fraction ``max_waste``
+    is padding: on a GPU, mixing sizes saves kernel launches; on the CPU padding only costs time, so
+    there only same-size images share a call. A group may be split, an image never.
     """
     chunks: list[list[_Piece]] = []
     current: list[_Piece] = []
@@ -418,7 +428,7 @@ def _chunks(active: list[tuple[tuple[int, int], list[int]]], scale: float) -> li
         for row, i in enumerate(idx):
             ch, cw = max(canvas_h, hs), max(canvas_w, ws)
             total = (count + 1) * ch * cw
-            if current and (total > _PNET_MAX_PIXELS or 5 * total > 6 * (used + hs * ws)):
+            if current and (total > _PNET_MAX_PIXELS or total * (1 - max_waste) > used + hs * ws):
                 chunks.append(current)
                 current, canvas_h, canvas_w, count, used = [], 0, 0, 0, 0
                 ch, cw = hs, ws
@@ -456,17 +466,18 @@ class _AreaTables(NamedTuple):
 def _area_tables(work: list[Tensor]) -> _AreaTables:
     """Summed-area tables of whole-valued (3, h, w) float images (int32 while 255 * h * w fits)."""
     dtype = torch.int32 if max(255 * x.shape[1] * x.shape[2] for x in work) < 2**31 else torch.int64
-    tables, offsets, offset = [], [], 0
-    for x in work:
-        h, w = x.shape[1:]
-        table = F.pad(x.permute(1, 2, 0).to(dtype), (0, 0, 1, 0, 1, 0))  # a zero row and column first
-        tables.append(table.cumsum_(0).cumsum_(1).reshape(-1, 3))
-        offsets.append(offset)
-        offset += (h + 1) * (w + 1)
     dev = work[0].device
+    sizes = [(x.shape[1] + 1) * (x.shape[2] + 1) for x in work]
+    values = torch.zeros(sum(sizes), 3, dtype=dtype, device=dev)
+    offsets = [0]
+    for x, n in zip(work, sizes, strict=True):
+        table = values[offsets[-1]:offsets[-1] + n].view(x.shape[1] + 1, x.shape[2] + 1, 3)
+        table[1:, 1:] = x.permute(1, 2, 0)  # row 0 and column 0 stay zero
+        table.cumsum_(0).cumsum_(1)
+        offsets.append(offsets[-1] + n)
     return _AreaTables(
-        values=torch.cat(tables),
-        offset=torch.tensor(offsets, dtype=torch.long, device=dev),
+        values=values,
+        offset=torch.tensor(offsets[:-1], dtype=torch.long, device=dev),
         height=torch.tensor([x.shape[1] for x in work], dtype=torch.long, device=dev),
         width=torch.tensor([x.shape[2] for x in work], dtype=torch.long, device=dev),
     )

@@ -66,5 +66,5 @@ class FacePipeline:
     def embed_resolution_variants(self, chips: torch.Tensor) -> torch.Tensor:
         """(N, S, S, 3) uint8 chips -> (L, N, D) embeddings of the chips re-rendered at each of
         ``RESOLUTION_LEVELS`` (references for resolution-matched comparison of small faces)."""
-        return torch.stack([self.embedder.embed(at_resolution(chips, level), flip=self.flip)
-                            for level in RESOLUTION_LEVELS])
+        rendered = torch.cat([at_resolution(chips, level) for level in RESOLUTION_LEVELS])  # one embed call
+        return self.embedder.embed(rendered, flip=self.flip).reshape(len(RESOLUTION_LEVELS), chips.shape[0], -1)
