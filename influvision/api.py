@@ -115,8 +115,8 @@ def _logo_detector(g: Gallery, dev: torch.device) -> tuple[object | None, list[s
     from .logos.detect import LogoDetector
     from .logos.references import load_reference
 
-    refs = [load_reference(name, data) for name, _, data in rows]
-    return LogoDetector(refs, device=str(dev)), [name for name, _, _ in rows]
+    detector = LogoDetector([load_reference(name, data) for name, _, data in rows], device=str(dev))
+    return detector, detector.brands
 
 
 def _batches(items: Sequence[MediaItem], workers: int, size: int) -> Iterator[list[tuple[MediaItem, DecodedImage | MediaError]]]:
@@ -228,6 +228,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
             from .video.report import analyse_video_entry
 
             done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
+                                       logo_detector=engine.logo_detector, brand_names=engine.brand_names,
                                        annotate_dir=annotate_dir, blur_unknown=blur_unknown)
             if ckpt is not None:
                 ckpt.put(item, done)

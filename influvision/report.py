@@ -88,6 +88,9 @@ class MediaEntry(BaseModel):
     max_gap_s: float | None = None
     tracks: list[TrackEntry] | None = None
     people: dict[str, VideoPresence] | None = Field(None, description="Per person in this video")
+    brands: dict[str, VideoPresence] | None = Field(None, description="Per brand in this video")
+    logo_sample_fps: float | None = Field(None, description="Frames per second searched for logos")
+    with_brands: list[PairTally] | None = Field(None, description="Person x brand seconds on screen together")
     together: list[PairTally] | None = Field(None, description="Seconds two people are on screen together")
     cuts_s: list[float] | None = None
     annotated: list[str] | None = Field(None, description="Annotated video / timeline files written")

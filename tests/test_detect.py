@@ -28,7 +28,7 @@ NO_DOWNSCALE = 4096  # the two 2000+ px scenes are compared with facenet-pytorch
 
 
 def _rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
+    return np.array(Image.open(path).convert("RGB"))  # writable, so torch.from_numpy takes it as is
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ class LogoDetector:
             stronger perspective at the cost of construction time and matching work.
 
     Raises:
-        InfluvisionError: no references, or duplicate brand names.
+        InfluvisionError: no references.
     """
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
@@ -51,10 +51,8 @@ class LogoDetector:
                  max_features: int = 4000, views: Sequence[tuple[float, float]] = VIEWS) -> None:
         if not references:
             raise InfluvisionError("LogoDetector needs at least one registered brand reference")
-        names = [r.name for r in references]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise InfluvisionError(f"brand references registered twice: {', '.join(dup)}")
+        # Several references may share a brand name (e.g. a wordmark and an emblem): each is matched on
+        # its own and ``brands[i]`` maps a detection back to its brand.
         self.references = list(references)
         self.device = torch.device(device)
         self.min_score = min_score
@@ -63,7 +61,7 @@ class LogoDetector:
 
     @property
     def brands(self) -> list[str]:
-        """Brand names in index order (``Logos.brand`` values index this list)."""
+        """Brand name of each reference, in index order (``Logos.brand`` values index this list)."""
         return [r.name for r in self.references]
 
     def detect(self, images: Sequence[np.ndarray]) -> Logos:

@@ -141,6 +141,11 @@ class SiftMatcher:
         self.db_brand = np.concatenate(brands) if brands else np.zeros(0, np.int64)
         self._db_pts_t = torch.from_numpy(self.db_pts).to(self.device)
         self._db_brand_t = torch.from_numpy(self.db_brand).to(self.device)
+        # References sharing a brand name form one group: they never compete in the ratio test.
+        first = {}
+        group = np.array([first.setdefault(r.name, i) for i, r in enumerate(self.references)], dtype=np.int64)
+        self._db_group_t = torch.from_numpy(group[self.db_brand] if len(self.db_brand) else self.db_brand).to(
+            self.device)
 
     def _describe_reference(self, ref: LogoReference) -> tuple[np.ndarray, np.ndarray]:
         """RootSIFT descriptors (K, 128) and their canvas coordinates (K, 2) over all renderings and views."""
@@ -201,9 +206,11 @@ class SiftMatcher:
         dist = torch.sqrt(torch.clamp(2.0 - 2.0 * top_sim, min=0.0))
         b_brand = self._db_brand_t[top_idx]  # (N, k)
         b_pts = self._db_pts_t[top_idx]  # (N, k, 2)
-        same_place = (b_brand == b_brand[:, :1]) & (
-            (b_pts - b_pts[:, :1]).norm(dim=-1) < 12.0)
-        # Runner-up: first neighbour that is another brand or another place of the same brand.
+        b_group = self._db_group_t[top_idx]
+        same_ref = b_brand == b_brand[:, :1]
+        same_place = (same_ref & ((b_pts - b_pts[:, :1]).norm(dim=-1) < 12.0)) | (
+            ~same_ref & (b_group == b_group[:, :1]))
+        # Runner-up: first neighbour that is another brand, or another place of the same reference.
         other = ~same_place
         has_other = other.any(dim=1)
         first_other = torch.argmax(other.to(torch.int8), dim=1)

@@ -14,10 +14,12 @@ from ..annotate import draw_detections, output_path, timeline_png
 from ..decode.video import iter_frames
 from ..errors import MediaError
 from ..faces.pipeline import FacePipeline
+from ..logos.detect import LogoDetector
 from ..match import GalleryIndex, MatchSettings
 from ..report import FaceEntry, MediaEntry, PairTally, SubjectTally, TrackEntry, VideoPresence
 from ..sources import MediaItem
 from .analyse import VideoAnalysis, analyse_video
+from .exposure import intersect_intervals, total_seconds, union_intervals
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,14 @@ def _r(x: float) -> float:
     return round(float(x), 3)
 
 
+# Logos are searched in fewer frames than faces: printed logos rarely flash by, and the matcher costs
+# about as much per frame as face detection on the CPU. Each searched frame stands for 1/LOGO_FPS s.
+LOGO_FPS = 2.0
+
+
 def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryIndex, settings: MatchSettings,
-                        sample_fps: float | None, *, annotate_dir: str | Path | None = None,
+                        sample_fps: float | None, *, logo_detector: LogoDetector | None = None,
+                        brand_names: list[str] | None = None, annotate_dir: str | Path | None = None,
                         blur_unknown: bool = False) -> MediaEntry:
     """Analyse one video; a video that cannot be decoded at all becomes an entry with ``error`` set."""
     try:
@@ -36,6 +44,8 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
     except MediaError as e:
         return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
     entry = video_entry(item.path, va)
+    if logo_detector is not None and brand_names:
+        add_video_logos(entry, item, va, logo_detector, brand_names)
     if annotate_dir is not None and va.frames_analysed:
         entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown)]
     return entry
@@ -59,12 +69,52 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
         tracks=tracks, people=people, together=together, cuts_s=[_r(c) for c in va.cuts_s])
 
 
+def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detector: LogoDetector,
+                    brand_names: list[str], logo_fps: float = LOGO_FPS) -> None:
+    """Search ``logo_fps`` frames per second for the registered logos; brand intervals and person x brand
+    seconds (the intersection of their intervals) go into ``entry``."""
+    pieces: dict[str, list[tuple[float, float]]] = {}
+    shares: dict[str, list[float]] = {}
+    for batch in iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8):
+        logos = detector.detect(batch.frames)
+        for k, b, box in zip(logos.image_index.tolist(), logos.brand.tolist(), logos.boxes.tolist(), strict=True):
+            start = float(batch.pts_s[k])
+            pieces.setdefault(brand_names[b], []).append((start, start + float(batch.duration_s[k])))
+            shares.setdefault(brand_names[b], []).append(
+                (box[2] - box[0]) * (box[3] - box[1]) / max(1, va.info.width * va.info.height))
+    entry.logo_sample_fps = logo_fps
+    entry.brands = {}
+    entry.with_brands = []
+    for brand, iv in sorted(pieces.items()):
+        merged = union_intervals(iv, va.max_gap_s)
+        entry.brands[brand] = VideoPresence(intervals=[[_r(s), _r(e)] for s, e in merged.tolist()],
+                                            exposure_seconds=_r(total_seconds(merged)),
+                                            mean_area_share=round(float(np.mean(shares[brand])), 6))
+        for person, p_iv in sorted(va.person_intervals.items()):
+            both = total_seconds(intersect_intervals(p_iv, merged))
+            if both > 0:
+                entry.with_brands.append(PairTally(a=person, b=brand, seconds_together=_r(both)))
+
+
 def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brands: dict[str, SubjectTally],
                  together: list[PairTally], co: list[PairTally]) -> None:
     """Add each video's per-person intervals and pair seconds to the tallies (in place)."""
     pairs = {(p.a, p.b): p for p in together}
+    brand_pairs = {(p.a, p.b): p for p in co}
     for m in media:
-        if m.kind != "video" or not m.people:
+        if m.kind != "video":
+            continue
+        for brand, presence in (m.brands or {}).items():
+            t = brands.setdefault(brand, SubjectTally())
+            if presence.intervals:
+                t.intervals[m.path] = presence.intervals
+        for pair in m.with_brands or []:
+            p = brand_pairs.get((pair.a, pair.b))
+            if p is None:
+                p = brand_pairs[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
+                co.append(p)
+            p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
+        if not m.people:
             continue
         for name, presence in m.people.items():
             t = people.setdefault(name, SubjectTally())
@@ -78,6 +128,7 @@ def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brand
                 together.append(p)
             p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
     together.sort(key=lambda p: (p.a, p.b))
+    co.sort(key=lambda p: (p.a, p.b))
 
 
 def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool) -> list[Path]:
