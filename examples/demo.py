@@ -6,6 +6,7 @@ Everything runs offline on the bundled example media (see ATTRIBUTION.md); outpu
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def main() -> int:
         for status in gallery.add_brand(logo.stem, [logo]):
             print(f"register {logo.stem:<14} {status.status:<10} {Path(status.path).name} {status.message}")
 
-    report = iv.track([HERE / "event"], gallery=gallery, annotate_dir=OUT / "annotated", blur_unknown=True,
+    event = Path(os.path.relpath(HERE / "event"))  # report paths relative to where the demo runs
+    report = iv.track([event], gallery=gallery, annotate_dir=OUT / "annotated", blur_unknown=True,
                       checkpoint=None)
     report.to_json(OUT / "report.json")
     report.to_csv(OUT / "csv")

@@ -9,8 +9,8 @@ The three MTCNN networks (P-Net, R-Net, O-Net, with facenet-pytorch's weights) r
    it covers more than 70 % of a better box or a better box covers more than 70 % of it ("Min" overlap).
 
 Unlike facenet-pytorch's driver, every stage works on all images at once: each pyramid scale is one P-Net
-call over all images (each resized on its own, padded to a shared canvas whose padding cannot leak into
-the result), candidates are tensors tagged with their image, NMS is grouped by image, and the R-Net and
+call per bucket of images (same-size images stacked; on a GPU, different sizes also share a padded canvas
+whose padding cannot leak into the result), candidates are tensors tagged with their image, NMS is grouped by image, and the R-Net and
 O-Net crops of all boxes of all images come from one summed-area-table lookup per chunk. That lookup is
 exactly the area resampling (``F.interpolate(mode="area")``) MTCNN's crops are made with, so scores match
 facenet-pytorch's to float rounding rather than approximately (``roi_align``'s bilinear sampling flips
