@@ -93,6 +93,8 @@ class MediaEntry(BaseModel):
     with_brands: list[PairTally] | None = Field(None, description="Person x brand seconds on screen together")
     together: list[PairTally] | None = Field(None, description="Seconds two people are on screen together")
     cuts_s: list[float] | None = None
+    timeline: list[tuple[int, str, float]] | None = Field(
+        None, description="Per whole second: (second, person, fraction of that second on screen)")
     annotated: list[str] | None = Field(None, description="Annotated video / timeline files written")
 
 
@@ -162,7 +164,7 @@ class Report(BaseModel):
 
     def to_csv(self, directory: str | Path) -> list[Path]:
         """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``faces.csv``
-        (one row per face in photos), ``logos.csv``, ``tracks.csv``, ``intervals.csv``, ``skipped.csv``."""
+        (one row per face in photos), ``logos.csv``, ``tracks.csv``, ``intervals.csv``, ``timeline.csv`` (per video second), ``skipped.csv``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tables: dict[str, tuple[list[str], list[list[object]]]] = {}
@@ -191,6 +193,8 @@ class Report(BaseModel):
                                [[kind, name, video, s, e]
                                 for kind, group in (("person", self.people), ("brand", self.brands))
                                 for name, t in group.items() for video, ivs in t.intervals.items() for s, e in ivs])
+        tables["timeline"] = (["video", "second", "person", "fraction"],
+                              [[m.path, sec, person, frac] for m in self.media for sec, person, frac in (m.timeline or [])])
         tables["skipped"] = (["path", "error"], [[s.path, s.error] for s in self.skipped])
         written = []
         for name, (header, rows) in tables.items():

@@ -32,8 +32,10 @@ class FacePipeline:
     Args:
         embedder: registered embedder name.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        min_face_size: smallest face the detector looks for, in source pixels.
-        max_side: larger photos are detected on a downscaled copy (boxes map back to source pixels).
+        min_face_size: smallest face the detector looks for, in pixels of the image it searches.
+        max_side: larger photos are searched on a copy downscaled to this long side (boxes map back to
+            source pixels), so in a photo with long side L > max_side faces under
+            ``min_face_size * L / max_side`` source pixels are missed.
         flip: average each face's embedding with its mirror's (test-time augmentation).
     """
 
