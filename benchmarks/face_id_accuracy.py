@@ -34,7 +34,7 @@ from influvision.faces.pipeline import FacePipeline
 from influvision.match import GalleryIndex, MatchSettings, assign_identities, person_distances
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MATCH_RESOLUTION = True  # compare small faces with resolution-matched references, as track() does
+MATCH_RESOLUTION = False  # --resolution-match: compare small faces with resolution-matched references
 
 
 @dataclass
@@ -162,11 +162,11 @@ def main() -> None:
     ap.add_argument("--embedder", default="dlib-resnet-v1")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--write", action="store_true", help="append the results to benchmarks/RESULTS.md")
-    ap.add_argument("--no-resolution-match", action="store_true",
-                    help="compare every face with full-resolution references only")
+    ap.add_argument("--resolution-match", action="store_true",
+                    help="compare small faces with resolution-matched references (MatchSettings.resolution_match)")
     args = ap.parse_args()
     global MATCH_RESOLUTION
-    MATCH_RESOLUTION = not args.no_resolution_match
+    MATCH_RESOLUTION = args.resolution_match
     t0 = time.perf_counter()
     pipe = FacePipeline(args.embedder, args.device)
     items = [(str(p.relative_to(SHARED)), p.parent.name, load_image(p).pixels)
@@ -210,7 +210,7 @@ def main() -> None:
                      f"{platform.processor() or platform.machine()}, embedder {args.embedder}, "
                      f"resolution-matched references: {MATCH_RESOLUTION})\n\n"
                      f"Command: `python -m benchmarks.face_id_accuracy --write"
-                     f"{' --no-resolution-match' if not MATCH_RESOLUTION else ''}`\n\n{table}\n")
+                     f"{' --resolution-match' if MATCH_RESOLUTION else ''}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def bench_facenet(paths: list[Path], gallery: iv.Gallery, device: str, labels: d
         # One image and one face at a time, as its README does.
         embs = []
         for k in range(len(boxes)):
-            chip = align_to_chip([img], torch.zeros(1, dtype=torch.long), torch.as_tensor(points[k:k + 1]).float())
+            chip = align_to_chip([img], torch.zeros(1, dtype=torch.long), torch.tensor(np.asarray(points[k], dtype=np.float32))[None])
             embs.append(pipe.embedder.embed(chip))
         emb = torch.cat(embs).to(device)
         ident, _ = assign_identities(person_distances(emb, index), torch.zeros(len(emb), dtype=torch.long),

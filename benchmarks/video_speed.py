@@ -14,6 +14,7 @@ import resource
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -27,6 +28,7 @@ def loop_video(src: Path, dst: Path, times: int) -> Path:
     if dst.exists():
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
     with av.open(str(dst), "w") as out:
         stream = None
         for _ in range(times):
@@ -35,9 +37,12 @@ def loop_video(src: Path, dst: Path, times: int) -> Path:
                 for frame in inp.decode(vin):
                     if stream is None:
                         stream = out.add_stream("libx264", rate=round(float(vin.average_rate or 30)))
+                        stream.time_base = Fraction(1, round(float(vin.average_rate or 30)))
                         stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
                         stream.options = {"preset": "ultrafast", "crf": "28"}
-                    frame.pts = None
+                    frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                    frame.pts = n
+                    n += 1
                     for packet in stream.encode(frame):
                         out.mux(packet)
         for packet in stream.encode():

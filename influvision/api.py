@@ -192,7 +192,8 @@ def identify(faces: Faces, index: GalleryIndex, settings: MatchSettings) -> Face
     """Add ``identity`` (person index or -1), ``distance``, ``nearest`` and ``eligible`` columns."""
     eligible = (faces.columns["size_px"] >= settings.min_face_px) & \
                (faces.columns["sharpness"] >= settings.min_sharpness)
-    dist = person_distances(faces.columns["embedding"], index, faces.columns["size_px"])
+    dist = person_distances(faces.columns["embedding"], index,
+                            faces.columns["size_px"] if settings.resolution_match else None)
     identity, distance = assign_identities(dist, faces.image_index, eligible, settings)
     nearest = dist.argmin(dim=1) if index.size else torch.full_like(identity, UNKNOWN)
     return faces.with_columns(identity=identity, distance=distance, nearest=nearest, eligible=eligible)

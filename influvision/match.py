@@ -35,12 +35,17 @@ class MatchSettings:
         margin: the second-closest person must be at least this much further away than the closest.
         min_face_px: faces smaller than this (height in source pixels) are never named.
         min_sharpness: faces blurrier than this (quality.sharpness) are never named.
+        resolution_match: compare faces under 64 px with references re-rendered at a matching
+            resolution (faces/resolution.py). Off by default: it raised recall on degraded photos
+            (0.15 -> 0.54) but brought a real 34 px stranger in a street video to 0.44 of a registered
+            person, i.e. it names strangers (docs/accuracy.md).
     """
 
     threshold: float | None = None
     margin: float = 0.04
     min_face_px: float = 24.0
     min_sharpness: float = 0.0
+    resolution_match: bool = False
 
     def resolved(self, default_threshold: float) -> MatchSettings:
         """These settings with ``threshold`` filled in from the embedder's default when unset."""

@@ -4,9 +4,13 @@ A 30 px face in a recompressed event photo and a sharp 300 px portrait of the sa
 in embedding space, mostly because the small face has lost detail, not because it is someone else. The
 gallery therefore also keeps, for every reference, embeddings of its chip re-rendered as if the face were
 only 32, 48 or 64 px high (downscaled with antialiasing, then upscaled back to the chip size), and a probe
-face is compared with the references at the level nearest above its own size. Measured on shared/data
-with faces degraded to ~30 px (benchmarks/face_id_accuracy.py, protocol "hard"): recall 0.15 -> 0.54 at
-the same threshold, with no unregistered person named (docs/accuracy.md).
+face is compared with the references at the level nearest above its own size.
+
+Opt-in (``MatchSettings(resolution_match=True)``): on shared/data with faces degraded to ~30 px
+(benchmarks/face_id_accuracy.py, protocol "hard") recall rose 0.15 -> 0.54 at the same threshold with no
+stranger named, but in street_crowd.mp4 a real 34 px stranger came to 0.44 of a registered person (0.51
+without it) and was named. Small faces look alike at low resolution for strangers too; until the
+threshold per resolution is calibrated on many more unregistered faces, the default stays off.
 """
 
 from __future__ import annotations

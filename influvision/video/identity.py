@@ -193,14 +193,15 @@ def identify_tracks(
     emb = sub.columns["embedding"][evidence].float()
     size = sub.columns["size_px"].float()
     if method == "mean_distance":
-        dist = person_distances(emb, index.to(device), size[evidence])  # (E, P)
+        dist = person_distances(emb, index.to(device), size[evidence] if settings.resolution_match else None)
         num = torch.zeros(n_tracks, n_people, device=device).index_add_(0, inv[evidence], dist * w[:, None])
         track_dist = num / den[:, None]  # (T, P); rows of tracks without evidence are 0 (never claimed)
     elif method == "mean_embedding":
         mean = torch.zeros(n_tracks, emb.shape[1], device=device).index_add_(0, inv[evidence], emb * w[:, None])
         # The track's face size (quality-weighted like its embedding) picks resolution-matched references.
         track_size = torch.zeros(n_tracks, device=device).index_add_(0, inv[evidence], size[evidence] * w) / den
-        track_dist = person_distances(mean / den[:, None], index.to(device), track_size)
+        track_dist = person_distances(mean / den[:, None], index.to(device),
+                                      track_size if settings.resolution_match else None)
     else:
         raise ValueError(f"unknown method {method!r}; choose 'mean_distance' or 'mean_embedding'")
     best = track_dist.topk(min(2, n_people), dim=1, largest=False)
