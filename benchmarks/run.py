@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 import influvision as iv
+from benchmarks.common import SHARED, publish, register_shared_faces
 from influvision.decode.images import load_image
 from influvision.faces.pipeline import FacePipeline
 from influvision.match import MatchSettings, assign_identities, person_distances
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _photos() -> list[Path]:
@@ -133,8 +132,7 @@ def main() -> None:
     paths = _photos()
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
     gallery = iv.Gallery(args.gallery, device=device)
-    for d in sorted((SHARED / "faces").iterdir()):
-        gallery.add_person(d.name, sorted(d.iterdir()))
+    register_shared_faces(gallery)
     rows = [("decode-only (Pillow)", f"{bench_decode(paths):.1f}", "-")]
     rate, f1 = bench_influvision(paths, gallery, device, labels)
     rows.append(("influvision track()", f"{rate:.2f}", f"{f1:.3f}"))
@@ -151,10 +149,7 @@ def main() -> None:
     text = (f"\n### Speed side by side ({time.strftime('%Y-%m-%d')}, {machine}, {len(paths)} photos)\n\n"
             f"Command: `python -m benchmarks.run --write`; peak RSS {peak:.0f} MiB; "
             f"influvision / facenet-pytorch loop = {rate / rate_fn:.2f}x\n\n{table}\n")
-    print(text)
-    if args.write:
-        with (Path(__file__).resolve().parent / "RESULTS.md").open("a") as fh:
-            fh.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

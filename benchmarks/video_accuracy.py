@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import influvision as iv
+from benchmarks.common import SHARED, publish, register_shared_faces
 from influvision.video.exposure import interval_iou
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def main() -> None:
@@ -29,8 +28,7 @@ def main() -> None:
     labels = json.loads((SHARED / "videos" / "labels.json").read_text())["videos"]
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
     gallery = iv.Gallery(args.gallery, device=args.device)
-    for d in sorted((SHARED / "faces").iterdir()):
-        gallery.add_person(d.name, sorted(d.iterdir()))
+    register_shared_faces(gallery)
     rows = []
     t0 = time.perf_counter()
     for name, lab in sorted(labels.items()):
@@ -50,10 +48,7 @@ def main() -> None:
     text = (f"\n### Video exposure accuracy ({time.strftime('%Y-%m-%d')}, sample_fps {args.sample_fps:g}, "
             f"device {args.device}, {time.perf_counter() - t0:.0f} s)\n\n"
             f"Command: `python -m benchmarks.video_accuracy --write`\n\n{table}\n")
-    print(text)
-    if args.write:
-        with (Path(__file__).resolve().parent / "RESULTS.md").open("a") as fh:
-            fh.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

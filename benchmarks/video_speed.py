@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchmarks.common import SHARED, publish
 
 
 def loop_video(src: Path, dst: Path, times: int) -> Path:
@@ -112,10 +112,7 @@ def main() -> None:
             f"Command: `python -m benchmarks.video_speed --write`\n\n"
             "| input | decode-only frames/s | analysed frames/s | ratio | frames analysed |\n|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\n| video length | frames analysed | peak RSS |\n|---|---|---|\n" + "\n".join(mem) + "\n")
-    print(text)
-    if args.write:
-        with (Path(__file__).resolve().parent / "RESULTS.md").open("a") as fh:
-            fh.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -99,37 +99,30 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
 
 def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brands: dict[str, SubjectTally],
                  together: list[PairTally], co: list[PairTally]) -> None:
-    """Add each video's per-person intervals and pair seconds to the tallies (in place)."""
-    pairs = {(p.a, p.b): p for p in together}
-    brand_pairs = {(p.a, p.b): p for p in co}
+    """Add each video's intervals (people and brands) and pair seconds to the tallies, in place."""
     for m in media:
         if m.kind != "video":
             continue
-        for brand, presence in (m.brands or {}).items():
-            t = brands.setdefault(brand, SubjectTally())
-            if presence.intervals:
-                t.intervals[m.path] = presence.intervals
-        for pair in m.with_brands or []:
-            p = brand_pairs.get((pair.a, pair.b))
-            if p is None:
-                p = brand_pairs[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
-                co.append(p)
-            p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
-        if not m.people:
-            continue
-        for name, presence in m.people.items():
-            t = people.setdefault(name, SubjectTally())
-            if presence.intervals:
-                t.intervals[m.path] = presence.intervals
-            t.alone_seconds = round(t.alone_seconds + presence.alone_seconds, 3)
-        for pair in m.together or []:
-            p = pairs.get((pair.a, pair.b))
-            if p is None:
-                p = pairs[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
-                together.append(p)
-            p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
-    together.sort(key=lambda p: (p.a, p.b))
-    co.sort(key=lambda p: (p.a, p.b))
+        for group, presences in ((people, m.people or {}), (brands, m.brands or {})):
+            for name, presence in presences.items():
+                t = group.setdefault(name, SubjectTally())
+                if presence.intervals:
+                    t.intervals[m.path] = presence.intervals
+                t.alone_seconds = round(t.alone_seconds + presence.alone_seconds, 3)
+        _add_pair_seconds(together, m.together or [])
+        _add_pair_seconds(co, m.with_brands or [])
+
+
+def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
+    """Add ``found`` pairs' seconds into ``pairs`` (creating missing pairs); keeps ``pairs`` sorted."""
+    by_key = {(p.a, p.b): p for p in pairs}
+    for pair in found:
+        p = by_key.get((pair.a, pair.b))
+        if p is None:
+            p = by_key[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
+            pairs.append(p)
+        p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
+    pairs.sort(key=lambda p: (p.a, p.b))
 
 
 def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool) -> list[Path]:
