@@ -1,0 +1,46 @@
+"""Logos in video: brand seconds on screen and seconds together with a person, on a clip made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+import influvision as iv
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sponsor_clip(tmp_path_factory) -> Path:
+    """2 s at 10 fps of the demo's sponsor-board photo (Obama beside a FedEx board), then 1 s of black."""
+    frame = np.asarray(Image.open(REPO / "examples" / "event" / "obama_sponsor_board.jpg").convert("RGB"))
+    frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+    path = tmp_path_factory.mktemp("clip") / "sponsor.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        for k in range(30):
+            img = frame if k < 20 else np.zeros_like(frame)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shared_data):
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    gallery.add_brand("fedex", [REPO / "examples" / "brands" / "fedex.png"])
+    gallery.add_brand("nike", [REPO / "examples" / "brands" / "nike.png"])  # registered, never shown
+    report = iv.track(sponsor_clip, gallery=gallery, device="cpu", sample_fps=5, progress=False)
+    fedex = report.brands["fedex"]
+    assert abs(fedex.exposure_seconds - 2.0) <= 0.25
+    assert "nike" not in report.brands
+    assert abs(report.people["barack_obama"].exposure_seconds - 2.0) <= 0.25
+    (pair,) = report.co_appearance
+    assert (pair.a, pair.b) == ("barack_obama", "fedex") and abs(pair.seconds_together - 2.0) <= 0.25
