@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from .sources import DuplicateIndex, MediaItem, collect_media
 from .tally import logo_near_face, prominence, tally_photos, union_length
 from .types import Faces
 
+if TYPE_CHECKING:
+    from .logos.detect import LogoDetector
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SETTINGS = MatchSettings()  # threshold from the embedder (see docs/accuracy.md)
@@ -38,7 +42,7 @@ class _Engine:
     pipeline: FacePipeline
     index: GalleryIndex
     settings: MatchSettings
-    logo_detector: object | None
+    logo_detector: LogoDetector | None
     brand_names: list[str]
 
 
@@ -85,7 +89,7 @@ def track(
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
-            min_face_px=settings.min_face_px, device=str(dev), version=__version__, sample_fps=sample_fps,
+            min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev), version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)})
         ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
         media: list[MediaEntry] = []
@@ -108,7 +112,7 @@ def track(
             g.close()
 
 
-def _logo_detector(g: Gallery, dev: torch.device) -> tuple[object | None, list[str]]:
+def _logo_detector(g: Gallery, dev: torch.device) -> tuple[LogoDetector | None, list[str]]:
     rows = g.brand_images()
     if not rows:
         return None, []
@@ -177,7 +181,7 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine) 
         entries.append(MediaEntry(path=path, kind="photo", width=w, height=h,
                                   faces=face_entries(host.for_image(i), engine.index, w, h)))
     if engine.logo_detector is not None:
-        logos = engine.logo_detector.detect(images)  # type: ignore[attr-defined]
+        logos = engine.logo_detector.detect(images)
         for i, entry in enumerate(entries):
             li = logos.for_image(i)
             for box, score, b in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), strict=True):

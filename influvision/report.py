@@ -132,6 +132,7 @@ class Settings(BaseModel):
     threshold: float
     margin: float
     min_face_px: float
+    resolution_match: bool = Field(False, description="Small faces compared with resolution-matched references")
     device: str
     version: str
     sample_fps: float | None = None
