@@ -83,7 +83,9 @@ def track(
     own_gallery = not isinstance(gallery, Gallery)
     g = Gallery(gallery, device=str(dev)) if own_gallery else gallery
     try:
-        pipeline = g.pipeline if g._pipeline is not None else FacePipeline(g.embedder_name, dev)
+        # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.
+        loaded = g.loaded_pipeline
+        pipeline = loaded if loaded is not None and loaded.device == dev else FacePipeline(g.embedder_name, dev)
         g.use_pipeline(pipeline)
         settings = settings.resolved(pipeline.embedder.threshold)
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))

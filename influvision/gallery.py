@@ -324,6 +324,11 @@ class Gallery:
             self._pipeline = FacePipeline(embedder=self.embedder_name, device=self.device)
         return self._pipeline
 
+    @property
+    def loaded_pipeline(self) -> FacePipeline | None:
+        """The face pipeline if one is loaded already (None: the next use loads it)."""
+        return self._pipeline
+
     def use_pipeline(self, pipeline: FacePipeline) -> None:
         """Share an already loaded face pipeline (same embedder) instead of loading another."""
         if pipeline.embedder.name != self.embedder_name:
