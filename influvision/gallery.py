@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -65,6 +65,10 @@ class _RefFace:
     variants: np.ndarray   # (L, D) embeddings at RESOLUTION_LEVELS
     box: list[float]
     face_px: float
+
+
+_Store = Callable[[int | None], None]  # stores what an accepted reference needs beside its image row
+_Accept = Callable[[int, bytes, str], "ReferenceStatus | tuple[_Store, str]"]  # (subject, bytes, path)
 
 
 def _variant_key(embedder: str, level: float) -> str:
@@ -137,18 +141,34 @@ class Gallery:
         Photos with no face, several comparable faces or a face under ``MIN_REFERENCE_FACE_PX`` are
         reported back and not used. Adding a photo again is a no-op (``already_registered``).
         """
+
+        def accept(subject: int, data: bytes, path: str) -> ReferenceStatus | tuple[_Store, str]:
+            try:
+                face = self._reference_face(data, path)
+            except MediaError as e:
+                return ReferenceStatus(path, "error", str(e))
+            if isinstance(face, ReferenceStatus):
+                return face
+            return (lambda ref_id: self._store_embeddings(ref_id, face)), self._consistency_warning(subject, face.vector)
+
+        return self._add_references("person", name, images, accept)
+
+    def _add_references(self, kind: str, name: str, images: str | Path | Sequence[str | Path],
+                        accept: _Accept) -> list[ReferenceStatus]:
+        """Read, hash and check each reference image (``accept``), store the accepted ones; a subject left
+        with no reference at all is not registered."""
         name = validate_name(name)
         paths = [images] if isinstance(images, (str, Path)) else list(images)
         if not paths:
-            raise GalleryError(f"add_person({name!r}) needs at least one reference image")
-        subject = self._subject_id("person", name, create=True)
-        statuses = [self._add_person_image(subject, str(p)) for p in paths]
+            raise GalleryError(f"add_{kind}({name!r}) needs at least one reference image")
+        subject = self._subject_id(kind, name, create=True)
+        statuses = [self._add_reference(subject, str(p), accept) for p in paths]
         if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
             self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
-            log.warning("no usable reference for %s: person not registered", name)
+            log.warning("no usable reference for %s: %s not registered", name, kind)
         return statuses
 
-    def _add_person_image(self, subject: int, path: str) -> ReferenceStatus:
+    def _add_reference(self, subject: int, path: str, accept: _Accept) -> ReferenceStatus:
         try:
             data = Path(path).read_bytes()
         except OSError as e:
@@ -156,18 +176,15 @@ class Gallery:
         sha = hashlib.sha256(data).hexdigest()
         if self._db.execute("SELECT 1 FROM refs WHERE subject_id=? AND sha256=?", (subject, sha)).fetchone():
             return ReferenceStatus(path, "already_registered")
-        try:
-            face = self._reference_face(data, path)
-        except MediaError as e:
-            return ReferenceStatus(path, "error", str(e))
-        if isinstance(face, ReferenceStatus):
-            return face
-        warning = self._consistency_warning(subject, face.vector)
+        verdict = accept(subject, data, path)
+        if isinstance(verdict, ReferenceStatus):
+            return verdict
+        store, message = verdict
         with self._db:
             cur = self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
                                    "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
-            self._store_embeddings(cur.lastrowid, face)
-        return ReferenceStatus(path, "added", warning)
+            store(cur.lastrowid)
+        return ReferenceStatus(path, "added", message)
 
     def _reference_face(self, data: bytes, path: str) -> _RefFace | ReferenceStatus:
         image = load_image(data, name=path)
@@ -214,12 +231,10 @@ class Gallery:
               face.face_px) for key, v in zip(keys, vectors, strict=True)])
 
     def remove_person(self, name: str) -> None:
-        subject = self._subject_id("person", validate_name(name), create=False)
-        with self._db:
-            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+        self._remove("person", name)
 
     def people(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind='person' ORDER BY name")]
+        return self._names("person")
 
     def references(self, name: str) -> list[str]:
         """Source paths of a person's or brand's reference images."""
@@ -271,42 +286,20 @@ class Gallery:
         """Register reference images of a brand's logo (PNG with transparency, JPG crops)."""
         from .logos.references import load_reference
 
-        name = validate_name(name)
-        paths = [images] if isinstance(images, (str, Path)) else list(images)
-        if not paths:
-            raise GalleryError(f"add_brand({name!r}) needs at least one reference image")
-        subject = self._subject_id("brand", name, create=True)
-        statuses = []
-        for p in map(str, paths):
+        def accept(subject: int, data: bytes, path: str) -> ReferenceStatus | tuple[_Store, str]:
             try:
-                data = Path(p).read_bytes()
-            except OSError as e:
-                statuses.append(ReferenceStatus(p, "error", f"{p}: cannot read ({e.strerror or e})"))
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if self._db.execute("SELECT 1 FROM refs WHERE subject_id=? AND sha256=?", (subject, sha)).fetchone():
-                statuses.append(ReferenceStatus(p, "already_registered"))
-                continue
-            try:
-                load_reference(name, data)
+                load_reference(validate_name(name), data)
             except InfluvisionError as e:
-                statuses.append(ReferenceStatus(p, "error", f"{p}: {e}"))
-                continue
-            with self._db:
-                self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
-                                 "VALUES (?, ?, ?, ?, ?)", (subject, sha, p, data, time.time()))
-            statuses.append(ReferenceStatus(p, "added"))
-        if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
-            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
-        return statuses
+                return ReferenceStatus(path, "error", f"{path}: {e}")
+            return (lambda ref_id: None), ""
+
+        return self._add_references("brand", name, images, accept)
 
     def remove_brand(self, name: str) -> None:
-        subject = self._subject_id("brand", validate_name(name), create=False)
-        with self._db:
-            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+        self._remove("brand", name)
 
     def brands(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind='brand' ORDER BY name")]
+        return self._names("brand")
 
     def brand_images(self) -> list[tuple[str, str, bytes]]:
         """(brand, source path, image bytes) for every brand reference, in a stable order."""
@@ -341,13 +334,21 @@ class Gallery:
         if row:
             return int(row[0])
         if not create:
-            known = [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind=? ORDER BY name", (kind,))]
+            known = self._names(kind)
             raise GalleryError(f"no {kind} named {name!r} in {self.path}; registered: {', '.join(known) or 'none'}")
         other = "brand" if kind == "person" else "person"
         if self._db.execute("SELECT 1 FROM subjects WHERE kind=? AND name=?", (other, name)).fetchone():
             raise GalleryError(f"{name!r} is already registered as a {other}; choose another name")
         cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)", (kind, name, time.time()))
         return int(cur.lastrowid or 0)
+
+    def _remove(self, kind: str, name: str) -> None:
+        subject = self._subject_id(kind, validate_name(name), create=False)
+        with self._db:
+            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+
+    def _names(self, kind: str) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind=? ORDER BY name", (kind,))]
 
     def close(self) -> None:
         self._db.close()
