@@ -23,6 +23,7 @@ from .errors import MediaError
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
+from .hashing import sha256_file
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
 from .sources import DuplicateIndex, MediaItem, collect_media
@@ -153,7 +154,7 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
                 results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
-            done = ckpt.get(item, dec.sha256) if ckpt is not None else None
+            done = ckpt.get(item, dec.sha256 or sha256_file(item.local_path)) if ckpt is not None else None
             if done is not None:
                 results[item.path] = done
             else:
@@ -167,7 +168,7 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, work
 
                     annotate_photo(dec.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
                 if ckpt is not None:
-                    ckpt.put(item, entry, dec.sha256)
+                    ckpt.put(item, entry, dec.sha256 or sha256_file(item.local_path))
         bar.update(len(batch))
     return [results[i.path] for i in items]
 
@@ -230,7 +231,8 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool) -> list[MediaEntry]:
     out = []
     for item in items:
-        done = ckpt.get(item) if ckpt is not None else None
+        sha = sha256_file(item.local_path) if ckpt is not None else ""
+        done = ckpt.get(item, sha) if ckpt is not None else None
         if done is None:
             from .video.report import analyse_video_entry
 
@@ -238,7 +240,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                                        logo_detector=engine.logo_detector, brand_names=engine.brand_names,
                                        annotate_dir=annotate_dir, blur_unknown=blur_unknown)
             if ckpt is not None:
-                ckpt.put(item, done)
+                ckpt.put(item, done, sha)
         out.append(done)
         bar.update(1)
     return out

@@ -23,22 +23,16 @@ class Checkpoint:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
 
-    def _key(self, item: MediaItem, sha256: str | None = None) -> str:
+    def _key(self, item: MediaItem, sha256: str) -> str:
         # Content, not modification time: archive members are re-extracted (new mtimes) on every run.
-        if sha256:
-            return f"{self.settings}|{item.path}|{sha256}"
-        h = hashlib.sha256()
-        with open(item.local_path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return f"{self.settings}|{item.path}|{h.hexdigest()}"
+        return f"{self.settings}|{item.path}|{sha256}"
 
-    def get(self, item: MediaItem, sha256: str | None = None) -> MediaEntry | None:
-        """The finished entry for this file, or None. ``sha256``: the file's hash when already known."""
+    def get(self, item: MediaItem, sha256: str) -> MediaEntry | None:
+        """The finished entry for this file (``sha256``: its content hash), or None."""
         row = self._db.execute("SELECT entry FROM done WHERE key=?", (self._key(item, sha256),)).fetchone()
         return MediaEntry.model_validate_json(row[0]) if row else None
 
-    def put(self, item: MediaItem, entry: MediaEntry, sha256: str | None = None) -> None:
+    def put(self, item: MediaItem, entry: MediaEntry, sha256: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)",
                          (self._key(item, sha256), entry.model_dump_json()))
 

@@ -47,6 +47,7 @@ import scipy.fft
 
 from .decode.images import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS
 from .errors import MediaError, ShapeError
+from .hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -610,7 +611,7 @@ class DuplicateIndex:
                 With neither, the pixel bytes are hashed.
         """
         if sha256 is None and local_path is not None:
-            sha256 = _file_sha256(Path(local_path))
+            sha256 = sha256_file(Path(local_path))
         key = sha256 or "pixels:" + hashlib.sha256(np.ascontiguousarray(pixels).data).hexdigest()
         if key in self._by_sha:
             self.matches[path] = (self._by_sha[key], -1)
@@ -641,9 +642,3 @@ def find_duplicates(images: Sequence[tuple[str, np.ndarray]],
     return {p: orig for p, px in images if (orig := index.add(p, px)) is not None}
 
 
-def _file_sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

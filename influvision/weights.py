@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from .errors import UnknownModelError, WeightsError
+from .hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +149,6 @@ def cache_dir() -> Path:
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "influvision"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def sha256_file(path: str | Path) -> str:
-    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_file(path: str | Path, expected_sha256: str, what: str = "weights file") -> str:
