@@ -283,7 +283,7 @@ class Gallery:
     # ---- brands -----------------------------------------------------------------------------------------
 
     def add_brand(self, name: str, images: str | Path | Sequence[str | Path]) -> list[ReferenceStatus]:
-        """Register reference images of a brand's logo (PNG with transparency, JPG crops)."""
+        """Register reference images of a brand's logo (PNG with transparency, JPG crops, SVG)."""
         from .logos.references import load_reference
 
         def accept(subject: int, data: bytes, path: str) -> ReferenceStatus | tuple[_Store, str]:

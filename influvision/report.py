@@ -38,6 +38,8 @@ class LogoEntry(BaseModel):
     score: float
     area_share: float = 0.0
     centrality: float = 0.0
+    sharpness: float | None = Field(None, description="var(Laplacian) / max(var(grey), 25) of the box's pixels "
+                                    "(the face chips' measure): low means blurred or upscaled")
     near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
 
 
@@ -51,6 +53,18 @@ class TrackEntry(BaseModel):
     nearest: str | None = Field(None, description="Closest registered person even when not named (for audit)")
     status: str = Field("", description="Why the track was named or left unknown")
     evidence_frames: int = Field(0, description="Detections the identity decision used")
+
+
+class LogoTrackEntry(BaseModel):
+    track_id: int
+    brand: str
+    intervals: list[list[float]]
+    frames: int = Field(description="Searched frames the logo was found in")
+    best_score: float
+    mean_score: float
+    mean_area_share: float
+    counted: bool = Field(description="Whether the track counts towards the brand's seconds")
+    status: str = Field("", description="Why it counts or not")
 
 
 class PairTally(BaseModel):
@@ -90,6 +104,7 @@ class MediaEntry(BaseModel):
     people: dict[str, VideoPresence] | None = Field(None, description="Per person in this video")
     brands: dict[str, VideoPresence] | None = Field(None, description="Per brand in this video")
     logo_sample_fps: float | None = Field(None, description="Frames per second searched for logos")
+    logo_tracks: list[LogoTrackEntry] | None = Field(None, description="Brand detections linked over frames")
     with_brands: list[PairTally] | None = Field(None, description="Person x brand seconds on screen together")
     together: list[PairTally] | None = Field(None, description="Seconds two people are on screen together")
     cuts_s: list[float] | None = None
@@ -107,6 +122,8 @@ class SubjectTally(BaseModel):
     mean_similarity: float | None = None
     best_similarity: float | None = None
     mean_area_share: float | None = Field(None, description="Mean share of the photo area per appearance")
+    mean_centrality: float | None = Field(None, description="Brands: mean centrality per appearance (1 centre, 0 corner)")
+    mean_sharpness: float | None = Field(None, description="Brands: mean sharpness per appearance")
     alone_seconds: float = Field(0.0, description="Seconds on screen with no other registered person")
 
 
@@ -165,7 +182,7 @@ class Report(BaseModel):
 
     def to_csv(self, directory: str | Path) -> list[Path]:
         """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``faces.csv``
-        (one row per face in photos), ``logos.csv``, ``tracks.csv``, ``intervals.csv``, ``timeline.csv`` (per video second), ``skipped.csv``."""
+        (one row per face in photos), ``logos.csv``, ``logo_tracks.csv``, ``tracks.csv``, ``intervals.csv``, ``timeline.csv`` (per video second), ``skipped.csv``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tables: dict[str, tuple[list[str], list[list[object]]]] = {}
@@ -184,9 +201,16 @@ class Report(BaseModel):
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
                              f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality]
                             for m in self.media for f in m.faces])
-        tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "near"],
-                           [[m.path, lg.brand, lg.score, *lg.box, lg.area_share, lg.centrality, ";".join(lg.near)]
+        tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "sharpness",
+                            "near"],
+                           [[m.path, lg.brand, lg.score, *lg.box, lg.area_share, lg.centrality,
+                             "" if lg.sharpness is None else lg.sharpness, ";".join(lg.near)]
                             for m in self.media for lg in m.logos])
+        tables["logo_tracks"] = (["path", "track_id", "brand", "counted", "frames", "best_score", "mean_score",
+                                  "mean_area_share", "intervals", "status"],
+                                 [[m.path, t.track_id, t.brand, t.counted, t.frames, t.best_score, t.mean_score,
+                                   t.mean_area_share, json.dumps(t.intervals), t.status]
+                                  for m in self.media for t in (m.logo_tracks or [])])
         tables["tracks"] = (["path", "track_id", "identity", "similarity", "frames", "intervals"],
                             [[m.path, t.track_id, t.identity or "", t.similarity, t.frames, json.dumps(t.intervals)]
                              for m in self.media for t in (m.tracks or [])])

@@ -11,6 +11,9 @@ import math
 from collections import defaultdict
 from itertools import combinations
 
+import cv2
+import numpy as np
+
 from .report import MediaEntry, PairTally, SubjectTally
 
 # A logo counts as "with" a person when the gap between the logo box and the face box is at most this
@@ -26,6 +29,30 @@ def prominence(box: list[float], width: int, height: int) -> tuple[float, float]
     cx, cy = (x1 + x2) / 2 - width / 2, (y1 + y2) / 2 - height / 2
     centrality = 1.0 - math.hypot(cx, cy) / max(1e-9, math.hypot(width / 2, height / 2))
     return round(share, 6), round(max(0.0, min(1.0, centrality)), 4)
+
+
+# Logo boxes are measured at most this many pixels on their longer side, so a large logo and a small one
+# are compared at similar scales and the cost stays bounded.
+SHARPNESS_SIDE = 256
+
+
+def region_sharpness(pixels: np.ndarray, box: list[float]) -> float:
+    """var(Laplacian) / max(var(grey), 25) of an (H, W, 3) uint8 image inside ``box`` (x1, y1, x2, y2).
+
+    The face chips' measure (:func:`~influvision.faces.quality.chip_sharpness`) on the box's own pixels,
+    never upscaled: a blurred or heavily compressed logo scores low. 0 for a box under 3 px on a side.
+    """
+    h, w = pixels.shape[:2]
+    x1, y1 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x2, y2 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x2 - x1 < 3 or y2 - y1 < 3:
+        return 0.0
+    grey = cv2.cvtColor(np.ascontiguousarray(pixels[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    scale = SHARPNESS_SIDE / max(grey.shape)
+    if scale < 1:
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
+    return round(float(lap.var()) / max(float(grey.var()), 25.0), 4)
 
 
 def box_gap(a: list[float], b: list[float]) -> float:
@@ -61,6 +88,8 @@ def tally_photos(media: list[MediaEntry]) -> tuple[dict[str, SubjectTally], dict
     brands: dict[str, SubjectTally] = defaultdict(SubjectTally)
     sims: dict[str, list[float]] = defaultdict(list)
     shares: dict[str, list[float]] = defaultdict(list)
+    centres: dict[str, list[float]] = defaultdict(list)
+    sharps: dict[str, list[float]] = defaultdict(list)
     together: dict[tuple[str, str], PairTally] = {}
     co: dict[tuple[str, str], PairTally] = {}
     for m in media:
@@ -85,6 +114,8 @@ def tally_photos(media: list[MediaEntry]) -> tuple[dict[str, SubjectTally], dict
             t.photo_count += 1
             t.photos.append(m.path)
             shares["\0" + brand].extend(lg.area_share for lg in logos)
+            centres[brand].extend(lg.centrality for lg in logos)
+            sharps[brand].extend(lg.sharpness for lg in logos if lg.sharpness is not None)
             sims["\0" + brand].extend(lg.score for lg in logos)
             for name, f in named.items():
                 p = co.setdefault((name, brand), PairTally(a=name, b=brand))
@@ -101,5 +132,8 @@ def tally_photos(media: list[MediaEntry]) -> tuple[dict[str, SubjectTally], dict
         t.mean_similarity = round(sum(sims[key]) / len(sims[key]), 4)
         t.best_similarity = round(max(sims[key]), 4)
         t.mean_area_share = round(sum(shares[key]) / len(shares[key]), 6)
+        t.mean_centrality = round(sum(centres[brand]) / len(centres[brand]), 4)
+        if sharps[brand]:
+            t.mean_sharpness = round(sum(sharps[brand]) / len(sharps[brand]), 4)
     return dict(people), dict(brands), sorted(together.values(), key=lambda p: (p.a, p.b)), \
         sorted(co.values(), key=lambda p: (p.a, p.b))

@@ -123,10 +123,42 @@ def test_brand_name_validated(logo_data: Path, name: str):
         load_reference(name, logo_data / "refs" / "nike.png")
 
 
-def test_svg_reference_says_what_to_install():
-    svg = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M0 0h24v24H0z"/></svg>'
-    with pytest.raises(LogoReferenceError, match="cairosvg"):
-        load_reference("square", svg)
+REPO = Path(__file__).resolve().parents[1]
+FEDEX_SVG = REPO / "examples" / "brands" / "fedex.svg"
+
+
+def test_svg_reference_matches_its_png_rendering_and_finds_the_logo(logo_data: Path):
+    from_svg = load_reference("fedex", FEDEX_SVG)
+    from_png = load_reference("fedex", logo_data / "refs" / "fedex.png")
+    assert from_svg.has_alpha
+    assert abs(from_svg.size[0] / from_svg.size[1] - from_png.size[0] / from_png.size[1]) < 0.02
+    a = from_svg.shape > 0.5
+    b = np.asarray(Image.fromarray(from_png.shape).resize(from_svg.size, Image.BILINEAR)) > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.9
+    photo, _, box = CLEAR[0]
+    found = LogoDetector([from_svg]).detect([_rgb(logo_data / "scenes" / photo)])
+    assert max(_iou(bx, box) for bx in found.boxes.tolist()) >= 0.5
+
+
+def test_gallery_registers_an_svg_brand(tmp_path: Path):
+    from influvision.gallery import Gallery
+
+    with Gallery(tmp_path / "g.db") as g:
+        statuses = g.add_brand("fedex", FEDEX_SVG)
+        assert [s.status for s in statuses] == ["added"] and g.brands() == ["fedex"]
+
+
+@pytest.mark.parametrize("svg, problem", [
+    (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><image href="/etc/hostname" '
+     b'width="24" height="24"/></svg>', "external"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 9 9">'
+     b'<image xlink:href="http://example.com/x.png"/></svg>', "external"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M0 0h24v24', "cannot be rendered"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"></svg>', "blank"),
+])
+def test_bad_svg_references_are_refused_with_the_reason(svg: bytes, problem: str):
+    with pytest.raises(LogoReferenceError, match=problem):
+        load_reference("broken", svg)
 
 
 def test_a_brand_with_two_references_is_found_under_its_name(logo_data: Path, refs: list[LogoReference]):

@@ -44,3 +44,7 @@ def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shar
     assert abs(report.people["barack_obama"].exposure_seconds - 2.0) <= 0.25
     (pair,) = report.co_appearance
     assert (pair.a, pair.b) == ("barack_obama", "fedex") and abs(pair.seconds_together - 2.0) <= 0.25
+    (video,) = report.media
+    counted = [t for t in video.logo_tracks if t.counted]
+    assert [t.brand for t in counted] == ["fedex"] and counted[0].frames >= 3
+    assert counted[0].intervals == fedex.intervals[video.path]

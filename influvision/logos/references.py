@@ -1,8 +1,9 @@
 """Brand reference images: load, validate and normalise one registered logo.
 
 A reference is one flat picture of the mark: a PNG with transparency (simple-icons style silhouettes, the
-alpha channel is the shape), or an opaque JPG/PNG crop of the logo (its luminance is the shape). SVG files
-need a rasteriser that is not installed; they raise :class:`LogoReferenceError` saying what to install.
+alpha channel is the shape), an opaque JPG/PNG crop of the logo (its luminance is the shape), or an SVG,
+rasterised with resvg onto a transparent canvas (so it is read like a transparent PNG). SVGs that refer to
+anything outside themselves (files, URLs) are refused: a reference must not read other files.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ MIN_KEYPOINTS = 4
 CANVAS_PX = 256
 # Background margin kept around the content, as a fraction of its longer side.
 PAD_FRACTION = 0.12
+# Longer side, in pixels, that an SVG reference is rasterised to.
+SVG_RENDER_PX = 1024
+# href/src values an SVG may use: fragments inside the document and inline data.
+_INTERNAL_REF = re.compile(rb"""(?:xlink:)?href\s*=\s*["']\s*(#|data:)|src\s*=\s*["']\s*data:""", re.I)
+_ANY_REF = re.compile(rb"""(?:xlink:)?href\s*=|\bsrc\s*=|url\(\s*["']?\s*(?!#)""", re.I)
 
 
 class LogoReferenceError(InfluvisionError, ValueError):
@@ -96,8 +102,8 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
         The normalised :class:`LogoReference`.
 
     Raises:
-        LogoReferenceError: invalid name, unreadable file, SVG (needs a rasteriser that is not installed),
-            a blank image, content smaller than ``MIN_SIDE_PX`` on a side, or a textureless mark.
+        LogoReferenceError: invalid name, unreadable file, a broken SVG or one referring to outside
+            resources, a blank image, content smaller than ``MIN_SIDE_PX`` on a side, or a textureless mark.
     """
     if not isinstance(name, str) or not BRAND_NAME.match(name):
         raise LogoReferenceError(
@@ -105,9 +111,7 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
             "letter or digit")
     data = _read(name, source)
     if _is_svg(data):
-        raise LogoReferenceError(
-            f"brand {name!r}: SVG references need a rasteriser; install 'cairosvg' (or 'resvg-py') or convert "
-            "the SVG to a PNG with transparency (512 px or larger) and register that")
+        data = rasterise_svg(name, data)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -164,6 +168,34 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
     log.debug("reference %s: %dx%d source, canvas %dx%d, alpha=%s", name, src_w, src_h, out_w, out_h, has_alpha)
     return LogoReference(name=name, shape=shape_c, rgb=rgb_c, colour=colour, has_alpha=has_alpha,
                          source_size=(int(src_w), int(src_h)))
+
+
+def rasterise_svg(name: str, data: bytes) -> bytes:
+    """Render an SVG reference to PNG bytes with transparency, its longer side ``SVG_RENDER_PX`` pixels.
+
+    Raises:
+        LogoReferenceError: the SVG is not valid UTF-8 or cannot be rendered, has no size, or refers to
+            external resources (files or URLs; only ``#fragment`` and ``data:`` references are allowed).
+    """
+    external = [m for m in _ANY_REF.finditer(data) if not _INTERNAL_REF.match(data, m.start())]
+    if external:
+        raise LogoReferenceError(
+            f"brand {name!r}: the SVG refers to external resources ({external[0].group(0).decode(errors='replace')!r}"
+            "...); inline them or export a PNG")
+    try:
+        import resvg_py
+    except ImportError as err:  # a core dependency, but keep the error readable if it was removed
+        raise LogoReferenceError(f"brand {name!r}: SVG references need 'resvg-py' (pip install resvg-py)") from err
+    try:
+        text = data.decode("utf-8")
+        first = bytes(resvg_py.svg_to_bytes(svg_string=text))
+        with Image.open(io.BytesIO(first)) as img:
+            w, h = img.size
+        scale = SVG_RENDER_PX / max(w, h)
+        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=max(1, round(w * scale)),
+                                           height=max(1, round(h * scale))))
+    except (UnicodeDecodeError, ValueError, OSError, UnidentifiedImageError) as err:
+        raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({err})") from err
 
 
 def _shape_from_crop(name: str, rgb: np.ndarray) -> np.ndarray:

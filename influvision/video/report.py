@@ -16,10 +16,11 @@ from ..errors import MediaError
 from ..faces.pipeline import FacePipeline
 from ..logos.detect import LogoDetector
 from ..match import GalleryIndex, MatchSettings
-from ..report import FaceEntry, MediaEntry, PairTally, SubjectTally, TrackEntry, VideoPresence
+from ..report import FaceEntry, LogoTrackEntry, MediaEntry, PairTally, SubjectTally, TrackEntry, VideoPresence
 from ..sources import MediaItem
 from .analyse import VideoAnalysis, analyse_video
 from .exposure import intersect_intervals, total_seconds, union_intervals
+from .logo_tracks import LogoDetection, link_logo_tracks
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +73,37 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
 
 def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detector: LogoDetector,
                     brand_names: list[str], logo_fps: float = LOGO_FPS) -> None:
-    """Search ``logo_fps`` frames per second for the registered logos; brand intervals and person x brand
-    seconds (the intersection of their intervals) go into ``entry``."""
-    pieces: dict[str, list[tuple[float, float]]] = {}
-    shares: dict[str, list[float]] = {}
+    """Search ``logo_fps`` frames per second for the registered logos and link them into logo tracks; the
+    confirmed tracks give brand intervals and person x brand seconds (the intersection of their intervals)."""
+    found: list[LogoDetection] = []
+    frame_area = max(1, va.info.width * va.info.height)
     for batch in iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8):
         logos = detector.detect(batch.frames)
-        for k, b, box in zip(logos.image_index.tolist(), logos.brand.tolist(), logos.boxes.tolist(), strict=True):
-            start = float(batch.pts_s[k])
-            pieces.setdefault(brand_names[b], []).append((start, start + float(batch.duration_s[k])))
-            shares.setdefault(brand_names[b], []).append(
-                (box[2] - box[0]) * (box[3] - box[1]) / max(1, va.info.width * va.info.height))
+        for k, b, box, score in zip(logos.image_index.tolist(), logos.brand.tolist(), logos.boxes.tolist(),
+                                    logos.scores.tolist(), strict=True):
+            found.append(LogoDetection(pts_s=float(batch.pts_s[k]), duration_s=float(batch.duration_s[k]),
+                                       brand=brand_names[b], box=box, score=float(score),
+                                       area_share=(box[2] - box[0]) * (box[3] - box[1]) / frame_area))
+    tracks = link_logo_tracks(found, va.cuts_s, step_s=1.0 / logo_fps)
     entry.logo_sample_fps = logo_fps
+    entry.logo_tracks = [
+        LogoTrackEntry(track_id=t.track_id, brand=t.brand, intervals=[[_r(s), _r(e)] for s, e in
+                                                                      t.intervals(va.max_gap_s).tolist()],
+                       frames=t.frames, best_score=round(t.best_score, 4),
+                       mean_score=round(float(np.mean([d.score for d in t.detections])), 4),
+                       mean_area_share=round(float(np.mean([d.area_share for d in t.detections])), 6),
+                       counted=t.counted, status=t.status)
+        for t in tracks]
     entry.brands = {}
     entry.with_brands = []
-    for brand, iv in sorted(pieces.items()):
-        merged = union_intervals(iv, va.max_gap_s)
+    for brand in sorted({t.brand for t in tracks if t.counted}):
+        counted = [t for t in tracks if t.counted and t.brand == brand]
+        merged = union_intervals([(d.pts_s, d.pts_s + d.duration_s) for t in counted for d in t.detections],
+                                 va.max_gap_s)
+        shares = [d.area_share for t in counted for d in t.detections]
         entry.brands[brand] = VideoPresence(intervals=[[_r(s), _r(e)] for s, e in merged.tolist()],
                                             exposure_seconds=_r(total_seconds(merged)),
-                                            mean_area_share=round(float(np.mean(shares[brand])), 6))
+                                            mean_area_share=round(float(np.mean(shares)), 6))
         for person, p_iv in sorted(va.person_intervals.items()):
             both = total_seconds(intersect_intervals(p_iv, merged))
             if both > 0:
