@@ -27,7 +27,7 @@ from .hashing import sha256_file
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
 from .sources import DuplicateIndex, MediaItem, collect_media
-from .tally import logo_near_face, prominence, tally_photos, union_length
+from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
 
 if TYPE_CHECKING:
@@ -191,7 +191,8 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine) 
                 share, cen = prominence(box, entry.width, entry.height)
                 near = sorted({f.identity for f in entry.faces if f.identity and logo_near_face(box, f.box)})
                 entry.logos.append(LogoEntry(brand=engine.brand_names[b], box=[round(v, 1) for v in box],
-                                             score=round(score, 4), area_share=share, centrality=cen, near=near))
+                                             score=round(score, 4), area_share=share, centrality=cen,
+                                             sharpness=region_sharpness(images[i], box), near=near))
     return entries
 
 

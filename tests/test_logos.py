@@ -240,3 +240,16 @@ def test_bad_image_raises(detector: LogoDetector):
         detector.detect([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ShapeError):
         detector.detect([np.zeros((10, 10, 3), np.float32)])
+
+
+def test_logo_sharpness_drops_when_the_photo_is_blurred(logo_data: Path):
+    import cv2
+
+    from influvision.tally import region_sharpness
+
+    photo, _, box = CLEAR[0]
+    rgb = _rgb(logo_data / "scenes" / photo)
+    sharp = region_sharpness(rgb, list(box))
+    blurred = region_sharpness(cv2.GaussianBlur(rgb, (0, 0), 2.0), list(box))
+    assert sharp > 3 * blurred > 0
+    assert region_sharpness(rgb, [10, 10, 11, 40]) == 0.0  # a box under 3 px wide has no measure
