@@ -37,7 +37,8 @@ def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shar
     gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
     gallery.add_brand("fedex", [REPO / "examples" / "brands" / "fedex.png"])
     gallery.add_brand("nike", [REPO / "examples" / "brands" / "nike.png"])  # registered, never shown
-    report = iv.track(sponsor_clip, gallery=gallery, device="cpu", sample_fps=5, progress=False)
+    report = iv.track(sponsor_clip, gallery=gallery, device="cpu", sample_fps=5, progress=False,
+                      annotate_dir=tmp_path / "annotated")
     fedex = report.brands["fedex"]
     assert abs(fedex.exposure_seconds - 2.0) <= 0.25
     assert "nike" not in report.brands
@@ -48,3 +49,16 @@ def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shar
     counted = [t for t in video.logo_tracks if t.counted]
     assert [t.brand for t in counted] == ["fedex"] and counted[0].frames >= 3
     assert counted[0].intervals == fedex.intervals[video.path]
+
+    # The annotated copy draws the counted logo's box while it is on screen, and nothing once it is gone.
+    annotated = next(p for p in video.annotated if p.endswith(".mp4"))
+    with av.open(annotated) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    original = np.asarray(Image.open(REPO / "examples" / "event" / "obama_sponsor_board.jpg").convert("RGB"))
+    assert _logo_blue(frames[10]) > _logo_blue(original) + 200  # the FedEx box outline, a few hundred pixels
+    assert _logo_blue(frames[25]) == 0
+
+
+def _logo_blue(rgb: np.ndarray) -> int:
+    """Pixels close to the annotation's logo colour (40, 140, 240)."""
+    return int((np.abs(rgb.astype(int) - np.array([40, 140, 240])).max(axis=-1) < 30).sum())

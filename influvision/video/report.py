@@ -16,11 +16,20 @@ from ..errors import MediaError
 from ..faces.pipeline import FacePipeline
 from ..logos.detect import LogoDetector
 from ..match import GalleryIndex, MatchSettings
-from ..report import FaceEntry, LogoTrackEntry, MediaEntry, PairTally, SubjectTally, TrackEntry, VideoPresence
+from ..report import (
+    FaceEntry,
+    LogoEntry,
+    LogoTrackEntry,
+    MediaEntry,
+    PairTally,
+    SubjectTally,
+    TrackEntry,
+    VideoPresence,
+)
 from ..sources import MediaItem
 from .analyse import VideoAnalysis, analyse_video
 from .exposure import intersect_intervals, total_seconds, union_intervals
-from .logo_tracks import LogoDetection, link_logo_tracks
+from .logo_tracks import LogoDetection, LogoTrack, link_logo_tracks
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +54,12 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
     except MediaError as e:
         return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
     entry = video_entry(item.path, va)
+    logo_tracks: list[LogoTrack] = []
     if logo_detector is not None and brand_names:
-        add_video_logos(entry, item, va, logo_detector, brand_names)
+        logo_tracks = add_video_logos(entry, item, va, logo_detector, brand_names)
     if annotate_dir is not None and va.frames_analysed:
-        entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown)]
+        entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown,
+                                                          logo_tracks=logo_tracks)]
     return entry
 
 
@@ -72,9 +83,10 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
 
 
 def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detector: LogoDetector,
-                    brand_names: list[str], logo_fps: float = LOGO_FPS) -> None:
+                    brand_names: list[str], logo_fps: float = LOGO_FPS) -> list[LogoTrack]:
     """Search ``logo_fps`` frames per second for the registered logos and link them into logo tracks; the
-    confirmed tracks give brand intervals and person x brand seconds (the intersection of their intervals)."""
+    confirmed tracks give brand intervals and person x brand seconds (the intersection of their intervals).
+    Returns the tracks (with their boxes, for annotation)."""
     found: list[LogoDetection] = []
     frame_area = max(1, va.info.width * va.info.height)
     for batch in iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8):
@@ -108,6 +120,7 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
             both = total_seconds(intersect_intervals(p_iv, merged))
             if both > 0:
                 entry.with_brands.append(PairTally(a=person, b=brand, seconds_together=_r(both)))
+    return tracks
 
 
 def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brands: dict[str, SubjectTally],
@@ -138,9 +151,11 @@ def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
     pairs.sort(key=lambda p: (p.a, p.b))
 
 
-def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool) -> list[Path]:
+def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool,
+                   logo_tracks: list[LogoTrack] | None = None) -> list[Path]:
     """Write an MP4 with boxes, names and track ids, and a timeline PNG. Frames between analysed frames
-    show the boxes of the latest analysed frame (what the counts are based on)."""
+    show the boxes of the latest analysed frame (what the counts are based on); counted logo tracks' boxes
+    show for the time their searched frame stands for."""
     directory.mkdir(parents=True, exist_ok=True)
     out = output_path(directory, item.path, ".annotated.mp4")
     fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
@@ -152,12 +167,19 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "23", "preset": "veryfast"}
             shown = _detections_by_frame(va)
+            logos_at = _logos_by_frame(logo_tracks or [])
+            logo_times = np.array(sorted(logos_at), dtype=np.float64)
             for batch in iter_frames(item.local_path, sample_fps=None, batch_size=16):
                 for frame, pts in zip(batch.frames, batch.pts_s, strict=True):
                     # The latest analysed frame at or before this one decides what is shown.
                     i = int(np.searchsorted(va.frame_pts_s, pts + 1e-6)) - 1
                     faces, labels = shown.get(round(float(va.frame_pts_s[i]), 6), ([], [])) if i >= 0 else ([], [])
-                    image = draw_detections(Image.fromarray(np.asarray(frame)), faces, [],
+                    j = int(np.searchsorted(logo_times, pts + 1e-6)) - 1
+                    logos = []
+                    if j >= 0:
+                        until, logos = logos_at[float(logo_times[j])]
+                        logos = logos if pts < until else []
+                    image = draw_detections(Image.fromarray(np.asarray(frame)), faces, logos,
                                             blur_unknown=blur_unknown, labels=labels)
                     image = image.crop((0, 0, stream.width, stream.height))
                     for packet in stream.encode(av.VideoFrame.from_image(image)):
@@ -171,6 +193,18 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     written.append(timeline_png(intervals, va.info.duration_s, output_path(directory, item.path, ".timeline.png"),
                                 title=f"{item.path}: on screen (s)"))
     return written
+
+
+def _logos_by_frame(tracks: list[LogoTrack]) -> dict[float, tuple[float, list[LogoEntry]]]:
+    """Searched frame time -> (time its boxes stop showing, boxes of counted tracks)."""
+    out: dict[float, tuple[float, list[LogoEntry]]] = {}
+    for t in tracks:
+        if not t.counted:
+            continue
+        for d in t.detections:
+            _, boxes = out.setdefault(d.pts_s, (d.pts_s + d.duration_s, []))
+            boxes.append(LogoEntry(brand=d.brand, box=d.box, score=round(d.score, 4)))
+    return out
 
 
 def _detections_by_frame(va: VideoAnalysis) -> dict[float, tuple[list[FaceEntry], list[str]]]:
