@@ -6,8 +6,8 @@ The one place that wires the stages together (the CLI calls this too).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,16 +17,14 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .checkpoint import Checkpoint
-from .decode.images import DecodedImage
-from .decode.loader import iter_decoded
-from .errors import MediaError
+from .engine import BatchSize, EngineStats, Photo, PhotoEngine
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
 from .hashing import sha256_file
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
-from .sources import DuplicateIndex, MediaItem, collect_media
+from .sources import MediaItem, collect_media
 from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
 
@@ -45,6 +43,7 @@ class _Engine:
     settings: MatchSettings
     logo_detector: LogoDetector | None
     brand_names: list[str]
+    stats: EngineStats = field(default_factory=EngineStats)  # photo batches: sizes, out-of-memory retries
 
 
 def track(
@@ -53,7 +52,7 @@ def track(
     *,
     device: str = "auto",
     settings: MatchSettings | None = None,
-    batch_size: int = 8,
+    batch_size: BatchSize = "auto",
     workers: int = 2,
     sample_fps: float | None = 10.0,
     annotate_dir: str | Path | None = None,
@@ -69,7 +68,8 @@ def track(
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
         settings: matching rules (threshold, margin, minimum face size); defaults are calibrated on
             labelled data (see docs/accuracy.md).
-        batch_size: photos analysed together on the device.
+        batch_size: photos analysed together on the device; ``"auto"``: planned from free CUDA memory
+            (8 on the CPU), halved whenever CUDA runs out of memory (see docs/performance.md).
         workers: decoding threads.
         sample_fps: video frames analysed per second (None: every frame).
         annotate_dir: write copies of the media with boxes and names here.
@@ -92,7 +92,8 @@ def track(
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
-            min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev), version=__version__, sample_fps=sample_fps,
+            min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev),
+            precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)})
         ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
         media: list[MediaEntry] = []
@@ -109,7 +110,9 @@ def track(
         failed = [m for m in media if m.error and not (m.kind == "video" and m.frames_analysed)]
         skipped += [Skipped(path=m.path, error=m.error or "") for m in failed]
         media = [m for m in media if m not in failed]
-        return _build_report(media, skipped, inputs_seen, report_settings)
+        report = _build_report(media, skipped, inputs_seen, report_settings)
+        report.counts.batch_sizes, report.counts.oom_retries = engine.stats.batch_sizes, engine.stats.oom_retries
+        return report
     finally:
         if own_gallery:
             g.close()
@@ -126,56 +129,37 @@ def _logo_detector(g: Gallery, dev: torch.device) -> tuple[LogoDetector | None, 
     return detector, detector.brands
 
 
-def _batches(items: Sequence[MediaItem], workers: int, size: int) -> Iterator[list[tuple[MediaItem, DecodedImage | MediaError]]]:
-    batch: list[tuple[MediaItem, DecodedImage | MediaError]] = []
-    for pair in iter_decoded(items, workers=workers, prefetch=max(2 * size, 8)):
-        batch.append(pair)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: int, workers: int,
+def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: BatchSize, workers: int,
                   ckpt: Checkpoint | None, bar: tqdm, annotate_dir: str | Path | None,
                   blur_unknown: bool) -> list[MediaEntry]:
-    results: dict[str, MediaEntry] = {}
-    dups = DuplicateIndex()
-    # Every photo is decoded, resumed ones too: duplicates must be found across runs, in input order.
-    for batch in _batches(items, workers, batch_size):
-        good: list[tuple[MediaItem, DecodedImage]] = []
-        for item, dec in batch:
-            if isinstance(dec, MediaError):
-                results[item.path] = MediaEntry(path=item.path, kind="photo", error=str(dec))
-                continue
-            earlier = dups.add(item.path, dec.pixels, item.local_path, sha256=dec.sha256)
-            if earlier is not None:
-                results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
-                                                height=dec.height, duplicate_of=earlier)
-                continue
-            done = ckpt.get(item, dec.sha256 or sha256_file(item.local_path)) if ckpt is not None else None
-            if done is not None:
-                results[item.path] = done
-            else:
-                good.append((item, dec))
-        if good:
-            entries = analyse_photos([d.pixels for _, d in good], [i.path for i, _ in good], engine)
-            for (item, dec), entry in zip(good, entries, strict=True):
-                results[item.path] = entry
-                if annotate_dir is not None:
-                    from .annotate import annotate_photo
+    """Photos through the streaming engine (influvision/engine.py); its batch statistics go to ``engine``."""
+    def analyse(photos: list[Photo]) -> list[MediaEntry]:
+        return analyse_photos([p.image.pixels for p in photos], [p.item.path for p in photos], engine,
+                              device_images=[p.on_device for p in photos])
 
-                    annotate_photo(dec.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
-                if ckpt is not None:
-                    ckpt.put(item, entry, dec.sha256 or sha256_file(item.local_path))
-        bar.update(len(batch))
-    return [results[i.path] for i in items]
+    pipeline = engine.pipeline
+    photo_engine = PhotoEngine(analyse, pipeline.device, batch_size=batch_size, workers=workers,
+                               max_side=pipeline.detector.max_side)  # checks batch_size
+    if not items:
+        return []
+    engine.stats = photo_engine.stats
+    return photo_engine.run(items, checkpoint=ckpt, annotate_dir=annotate_dir, blur_unknown=blur_unknown,
+                            progress=bar.update)
 
 
-def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine) -> list[MediaEntry]:
-    """Faces (and logos) in a batch of decoded photos -> one media entry per photo."""
-    faces = engine.pipeline(images)
+def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,
+                   device_images: Sequence[torch.Tensor | None] | None = None) -> list[MediaEntry]:
+    """Faces (and logos) in a batch of decoded photos -> one media entry per photo.
+
+    Args:
+        images: (H, W, 3) uint8 RGB host pixels.
+        paths: the photos' names.
+        engine: models, gallery index and settings.
+        device_images: the same pixels already on the device (GPU-decoded JPEGs), None where not; the
+            face pipeline then skips their host-to-device copy.
+    """
+    on_device = device_images or [None] * len(images)
+    faces = engine.pipeline([d if d is not None else im for im, d in zip(images, on_device, strict=True)])
     faces = identify(faces, engine.index, engine.settings)
     host = faces.to("cpu")  # the one host copy per batch
     entries = []

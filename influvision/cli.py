@@ -17,8 +17,21 @@ EPILOG = """examples:
   influvision gallery add-person rick_astley rick1.jpg rick2.jpg --gallery event.db
   influvision gallery add-brand acme acme_logo.png --gallery event.db
   influvision gallery list --gallery event.db
+  influvision logos train --gallery event.db --backgrounds photos/ --epochs 10
   influvision track photos/ clip.mp4 --gallery event.db --out report.json --csv out/ --annotate out/annotated
 """
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,8 +67,24 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     t.add_argument("--sample-fps", type=float, default=10.0, help="video frames analysed per second (0: all)")
     t.add_argument("--checkpoint", metavar="FILE", help="record progress here; rerun with it to resume")
-    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--batch-size", type=_batch_size, default="auto",
+                   help="photos per device batch, or 'auto' (from free GPU memory; 8 on the CPU)")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+    lg = sub.add_parser("logos", help="train a logo detector for the gallery's brands (needs influvision[yolo])")
+    lgs = lg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tr = lgs.add_parser("train", help="train a YOLO model on synthetic composites of the registered logos")
+    tr.add_argument("--gallery", "-g", required=True, help="gallery with registered brands; the model is stored there")
+    tr.add_argument("--backgrounds", nargs="+", metavar="DIR", default=[],
+                    help="photos/videos (files or folders) to composite onto; default: procedural backgrounds. "
+                         "Do not use the photos you validate on")
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--images", type=int, default=600, help="synthetic pictures (10%% kept for validation)")
+    tr.add_argument("--imgsz", type=int, default=320, help="training image size, a multiple of 32")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    tr.add_argument("--validation", metavar="LABELS.json",
+                    help="labelled photos (logos/scenes labels.json format) to compare the model and the matcher on")
 
     w = sub.add_parser("weights", help="manage model weights (offline installs)")
     ws = w.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -121,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
             print(report.summary())
             print(f"\nreport written to {args.out}")
         return 1 if report.skipped else 0
+    if args.command == "logos":
+        return _train_logos(args)
     if args.command == "weights":
         from . import weights
 
@@ -132,6 +163,57 @@ def _run(args: argparse.Namespace) -> int:
             print(line)
         return 0
     return 2
+
+
+def _train_logos(args: argparse.Namespace) -> int:
+    """Train, compare with the matcher on validation data, store the model with ``use = trained better``."""
+    import tempfile
+
+    import torch
+
+    from .gallery import Gallery
+    from .logos.detect import LogoDetector
+    from .logos.evaluate import evaluate, read_labelled_photos, read_yolo_split
+    from .logos.references import load_reference
+    from .logos.synth import load_backgrounds
+    from .logos.trained import TrainedLogoDetector, require_ultralytics, train_detector
+
+    require_ultralytics()
+    if not Path(args.gallery).exists():
+        print(f"influvision: error: gallery {args.gallery} does not exist; register brands with "
+              "'influvision gallery add-brand'", file=sys.stderr)
+        return 2
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    with Gallery(args.gallery, device=device) as gal:
+        refs = [load_reference(name, data) for name, _path, data in gal.brand_images()]
+        if not refs:
+            print(f"influvision: error: {args.gallery} has no registered brand", file=sys.stderr)
+            return 2
+        backgrounds = load_backgrounds(args.backgrounds) if args.backgrounds else []
+        with tempfile.TemporaryDirectory(prefix="influvision-logos-") as work:
+            res = train_detector(refs, backgrounds=backgrounds, n_images=args.images, epochs=args.epochs,
+                                 imgsz=args.imgsz, seed=args.seed, device=device, work_dir=work,
+                                 progress=lambda m: print(m, flush=True))
+            print(f"trained in {res.train_s:.0f} s (synthetic set {res.synth_s:.0f} s)")
+            sets = {"synthetic validation split": read_yolo_split(Path(work) / "synth", "val", res.brands)}
+        if args.validation:
+            sets[f"labelled photos {args.validation}"] = read_labelled_photos(args.validation, res.brands)
+        trained = TrainedLogoDetector(res.blob, device=device)
+        matcher = LogoDetector(refs, device=device)
+        metrics: dict[str, dict] = {}
+        for name, photos in sets.items():
+            t, m = evaluate(trained, photos), evaluate(matcher, photos)
+            metrics[name] = {"trained": t.as_dict(), "matcher": m.as_dict(), "photos": len(photos)}
+            print(f"{name} ({len(photos)} photos), IoU 0.5:\n  trained: {t}\n  matcher: {m}")
+        # The labelled photos, when given, decide; they are real, the synthetic split is not.
+        deciding = metrics[list(sets)[-1]]
+        use = deciding["trained"]["f1"] > deciding["matcher"]["f1"]
+        gal.save_detector(res.blob.data, res.blob.sha256, brands=res.brands,
+                          metrics={"validation": metrics, "synthetic": res.metrics}, use=use)
+        print(f"stored the trained detector in {args.gallery} (sha256 {res.blob.sha256[:12]}); "
+              + ("it measured better than the matcher and will be used" if use
+                 else "the matcher measured better, so the matcher stays in use"))
+    return 0
 
 
 if __name__ == "__main__":

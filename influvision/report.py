@@ -137,6 +137,9 @@ class Counts(BaseModel):
     unknown_faces: int = Field(0, description="Faces compared but not close enough to anyone registered")
     unidentifiable_faces: int = Field(0, description="Faces too small or blurred to compare")
     logos: int = 0
+    batch_sizes: list[int] = Field(default_factory=list, description=(
+        "Photos per device batch: the starting size, then each size after the device ran out of memory"))
+    oom_retries: int = Field(0, description="Photo batches analysed again in halves after running out of memory")
 
 
 class Skipped(BaseModel):
@@ -151,6 +154,7 @@ class Settings(BaseModel):
     min_face_px: float
     resolution_match: bool = Field(False, description="Small faces compared with resolution-matched references")
     device: str
+    precision: str = Field("fp32", description="Embedder arithmetic for faces in media: fp32 or bf16")
     version: str
     sample_fps: float | None = None
     max_gap_s: float | None = None

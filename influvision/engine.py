@@ -1,0 +1,371 @@
+"""The streaming engine behind :func:`influvision.track` for photos.
+
+One path, whatever the device::
+
+    decode workers (threads) ──> window of 2 x batch photos, in input order
+        (pinned host pixels on CUDA; plain JPEGs only read and checked, then decoded together on the GPU)
+    ──> in input order: errors, duplicates (sha256 + pHash), finished photos from the checkpoint
+    ──> the rest sorted by size, cut into batches ──> analyse(batch) on the device
+        (detection, alignment, embedding, one matrix product against the gallery, one host copy)
+    ──> entries back in input order; annotation and checkpoint per analysed photo.
+
+The loader keeps decoding the next window while a window is analysed (bounded prefetch), so decoding
+overlaps compute. Sorting a window by size puts photos of one size together, so the detector's same-size
+buckets hold several photos and shapes stay few; results do not depend on which photos share a batch.
+
+Batch size ``"auto"`` is :func:`auto_batch_size`: from the free device memory and the estimate of
+:func:`photo_cost_bytes` on CUDA, :data:`CPU_BATCH_SIZE` elsewhere. When CUDA runs out of memory during a
+batch, the cache is emptied and the SAME photos are analysed again in halves (the smaller size is kept for the
+rest of the run and logged once); a photo that does not fit alone is reported as skipped with the reason.
+:class:`EngineStats` records the sizes used and the retries (the report's ``counts``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import torch
+from torch import Tensor
+
+from .checkpoint import Checkpoint
+from .decode.gpu_jpeg import PendingJpeg, decode_pending
+from .decode.images import DEFAULT_MAX_PIXELS, DecodedImage
+from .decode.loader import iter_decoded, iter_prepared
+from .errors import MediaError
+from .hashing import sha256_file
+from .report import MediaEntry
+from .sources import DuplicateIndex, MediaItem
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CPU_BATCH_SIZE",
+    "BatchRunner",
+    "BatchSize",
+    "EngineStats",
+    "Photo",
+    "PhotoEngine",
+    "auto_batch_size",
+    "photo_cost_bytes",
+    "resolve_batch_size",
+]
+
+BatchSize = int | Literal["auto"]
+
+CPU_BATCH_SIZE = 8
+"""Photos per batch off CUDA with ``batch_size="auto"``: larger batches do not run faster on a CPU."""
+MAX_AUTO_BATCH_SIZE = 32
+"""Upper bound of the automatic size: the prefetch window (2 x batch decoded photos) lives in host memory."""
+NOMINAL_PHOTO_HW = (3000, 4000)
+"""The photo the automatic size plans for: 12 megapixels, a phone photo."""
+BYTES_PER_WORKING_PIXEL = 64
+"""Device bytes per pixel the detector works on (after downscaling to ``max_side``): the float32 copy and
+its channels-last stack (12 + 12), the summed-area table (12), the alignment's antialiasing pyramid (about
+16), with headroom."""
+BYTES_PER_SOURCE_PIXEL = 9
+"""Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), and on CUDA the
+GPU-decoded photos of the prefetch window, twice the batch (6)."""
+DEVICE_RESERVE_BYTES = 2 << 30
+"""Device memory left out of the plan: model weights, P-Net's canvases (capped at 2**23 pixels per call),
+R-Net/O-Net and embedder chunks (fixed sizes), the transient float copy of one large photo, fragmentation."""
+FREE_MEMORY_SHARE = 0.7
+"""Share of the free device memory (less the reserve) the automatic size plans to fill."""
+
+
+def photo_cost_bytes(height: int, width: int, max_side: int = 1600) -> int:
+    """Estimated device memory one ``height x width`` photo adds to a batch, in bytes.
+
+    ``BYTES_PER_WORKING_PIXEL`` x the pixels the detector searches (the photo downscaled to ``max_side`` on
+    its long side) + ``BYTES_PER_SOURCE_PIXEL`` x the photo's own pixels. A 12-megapixel photo with
+    ``max_side=1600``: about 231 MB. Per-batch work of fixed size is in :data:`DEVICE_RESERVE_BYTES`.
+
+    Raises:
+        ValueError: a side below 1.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"photo sides must be >= 1, got {height} x {width}")
+    r = min(1.0, max_side / max(height, width))
+    working = round(height * r) * round(width * r)
+    return int(BYTES_PER_WORKING_PIXEL * working + BYTES_PER_SOURCE_PIXEL * height * width)
+
+
+def auto_batch_size(device: str | torch.device, *, max_side: int = 1600,
+                    free_bytes: int | None = None) -> int:
+    """Photos per batch for ``device``: planned from free memory on CUDA, :data:`CPU_BATCH_SIZE` elsewhere.
+
+    On CUDA: ``(FREE_MEMORY_SHARE x free - DEVICE_RESERVE_BYTES) / photo_cost_bytes(NOMINAL_PHOTO_HW)``,
+    between 1 and :data:`MAX_AUTO_BATCH_SIZE`; e.g. 24 GiB free gives 32 (the cap), 4 GiB gives 3.
+    Photos larger than planned are caught by the out-of-memory halving.
+
+    Args:
+        device: where the batches run.
+        max_side: the detector's ``max_side``.
+        free_bytes: free device memory; None asks ``torch.cuda.mem_get_info``.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return CPU_BATCH_SIZE
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(dev)
+    budget = FREE_MEMORY_SHARE * free_bytes - DEVICE_RESERVE_BYTES
+    per_photo = photo_cost_bytes(*NOMINAL_PHOTO_HW, max_side=max_side)
+    return int(max(1, min(MAX_AUTO_BATCH_SIZE, budget // per_photo)))
+
+
+def resolve_batch_size(batch_size: BatchSize, device: str | torch.device, *, max_side: int = 1600) -> int:
+    """``"auto"`` -> :func:`auto_batch_size`; a positive int is kept.
+
+    Raises:
+        ValueError: neither ``"auto"`` nor an int >= 1.
+    """
+    if batch_size == "auto":
+        return auto_batch_size(device, max_side=max_side)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
+    return batch_size
+
+
+@dataclass
+class Photo:
+    """A decoded photo on its way to a batch.
+
+    Attributes:
+        item: where it came from (``item.path`` names it in the report).
+        image: host pixels and metadata.
+        on_device: the same pixels already on the device (GPU-decoded JPEGs), else None.
+    """
+
+    item: MediaItem
+    image: DecodedImage
+    on_device: Tensor | None = None
+
+
+AnalyseFn = Callable[[list[Photo]], list[MediaEntry]]
+"""The device part of one batch: photos -> one media entry each, in order. Must not change state
+outside its result (a batch may be analysed again after running out of memory)."""
+
+
+@dataclass
+class EngineStats:
+    """What the engine did with batches (copied into the report's ``counts``).
+
+    Attributes:
+        batch_sizes: the batch size it started with, then each size after an out-of-memory halving.
+        oom_retries: batches redone after the device ran out of memory (each halving counts one, as does
+            a photo that did not fit alone).
+    """
+
+    batch_sizes: list[int] = field(default_factory=list)
+    oom_retries: int = 0
+
+
+T = TypeVar("T")
+
+
+def _attempt(analyse: Callable[[list[T]], list[MediaEntry]], batch: list[T]) -> list[MediaEntry] | None:
+    """``analyse(batch)``, or None when the device ran out of memory.
+
+    Returning from the handler drops the exception and its traceback, and with them the frames that hold
+    the batch's device tensors, so the caller can give that memory back before retrying.
+    """
+    try:
+        return analyse(batch)
+    except torch.OutOfMemoryError:
+        return None
+
+
+class BatchRunner:
+    """Runs photos through an :data:`AnalyseFn` in batches, halving the batch on out-of-memory errors.
+
+    Args:
+        batch_size: photos per batch to start with (>= 1).
+        device: where the batches run (its cache is emptied after an out-of-memory error).
+        stats: where sizes and retries are recorded.
+    """
+
+    def __init__(self, batch_size: int, device: torch.device, stats: EngineStats | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.size = batch_size
+        self.device = device
+        self.stats = stats if stats is not None else EngineStats()
+        self.stats.batch_sizes.append(batch_size)
+
+    def run(self, photos: Sequence[Photo], analyse: AnalyseFn) -> list[MediaEntry]:
+        """One entry per photo, in order; none is lost or analysed into the result twice.
+
+        A batch that runs out of memory is analysed again, from its first photo, in batches of half its
+        length; a photo alone that still does not fit gets an entry with ``error`` set.
+
+        Raises:
+            RuntimeError: ``analyse`` returned a different number of entries than photos.
+        """
+        out: list[MediaEntry] = []
+        start = 0
+        while start < len(photos):
+            batch = list(photos[start:start + self.size])
+            entries = _attempt(analyse, batch)
+            if entries is None:
+                self._recover()
+                self.stats.oom_retries += 1
+                if len(batch) == 1:
+                    out.append(self._does_not_fit(batch[0]))
+                    start += 1
+                else:
+                    self._shrink(len(batch) // 2)
+                continue
+            if len(entries) != len(batch):
+                raise RuntimeError(f"analysis returned {len(entries)} entries for {len(batch)} photos")
+            out.extend(entries)
+            start += len(batch)
+        return out
+
+    def _recover(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _shrink(self, size: int) -> None:
+        if size < self.size:
+            log.warning("%s ran out of memory; analysing photos in batches of %d (was %d)",
+                        self.device, size, self.size)
+            self.size = size
+            self.stats.batch_sizes.append(size)
+
+    def _does_not_fit(self, photo: Photo) -> MediaEntry:
+        im = photo.image
+        err = MediaError(photo.item.path, f"not enough {self.device.type.upper()} memory to analyse this "
+                                          f"{im.width} x {im.height} photo, even alone; analyse it with "
+                                          "device='cpu' or free device memory")
+        log.warning("%s", err)
+        return MediaEntry(path=photo.item.path, kind="photo", width=im.width, height=im.height,
+                          error=str(err))
+
+
+Decoded = DecodedImage | PendingJpeg | MediaError
+
+
+class PhotoEngine:
+    """Streams photos through decode -> duplicates/resume -> size-sorted batches -> ``analyse``.
+
+    Args:
+        analyse: the device part of a batch (see :data:`AnalyseFn`).
+        device: where ``analyse`` runs.
+        batch_size: photos per batch, or ``"auto"`` (:func:`resolve_batch_size`).
+        workers: decoding threads.
+        max_side: the detector's ``max_side`` (for the automatic batch size).
+        gpu_jpeg: decode plain JPEGs on ``device`` in batches (:mod:`influvision.decode.gpu_jpeg`);
+            None: on CUDA only.
+        max_pixels: largest photo decoded (see :func:`~influvision.decode.images.load_image`).
+
+    Raises:
+        ValueError: a bad ``batch_size``.
+    """
+
+    def __init__(self, analyse: AnalyseFn, device: str | torch.device, *, batch_size: BatchSize = "auto",
+                 workers: int = 2, max_side: int = 1600, gpu_jpeg: bool | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.analyse = analyse
+        self.device = torch.device(device)
+        self.stats = EngineStats()
+        self.runner = BatchRunner(resolve_batch_size(batch_size, self.device, max_side=max_side),
+                                  self.device, self.stats)
+        self.window = max(2 * self.runner.size, 8)
+        self.workers = workers
+        self.gpu_jpeg = self.device.type == "cuda" if gpu_jpeg is None else gpu_jpeg
+        self.pin_memory = self.device.type == "cuda"
+        self.max_pixels = max_pixels
+
+    def run(self, items: Sequence[MediaItem], *, checkpoint: Checkpoint | None = None,
+            annotate_dir: str | Path | None = None, blur_unknown: bool = False,
+            progress: Callable[[int], object] | None = None) -> list[MediaEntry]:
+        """One entry per photo item, in the order of ``items``.
+
+        Every photo is decoded, resumed ones too: duplicates are found across runs, in input order. An
+        analysed photo is annotated (``annotate_dir``) and recorded in ``checkpoint`` as its batch ends.
+
+        Args:
+            items: photo items.
+            checkpoint: finished photos are taken from it and new ones recorded in it.
+            annotate_dir: write annotated copies here.
+            blur_unknown: blur unregistered faces in the annotated copies.
+            progress: called with the number of photos finished, once per window.
+        """
+        results: dict[str, MediaEntry] = {}
+        dups = DuplicateIndex()
+        for window in self._windows(items):
+            photos = self._triage(window, dups, checkpoint, results)
+            # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
+            photos.sort(key=lambda p: (p.image.height, p.image.width))
+            for photo, entry in zip(photos, self.runner.run(photos, self.analyse), strict=True):
+                results[photo.item.path] = entry
+                if entry.error is None:
+                    self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown)
+            del photos
+            if progress is not None:
+                progress(len(window))
+        return [results[i.path] for i in items]
+
+    def _windows(self, items: Sequence[MediaItem]) -> Iterator[list[tuple[MediaItem, Decoded]]]:
+        decoded: Iterator[tuple[MediaItem, Decoded]]
+        loader = iter_prepared if self.gpu_jpeg else iter_decoded
+        decoded = loader(items, workers=self.workers, prefetch=self.window, max_pixels=self.max_pixels,
+                         pin_memory=self.pin_memory)
+        window: list[tuple[MediaItem, Decoded]] = []
+        for pair in decoded:
+            window.append(pair)
+            if len(window) == self.window:
+                yield window
+                window = []
+        if window:
+            yield window
+
+    def _decode_on_device(self, window: list[tuple[MediaItem, Decoded]],
+                          ) -> list[tuple[MediaItem, DecodedImage | MediaError, Tensor | None]]:
+        """The window, in order, with its pending JPEGs decoded on the device a batch at a time."""
+        pending = [(k, dec) for k, (_, dec) in enumerate(window) if isinstance(dec, PendingJpeg)]
+        done: dict[int, tuple[DecodedImage | MediaError, Tensor | None]] = {}
+        for start in range(0, len(pending), self.runner.size):
+            chunk = pending[start:start + self.runner.size]
+            decoded = decode_pending([dec for _, dec in chunk], self.device, self.max_pixels)
+            done.update(zip((k for k, _ in chunk), decoded, strict=True))
+        out: list[tuple[MediaItem, DecodedImage | MediaError, Tensor | None]] = []
+        for k, (item, dec) in enumerate(window):
+            if isinstance(dec, PendingJpeg):
+                out.append((item, *done[k]))
+            else:
+                out.append((item, dec, None))
+        return out
+
+    def _triage(self, window: list[tuple[MediaItem, Decoded]], dups: DuplicateIndex, ckpt: Checkpoint | None,
+                results: dict[str, MediaEntry]) -> list[Photo]:
+        """Errors, duplicates and resumed photos of a window go to ``results``; the rest is returned."""
+        todo: list[Photo] = []
+        for item, dec, on_device in self._decode_on_device(window):
+            if isinstance(dec, MediaError):
+                results[item.path] = MediaEntry(path=item.path, kind="photo", error=str(dec))
+                continue
+            earlier = dups.add(item.path, dec.pixels, item.local_path, sha256=dec.sha256)
+            if earlier is not None:
+                results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
+                                                height=dec.height, duplicate_of=earlier)
+                continue
+            done = ckpt.get(item, dec.sha256 or sha256_file(item.local_path)) if ckpt is not None else None
+            if done is not None:
+                results[item.path] = done
+            else:
+                todo.append(Photo(item, dec, on_device))
+        return todo
+
+    @staticmethod
+    def _finish(photo: Photo, entry: MediaEntry, ckpt: Checkpoint | None, annotate_dir: str | Path | None,
+                blur_unknown: bool) -> None:
+        if annotate_dir is not None:
+            from .annotate import annotate_photo
+
+            annotate_photo(photo.image.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
+        if ckpt is not None:
+            ckpt.put(photo.item, entry, photo.image.sha256 or sha256_file(photo.item.local_path))
