@@ -1,6 +1,8 @@
 """Logo detection accuracy on the shared logo photos: precision/recall at IoU 0.5, per method and brand.
 
 Run from the repository root: ``python -m benchmarks.logo_accuracy`` (or ``python benchmarks/logo_accuracy.py``).
+Methods: ``sift`` (the geometric matcher alone), ``text`` (the OCR text cue alone) and ``sift+text`` (both,
+fused); the text methods need the optional extra ``ocr`` (rapidocr-onnxruntime) and are skipped without it.
 
 Rules: a detection is a true positive when it overlaps an unmatched labelled box of the same brand with
 IoU >= 0.5 (best-scoring detections claim boxes first). Boxes flagged ``difficult`` are neither rewarded
@@ -32,6 +34,7 @@ if str(REPO) not in sys.path:
 from influvision.logos.detect import LogoDetector  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
+from influvision.logos.text import ocr_available  # noqa: E402
 
 IOU = 0.5
 
@@ -107,12 +110,15 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3)
         tally = Tally()
         elapsed = 0.0
         distractor_hits = 0
+        sources = [0, 0, 0]  # detections found by SIFT only, text only, both
         for f, arr in photos.items():
             t = time.perf_counter()
             out = det.detect([arr])
             elapsed += time.perf_counter() - t
             dets = [(names[int(b)], [float(v) for v in box], float(s))
                     for b, box, s in zip(out.brand, out.boxes.tolist(), out.scores, strict=True)]
+            for src in out.columns["source"].tolist():
+                sources[{1: 0, 2: 1, 3: 2}[src]] += 1
             distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
             score_photo(dets, images[f]["logos"], tally)
         # Photos of people from faces/: no registered logo is labelled there, so anything found is suspect.
@@ -122,11 +128,13 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3)
         results[method] = {"precision": p, "recall": r, "tp": tally.tp, "fp": tally.fp, "gt": tally.gt,
                            "photo_precision": pp, "photo_recall": pr_, "ms_per_photo": 1000 * elapsed / len(photos),
                            "build_s": build_s, "distractor_hits": distractor_hits, "per_brand": tally.per_brand,
-                           "negative_photos": len(negatives), "negative_hits": neg_hits}
+                           "negative_photos": len(negatives), "negative_hits": neg_hits,
+                           "sources": {"sift_only": sources[0], "text_only": sources[1], "both": sources[2]}}
         print(f"\n## {method}: precision {p:.2f}, recall {r:.2f} ({tally.tp} TP, {tally.fp} FP, {tally.gt} boxes); "
               f"photo level P {pp:.2f} / R {pr_:.2f}; {1000 * elapsed / len(photos):.0f} ms/photo "
               f"(build {build_s:.1f} s); google/intel reported {distractor_hits}x; "
-              f"{neg_hits} detections on {len(negatives)} face photos")
+              f"{neg_hits} detections on {len(negatives)} face photos; "
+              f"found by SIFT only {sources[0]}, text only {sources[1]}, both {sources[2]}")
         if show_brands:
             print("| brand | boxes | found | false |\n|---|---|---|---|")
             for b in sorted(tally.per_brand):
@@ -137,15 +145,20 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3)
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only the default detector")
+    ap.add_argument("--quick", action="store_true", help="only sift, text and sift+text with default settings")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     logging.basicConfig(level=logging.WARNING)
-    methods: dict[str, dict] = {"detector (default)": {}}
+    methods: dict[str, dict] = {"sift": {"text": False}}
+    if ocr_available():
+        methods["text"] = {"sift": False, "text": True}
+        methods["sift+text"] = {"text": True}
+    else:
+        print("rapidocr-onnxruntime is not installed: the text and sift+text methods are skipped")
     if not args.quick:
-        methods["upright reference only (no tilted views)"] = {"views": VIEWS[:1]}
-        methods["looser: ratio 0.85, min_inliers 6"] = {"ratio": 0.85, "min_inliers": 6}
+        methods["sift, upright reference only (no tilted views)"] = {"views": VIEWS[:1], "text": False}
+        methods["sift, looser: ratio 0.85, min_inliers 6"] = {"ratio": 0.85, "min_inliers": 6, "text": False}
     res = run(methods)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

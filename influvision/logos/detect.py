@@ -1,14 +1,21 @@
-"""The logo detector front: validates input, runs the matcher, scores and de-duplicates its candidates.
+"""The logo detector front: validates input, runs the cues, scores, fuses and de-duplicates their candidates.
 
-Only geometrically verified evidence is reported: every box comes from a RANSAC homography between a
-registered reference and the photo (see :mod:`influvision.logos.matcher`). A brand that is not matched
-is simply absent; there is no fallback that guesses.
+Two cues, each reporting only verified evidence:
+
+- the SIFT matcher (:mod:`influvision.logos.matcher`): every box comes from a RANSAC homography between a
+  registered reference and the photo;
+- the text cue (:mod:`influvision.logos.text`, optional extra ``ocr``): the brand's own words read by OCR,
+  the box placed from where those words sit in the reference.
+
+A text and a SIFT detection of the same brand that overlap are one detection. A brand that neither cue
+finds is simply absent; there is no fallback that guesses.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,11 +24,18 @@ from ..errors import InfluvisionError, ShapeError
 from ..types import Logos
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
+from .text import TextCandidate, TextCue, box_iou, ocr_available
 
 log = logging.getLogger(__name__)
 
 # Inliers at which the inlier part of the score reaches one half.
 _INLIER_HALF = 10.0
+# ``source`` column bits: which cue found a detection (3 = both).
+SOURCE_SIFT = 1
+SOURCE_TEXT = 2
+# A text and a SIFT detection of one brand are the same mark when their boxes overlap this much.
+_FUSE_IOU = 0.3
+_text_off_logged = False
 
 
 class LogoDetector:
@@ -41,14 +55,20 @@ class LogoDetector:
         max_features: SIFT features kept per photo.
         views: (tilt, longitude in degrees) affine simulations of each reference; more views match
             stronger perspective at the cost of construction time and matching work.
+        text: the OCR text cue (:class:`~influvision.logos.text.TextCue`): ``"auto"`` uses it when
+            ``rapidocr-onnxruntime`` is installed (and logs once when it is not), ``True`` requires it,
+            ``False`` turns it off. A :class:`TextCue` built on the same references may be passed to share it.
+        sift: run the SIFT matcher; ``False`` leaves the text cue alone (for measuring it).
 
     Raises:
-        InfluvisionError: no references.
+        InfluvisionError: no references; both cues off.
+        OcrUnavailableError: ``text=True`` and ``rapidocr-onnxruntime`` is not installed.
     """
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
                  min_inliers: int = 8, ratio: float = 0.8, min_score: float = 0.0, work_side: int = 1000,
-                 max_features: int = 4000, views: Sequence[tuple[float, float]] = VIEWS) -> None:
+                 max_features: int = 4000, views: Sequence[tuple[float, float]] = VIEWS,
+                 text: bool | str | TextCue = "auto", sift: bool = True) -> None:
         if not references:
             raise InfluvisionError("LogoDetector needs at least one registered brand reference")
         # Several references may share a brand name (e.g. a wordmark and an emblem): each is matched on
@@ -56,8 +76,11 @@ class LogoDetector:
         self.references = list(references)
         self.device = torch.device(device)
         self.min_score = min_score
+        self.text_cue = _text_cue(text, self.references)
+        if not sift and self.text_cue is None:
+            raise InfluvisionError("LogoDetector needs at least one cue: sift=False needs the text cue on")
         self._matcher = SiftMatcher(self.references, device=self.device, min_inliers=min_inliers, ratio=ratio,
-                                    work_side=work_side, max_features=max_features, views=views)
+                                    work_side=work_side, max_features=max_features, views=views) if sift else None
 
     @property
     def brands(self) -> list[str]:
@@ -74,10 +97,12 @@ class LogoDetector:
         Returns:
             :class:`~influvision.types.Logos` with M rows on ``device``: ``image_index`` (M,) int64,
             ``boxes`` (M, 4) float32 x1, y1, x2, y2 in source pixels, ``scores`` (M,) float32 in [0, 1],
-            ``brand`` (M,) int64, and columns ``inliers`` (M,) int64 (RANSAC inliers) and ``agreement``
-            (M,) float32 (|correlation| of the photo with the reference shape inside the box, in [0, 1]).
-            Several instances per photo and brand are possible. An empty ``images`` or photos with no
-            registered logo give M = 0.
+            ``brand`` (M,) int64, and columns ``inliers`` (M,) int64 (RANSAC inliers, 0 for a text-only
+            detection), ``agreement`` (M,) float32 (|correlation| of the photo with the reference shape
+            inside the box, in [0, 1]; 0 for text only), ``source`` (M,) int64 (bits :data:`SOURCE_SIFT`
+            and :data:`SOURCE_TEXT`: which cues found it) and ``text_score`` (M,) float32 (the text
+            cue's score, 0 where it did not find it). Several instances per photo and brand are possible.
+            An empty ``images`` or photos with no registered logo give M = 0.
 
         Raises:
             ShapeError: an image is not an (H, W, 3) uint8 array.
@@ -89,31 +114,97 @@ class LogoDetector:
                 raise ShapeError(f"images[{k}]", "an (H, W, 3) uint8 RGB array", got)
         if len(images) == 0:
             return _with_columns(Logos.empty(self.device))
-        cands = self._matcher.match(list(images))
-        scored = [(c, _score(c)) for c in cands]
-        scored = [(c, s) for c, s in scored if s >= self.min_score]
-        kept = _suppress(scored)
-        log.debug("logo detection: %d images, %d candidates, %d kept", len(images), len(cands), len(kept))
-        if not kept:
+        cands = self._matcher.match(list(images)) if self._matcher is not None else []
+        dets = [_Det(c.image_index, c.brand, tuple(c.box), _score(c), c.inliers, abs(c.agreement), SOURCE_SIFT, 0.0)
+                for c in cands]
+        dets = [d for d in dets if d.score >= self.min_score]
+        dets = _suppress(dets)
+        n_sift = len(dets)
+        texts = self.text_cue.find(images) if self.text_cue is not None else []
+        dets = _suppress(_fuse(dets, texts, self.brands))
+        dets = [d for d in dets if d.score >= self.min_score]
+        log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text candidates, %d kept",
+                  len(images), len(cands), n_sift, len(texts), len(dets))
+        if not dets:
             return _with_columns(Logos.empty(self.device))
         dev = self.device
         return Logos(
-            image_index=torch.tensor([c.image_index for c, _ in kept], dtype=torch.long, device=dev),
-            boxes=torch.tensor([c.box for c, _ in kept], dtype=torch.float32, device=dev),
-            scores=torch.tensor([s for _, s in kept], dtype=torch.float32, device=dev),
-            brand=torch.tensor([c.brand for c, _ in kept], dtype=torch.long, device=dev),
+            image_index=torch.tensor([d.image_index for d in dets], dtype=torch.long, device=dev),
+            boxes=torch.tensor([d.box for d in dets], dtype=torch.float32, device=dev),
+            scores=torch.tensor([d.score for d in dets], dtype=torch.float32, device=dev),
+            brand=torch.tensor([d.brand for d in dets], dtype=torch.long, device=dev),
             columns={
-                "inliers": torch.tensor([c.inliers for c, _ in kept], dtype=torch.long, device=dev),
-                "agreement": torch.tensor([abs(c.agreement) for c, _ in kept], dtype=torch.float32, device=dev),
+                "inliers": torch.tensor([d.inliers for d in dets], dtype=torch.long, device=dev),
+                "agreement": torch.tensor([d.agreement for d in dets], dtype=torch.float32, device=dev),
+                "source": torch.tensor([d.source for d in dets], dtype=torch.long, device=dev),
+                "text_score": torch.tensor([d.text_score for d in dets], dtype=torch.float32, device=dev),
             },
         )
+
+
+@dataclass
+class _Det:
+    """One detection while the cues are fused (host side)."""
+
+    image_index: int
+    brand: int
+    box: tuple[float, float, float, float]
+    score: float
+    inliers: int
+    agreement: float
+    source: int
+    text_score: float
+
+
+def _text_cue(text: bool | str | TextCue, references: list[LogoReference]) -> TextCue | None:
+    """The text cue the ``text`` argument asks for, or None."""
+    global _text_off_logged
+    if isinstance(text, TextCue):
+        return text
+    if text == "auto":
+        if ocr_available():
+            return TextCue(references)
+        if not _text_off_logged:
+            log.info("logo text cue off: rapidocr-onnxruntime is not installed (see docs/logos.md, the text cue)")
+            _text_off_logged = True
+        return None
+    if text is True:
+        return TextCue(references)
+    if text is False:
+        return None
+    raise InfluvisionError(f"LogoDetector text must be 'auto', True, False or a TextCue, got {text!r}")
 
 
 def _with_columns(empty: Logos) -> Logos:
     dev = empty.boxes.device
     return Logos(empty.image_index, empty.boxes, empty.scores, empty.brand,
                  {"inliers": torch.zeros(0, dtype=torch.long, device=dev),
-                  "agreement": torch.zeros(0, dtype=torch.float32, device=dev)})
+                  "agreement": torch.zeros(0, dtype=torch.float32, device=dev),
+                  "source": torch.zeros(0, dtype=torch.long, device=dev),
+                  "text_score": torch.zeros(0, dtype=torch.float32, device=dev)})
+
+
+def _fuse(dets: list[_Det], texts: list[TextCandidate], brands: list[str]) -> list[_Det]:
+    """Add the text candidates to the SIFT detections.
+
+    A text candidate overlapping (IoU >= ``_FUSE_IOU``) a SIFT detection of the same brand name confirms
+    it: the two become one detection whose score is the noisy-or of both (two independent cues agreeing),
+    with the box of the more confident cue. Any other text candidate is a detection of its own.
+    """
+    out = list(dets)
+    for t in sorted(texts, key=lambda t: -t.score):
+        same = [d for d in out if d.image_index == t.image_index and brands[d.brand] == brands[t.ref_index]
+                and not d.source & SOURCE_TEXT and box_iou(d.box, t.box) >= _FUSE_IOU]
+        if not same:
+            out.append(_Det(t.image_index, t.ref_index, t.box, t.score, 0, 0.0, SOURCE_TEXT, t.score))
+            continue
+        d = max(same, key=lambda d: box_iou(d.box, t.box))
+        if t.score > d.score:
+            d.box = t.box
+        d.score = 1.0 - (1.0 - d.score) * (1.0 - t.score)
+        d.source |= SOURCE_TEXT
+        d.text_score = t.score
+    return out
 
 
 def _score(c: Candidate) -> float:
@@ -126,19 +217,10 @@ def _score(c: Candidate) -> float:
     return float(np.clip(0.7 * inl + 0.3 * min(1.0, abs(c.agreement) / 0.6), 0.0, 1.0))
 
 
-def _suppress(scored: list[tuple[Candidate, float]], iou: float = 0.5) -> list[tuple[Candidate, float]]:
+def _suppress(dets: list[_Det], iou: float = 0.5) -> list[_Det]:
     """Greedy NMS per image over all brands: two brands cannot own one place; the stronger one stays."""
-    scored = sorted(scored, key=lambda cs: -cs[1])
-    kept: list[tuple[Candidate, float]] = []
-    for c, s in scored:
-        if all(k.image_index != c.image_index or _box_iou(k.box, c.box) < iou for k, _ in kept):
-            kept.append((c, s))
+    kept: list[_Det] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if all(k.image_index != d.image_index or box_iou(k.box, d.box) < iou for k in kept):
+            kept.append(d)
     return kept
-
-
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
