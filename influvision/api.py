@@ -30,6 +30,7 @@ from .types import Faces
 
 if TYPE_CHECKING:
     from .logos.detect import LogoDetector
+    from .logos.trained import TrainedLogoDetector
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def track(
     blur_unknown: bool = False,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    logo_text: bool = False,
 ) -> Report:
     """Find registered people (and brands) in photos and videos and tally them.
 
@@ -76,6 +78,8 @@ def track(
         blur_unknown: in annotated copies, blur faces that are not registered people.
         checkpoint: a file recording finished media; a rerun with the same file skips them (resume).
         progress: show a progress bar.
+        logo_text: also read brand names with OCR (needs ``influvision[ocr]``; see docs/logos.md: on the
+            shared photos it finds nothing the matcher misses and doubles logo time, so it is off by default).
     Returns:
         the :class:`Report`; nothing is dropped silently: every input is analysed, a duplicate or skipped.
     """
@@ -89,12 +93,13 @@ def track(
         pipeline = loaded if loaded is not None and loaded.device == dev else FacePipeline(g.embedder_name, dev)
         g.use_pipeline(pipeline)
         settings = settings.resolved(pipeline.embedder.threshold)
-        engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev))
+        engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev, logo_text))
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
             min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
-            detector={"min_face_size": float(pipeline.detector.min_face_size)})
+            detector={"min_face_size": float(pipeline.detector.min_face_size)},
+            logo_cues=engine.logo_detector.cues if engine.logo_detector else [])
         ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
         media: list[MediaEntry] = []
         skipped: list[Skipped] = []
@@ -118,15 +123,34 @@ def track(
             g.close()
 
 
-def _logo_detector(g: Gallery, dev: torch.device) -> tuple[LogoDetector | None, list[str]]:
+def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetector | None, list[str]]:
+    """The gallery's brands as one detector: the SIFT matcher, the text cue when asked for, and the stored
+    trained model when ``influvision logos train`` measured it better than the matcher."""
     rows = g.brand_images()
     if not rows:
         return None, []
     from .logos.detect import LogoDetector
     from .logos.references import load_reference
 
-    detector = LogoDetector([load_reference(name, data) for name, _, data in rows], device=str(dev))
+    detector = LogoDetector([load_reference(name, data) for name, _, data in rows], device=str(dev), text=text,
+                            trained=_trained_logo_detector(g, dev))
     return detector, detector.brands
+
+
+def _trained_logo_detector(g: Gallery, dev: torch.device) -> TrainedLogoDetector | None:
+    stored = g.load_detector()  # None when absent or stale (it warns)
+    if stored is None:
+        return None
+    if not stored.use:
+        log.info("the stored logo detector measured worse than the matcher when trained: not used")
+        return None
+    from .logos.trained import DetectorBlob, TrainedDetectorError, TrainedLogoDetector
+
+    try:
+        return TrainedLogoDetector(DetectorBlob(stored.data, stored.sha256), device=dev)
+    except TrainedDetectorError as e:
+        log.warning("stored logo detector not used: %s", e)
+        return None
 
 
 def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: BatchSize, workers: int,

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         a = gs.add_parser(f"add-{kind}", help=f"register a {kind} from reference images")
         a.add_argument("name", help="e.g. rick_astley (letters, digits, space, _ - . ')")
         a.add_argument("images", nargs="+", help="reference images" + (
-            ": one clear face each" if kind == "person" else ": logo PNG (transparent) or JPG crop"))
+            ": one clear face each" if kind == "person" else ": logo PNG (transparent), JPG crop or SVG"))
         a.add_argument("--gallery", "-g", required=True, help="gallery file (created if missing)")
         a.add_argument("--device", default="auto")
         r = gs.add_parser(f"remove-{kind}", help=f"remove a registered {kind}")
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--csv", metavar="DIR", help="also write CSV tables into DIR")
     t.add_argument("--annotate", metavar="DIR", help="write copies with boxes and names into DIR")
     t.add_argument("--blur-unknown", action="store_true", help="blur unregistered people in annotated copies")
+    t.add_argument("--logo-text", action="store_true",
+                   help="also read brand names with OCR (needs influvision[ocr]; slower, see docs/logos.md)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     t.add_argument("--sample-fps", type=float, default=10.0, help="video frames analysed per second (0: all)")
     t.add_argument("--checkpoint", metavar="FILE", help="record progress here; rerun with it to resume")
@@ -142,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         report = track(args.sources, Gallery(args.gallery, device=args.device), device=args.device,
                        sample_fps=args.sample_fps or None, annotate_dir=args.annotate,
                        blur_unknown=args.blur_unknown, checkpoint=args.checkpoint, batch_size=args.batch_size,
+                       logo_text=args.logo_text,
                        progress=not args.quiet)
         report.to_json(args.out)
         if args.csv:

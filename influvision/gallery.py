@@ -8,6 +8,7 @@ embedder name as float32 blobs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import sqlite3
@@ -57,6 +58,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     dim INTEGER NOT NULL, vector BLOB NOT NULL, box TEXT NOT NULL, face_px REAL NOT NULL,
     PRIMARY KEY (ref_id, embedder));
 """
+# The trained logo detector (at most one). Added without a schema bump: opening a gallery creates it.
+_DETECTOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logo_detector (
+    id INTEGER PRIMARY KEY CHECK (id = 1), brands TEXT NOT NULL, refs_key TEXT NOT NULL,
+    sha256 TEXT NOT NULL, data BLOB NOT NULL, metrics TEXT NOT NULL, use INTEGER NOT NULL, created REAL NOT NULL);
+"""
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,27 @@ _Accept = Callable[[int, bytes, str], "ReferenceStatus | tuple[_Store, str]"]  #
 
 def _variant_key(embedder: str, level: float) -> str:
     return f"{embedder}@{level:g}"
+
+
+@dataclass(frozen=True)
+class StoredDetector:
+    """A trained logo detector as stored with the gallery (see :mod:`influvision.logos.trained`).
+
+    Attributes:
+        brands: class names in class order; equal to the gallery's registered brands when it was stored.
+        data: the model blob (safetensors bytes); ``sha256`` is its recorded digest, checked on loading.
+        sha256: hex digest recorded when the model was stored.
+        metrics: validation numbers recorded by ``influvision logos train``.
+        use: whether it measured better than the matcher, so tracking should use it.
+        created: when it was stored (seconds since the epoch).
+    """
+
+    brands: list[str]
+    data: bytes
+    sha256: str
+    metrics: dict
+    use: bool
+    created: float
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,7 @@ class Gallery:
         if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer influvision (schema "
                                f"{meta['schema_version']}); upgrade influvision to read it")
+        self._db.executescript(_DETECTOR_SCHEMA)
 
     # ---- people -----------------------------------------------------------------------------------------
 
@@ -306,6 +335,58 @@ class Gallery:
         return self._db.execute(
             "SELECT s.name, r.source_path, r.data FROM subjects s JOIN refs r ON r.subject_id = s.id "
             "WHERE s.kind='brand' ORDER BY s.name, r.id").fetchall()
+
+    # ---- trained logo detector ------------------------------------------------------------------------
+
+    def _brand_refs_key(self) -> str:
+        """sha256 over every brand's name and reference hashes: changes when a brand or reference does."""
+        rows = self._db.execute("SELECT s.name, r.sha256 FROM subjects s JOIN refs r ON r.subject_id = s.id "
+                                "WHERE s.kind='brand' ORDER BY s.name, r.sha256").fetchall()
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+    def save_detector(self, data: bytes, sha256: str, *, brands: Sequence[str], metrics: dict | None = None,
+                      use: bool = True) -> None:
+        """Store a trained logo detector, replacing any stored one.
+
+        Args:
+            data: the model blob (safetensors bytes).
+            sha256: its hex digest (checked here and again on loading).
+            brands: its class names; must be the gallery's registered brands.
+            metrics: JSON-able validation numbers to keep beside it.
+            use: whether tracking should use it instead of the matcher.
+
+        Raises:
+            GalleryError: the brands differ from the registered ones, or ``sha256`` does not match ``data``.
+        """
+        registered = self.brands()
+        if sorted(brands) != registered:
+            raise GalleryError(f"the detector was trained for brands {sorted(brands)} but {self.path} registers "
+                               f"{registered}; retrain it")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise GalleryError("the detector's data does not match the sha256 given with it")
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO logo_detector VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                             (json.dumps(list(brands)), self._brand_refs_key(), sha256, data,
+                              json.dumps(metrics or {}), int(use), time.time()))
+
+    def load_detector(self) -> StoredDetector | None:
+        """The stored logo detector, or None when there is none or it is stale.
+
+        A detector is stale when a brand or brand reference was added or removed after it was trained;
+        a warning says so and that it needs retraining. The blob's sha256 is checked by its loader
+        (:class:`~influvision.logos.trained.TrainedLogoDetector`).
+        """
+        row = self._db.execute("SELECT brands, refs_key, sha256, data, metrics, use, created FROM logo_detector "
+                               "WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        brands, refs_key, sha, data, metrics, use, created = row
+        if refs_key != self._brand_refs_key():
+            log.warning("the trained logo detector in %s is stale: the registered brands changed since it was "
+                        "trained (it knows %s); ignoring it. Retrain: influvision logos train --gallery %s",
+                        self.path, ", ".join(json.loads(brands)), self.path)
+            return None
+        return StoredDetector(json.loads(brands), bytes(data), sha, json.loads(metrics), bool(use), float(created))
 
     # ---- plumbing ---------------------------------------------------------------------------------------
 

@@ -155,6 +155,7 @@ class Settings(BaseModel):
     resolution_match: bool = Field(False, description="Small faces compared with resolution-matched references")
     device: str
     precision: str = Field("fp32", description="Embedder arithmetic for faces in media: fp32 or bf16")
+    logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, text, trained")
     version: str
     sample_fps: float | None = None
     max_gap_s: float | None = None

@@ -143,8 +143,8 @@ def test_auto_without_rapidocr_falls_back_to_sift(refs: list[LogoReference], mon
     monkeypatch.setattr(detect_mod, "_text_off_logged", False)
     subset = [r for r in refs if r.name == "fedex"]
     with caplog.at_level(logging.INFO, logger="influvision.logos.detect"):
-        det = LogoDetector(subset)
-        LogoDetector(subset)
+        det = LogoDetector(subset, text="auto")
+        LogoDetector(subset, text="auto")
     assert det.text_cue is None
     assert sum("text cue off" in r.message for r in caplog.records) == 1
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # import fails as if not installed

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
 from .text import TextCandidate, TextCue, box_iou, ocr_available
 
+if TYPE_CHECKING:
+    from .trained import TrainedLogoDetector
+
 log = logging.getLogger(__name__)
 
 # Inliers at which the inlier part of the score reaches one half.
@@ -33,6 +37,7 @@ _INLIER_HALF = 10.0
 # ``source`` column bits: which cue found a detection (3 = both).
 SOURCE_SIFT = 1
 SOURCE_TEXT = 2
+SOURCE_TRAINED = 4
 # A text and a SIFT detection of one brand are the same mark when their boxes overlap this much.
 _FUSE_IOU = 0.3
 _text_off_logged = False
@@ -55,10 +60,13 @@ class LogoDetector:
         max_features: SIFT features kept per photo.
         views: (tilt, longitude in degrees) affine simulations of each reference; more views match
             stronger perspective at the cost of construction time and matching work.
-        text: the OCR text cue (:class:`~influvision.logos.text.TextCue`): ``"auto"`` uses it when
-            ``rapidocr-onnxruntime`` is installed (and logs once when it is not), ``True`` requires it,
-            ``False`` turns it off. A :class:`TextCue` built on the same references may be passed to share it.
+        text: the OCR text cue (:class:`~influvision.logos.text.TextCue`), off by default (on the shared
+            photos it finds no box SIFT misses and doubles the time): ``"auto"`` uses it when
+            ``rapidocr-onnxruntime`` is installed (and logs once when it is not), ``True`` requires it. A :class:`TextCue` built on the same references may be passed to share it.
         sift: run the SIFT matcher; ``False`` leaves the text cue alone (for measuring it).
+        trained: a trained detector (:class:`~influvision.logos.trained.TrainedLogoDetector`, from
+            ``influvision logos train``) run beside the other cues; a box it shares with another cue
+            confirms that detection, any other box is a detection of its own.
 
     Raises:
         InfluvisionError: no references; both cues off.
@@ -68,7 +76,8 @@ class LogoDetector:
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
                  min_inliers: int = 8, ratio: float = 0.8, min_score: float = 0.0, work_side: int = 1000,
                  max_features: int = 4000, views: Sequence[tuple[float, float]] = VIEWS,
-                 text: bool | str | TextCue = "auto", sift: bool = True) -> None:
+                 text: bool | str | TextCue = False, sift: bool = True,
+                 trained: TrainedLogoDetector | None = None) -> None:
         if not references:
             raise InfluvisionError("LogoDetector needs at least one registered brand reference")
         # Several references may share a brand name (e.g. a wordmark and an emblem): each is matched on
@@ -77,10 +86,20 @@ class LogoDetector:
         self.device = torch.device(device)
         self.min_score = min_score
         self.text_cue = _text_cue(text, self.references)
-        if not sift and self.text_cue is None:
-            raise InfluvisionError("LogoDetector needs at least one cue: sift=False needs the text cue on")
+        self.trained = trained
+        if trained is not None and not set(trained.brands) <= set(self.brands):
+            raise InfluvisionError(f"the trained logo detector knows brands {sorted(set(trained.brands) - set(self.brands))} "
+                                   "that are not registered; retrain it")
+        if not sift and self.text_cue is None and trained is None:
+            raise InfluvisionError("LogoDetector needs at least one cue: sift=False needs the text cue or a trained one")
         self._matcher = SiftMatcher(self.references, device=self.device, min_inliers=min_inliers, ratio=ratio,
                                     work_side=work_side, max_features=max_features, views=views) if sift else None
+
+    @property
+    def cues(self) -> list[str]:
+        """The cues this detector runs, of ``sift``, ``text`` and ``trained``."""
+        on = [("sift", self._matcher is not None), ("text", self.text_cue is not None), ("trained", self.trained is not None)]
+        return [name for name, used in on if used]
 
     @property
     def brands(self) -> list[str]:
@@ -99,8 +118,8 @@ class LogoDetector:
             ``boxes`` (M, 4) float32 x1, y1, x2, y2 in source pixels, ``scores`` (M,) float32 in [0, 1],
             ``brand`` (M,) int64, and columns ``inliers`` (M,) int64 (RANSAC inliers, 0 for a text-only
             detection), ``agreement`` (M,) float32 (|correlation| of the photo with the reference shape
-            inside the box, in [0, 1]; 0 for text only), ``source`` (M,) int64 (bits :data:`SOURCE_SIFT`
-            and :data:`SOURCE_TEXT`: which cues found it) and ``text_score`` (M,) float32 (the text
+            inside the box, in [0, 1]; 0 for text only), ``source`` (M,) int64 (bits :data:`SOURCE_SIFT`,
+            :data:`SOURCE_TEXT` and :data:`SOURCE_TRAINED`: which cues found it) and ``text_score`` (M,) float32 (the text
             cue's score, 0 where it did not find it). Several instances per photo and brand are possible.
             An empty ``images`` or photos with no registered logo give M = 0.
 
@@ -122,6 +141,8 @@ class LogoDetector:
         n_sift = len(dets)
         texts = self.text_cue.find(images) if self.text_cue is not None else []
         dets = _suppress(_fuse(dets, texts, self.brands))
+        if self.trained is not None:
+            dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
         dets = [d for d in dets if d.score >= self.min_score]
         log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text candidates, %d kept",
                   len(images), len(cands), n_sift, len(texts), len(dets))
@@ -204,6 +225,26 @@ def _fuse(dets: list[_Det], texts: list[TextCandidate], brands: list[str]) -> li
         d.score = 1.0 - (1.0 - d.score) * (1.0 - t.score)
         d.source |= SOURCE_TEXT
         d.text_score = t.score
+    return out
+
+
+def _fuse_trained(dets: list[_Det], found: Logos, trained_brands: list[str], brands: list[str]) -> list[_Det]:
+    """Add a trained detector's boxes: one overlapping (IoU >= ``_FUSE_IOU``) a detection of the same brand
+    confirms it (noisy-or of the scores; the geometrically verified box is kept), any other is its own."""
+    out = list(dets)
+    first_ref = {name: brands.index(name) for name in trained_brands}
+    rows = zip(found.image_index.tolist(), found.brand.tolist(), found.boxes.tolist(), found.scores.tolist(),
+               strict=True)
+    for i, b, box, score in sorted(rows, key=lambda r: -r[3]):
+        name = trained_brands[b]
+        same = [d for d in out if d.image_index == i and brands[d.brand] == name
+                and not d.source & SOURCE_TRAINED and box_iou(d.box, tuple(box)) >= _FUSE_IOU]
+        if not same:
+            out.append(_Det(i, first_ref[name], tuple(box), float(score), 0, 0.0, SOURCE_TRAINED, 0.0))
+            continue
+        d = max(same, key=lambda d: box_iou(d.box, tuple(box)))
+        d.score = 1.0 - (1.0 - d.score) * (1.0 - float(score))
+        d.source |= SOURCE_TRAINED
     return out
 
 
