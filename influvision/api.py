@@ -22,6 +22,7 @@ from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
 from .hashing import sha256_file
+from .logos.cues import SOURCE_SIFT, cue_names
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
 from .sources import MediaItem, collect_media
@@ -195,12 +196,15 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,
         logos = engine.logo_detector.detect(images)
         for i, entry in enumerate(entries):
             li = logos.for_image(i)
-            for box, score, b in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), strict=True):
+            sources = li.columns["source"].tolist() if "source" in li.columns else [SOURCE_SIFT] * len(li)
+            for box, score, b, src in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), sources,
+                                          strict=True):
                 share, cen = prominence(box, entry.width, entry.height)
                 near = sorted({f.identity for f in entry.faces if f.identity and logo_near_face(box, f.box)})
                 entry.logos.append(LogoEntry(brand=engine.brand_names[b], box=[round(v, 1) for v in box],
                                              score=round(score, 4), area_share=share, centrality=cen,
-                                             sharpness=region_sharpness(images[i], box), near=near))
+                                             sharpness=region_sharpness(images[i], box), near=near,
+                                             cues=cue_names(src)))
     return entries
 
 

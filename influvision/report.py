@@ -41,6 +41,7 @@ class LogoEntry(BaseModel):
     sharpness: float | None = Field(None, description="var(Laplacian) / max(var(grey), 25) of the box's pixels "
                                     "(the face chips' measure): low means blurred or upscaled")
     near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
+    cues: list[str] = Field(default_factory=list, description="Logo cues that found it: sift, text, trained")
 
 
 class TrackEntry(BaseModel):
@@ -207,9 +208,9 @@ class Report(BaseModel):
                              f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality]
                             for m in self.media for f in m.faces])
         tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "sharpness",
-                            "near"],
+                            "near", "cues"],
                            [[m.path, lg.brand, lg.score, *lg.box, lg.area_share, lg.centrality,
-                             "" if lg.sharpness is None else lg.sharpness, ";".join(lg.near)]
+                             "" if lg.sharpness is None else lg.sharpness, ";".join(lg.near), ";".join(lg.cues)]
                             for m in self.media for lg in m.logos])
         tables["logo_tracks"] = (["path", "track_id", "brand", "counted", "frames", "best_score", "mean_score",
                                   "mean_area_share", "intervals", "status"],

@@ -251,6 +251,8 @@ def test_track_uses_a_stored_detector_only_when_it_measured_better(trained, gall
     # The matcher's FedEx on the truck is found either way; the tiny model may only confirm it.
     for report in (off, on):
         assert "fedex" in report.brands and report.brands["fedex"].photo_count == 1
+        fedex = [lg for lg in report.media[0].logos if lg.brand == "fedex"]
+        assert fedex and all("sift" in lg.cues for lg in fedex)
 
 
 class _StubTrained:

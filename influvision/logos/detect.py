@@ -23,6 +23,7 @@ import torch
 
 from ..errors import InfluvisionError, ShapeError
 from ..types import Logos
+from .cues import SOURCE_SIFT, SOURCE_TEXT, SOURCE_TRAINED
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
 from .text import TextCandidate, TextCue, box_iou, ocr_available
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 # Inliers at which the inlier part of the score reaches one half.
 _INLIER_HALF = 10.0
-# ``source`` column bits: which cue found a detection (3 = both).
-SOURCE_SIFT = 1
-SOURCE_TEXT = 2
-SOURCE_TRAINED = 4
 # A text and a SIFT detection of one brand are the same mark when their boxes overlap this much.
 _FUSE_IOU = 0.3
 _text_off_logged = False
