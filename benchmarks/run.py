@@ -1,44 +1,69 @@
-"""Side-by-side speed and accuracy on the same files, in one run.
+"""Side-by-side speed, accuracy and memory on the same files, in one run.
 
     python -m benchmarks.run [--device auto] [--write]
 
-Rows (photos = ../shared/data/scenes + ../shared/data/faces):
-  decode-only          Pillow decode of every photo: the ceiling for this input
+Rows (photos = ../shared/data/scenes + ../shared/data/faces, 112 files), each in a fresh process so that
+its peak memory is its own; models are loaded and warmed up on one photo before the clock starts:
+  decode-only          influvision's photo loader (2 threads, strict JPEG check) as track() uses it: the
+                       ceiling for this input
   influvision          track() end to end (decode, detect, align, embed, match, tally)
-  facenet-pytorch      its README's way: MTCNN(keep_all=True) + per-face crop loop, one image at a time,
-                       then the same dlib embedder and matcher on its crops (its own InceptionResnetV1
-                       weights cannot be downloaded here)
-  face_recognition     HOG + dlib ResNet per image, when the package is installed (see
-                       benchmarks/install_face_recognition.sh); skipped with the reason otherwise
+  facenet README       its README's way: MTCNN(keep_all=True) crops + InceptionResnetV1, one image per call.
+                       Speed only unless the facenet-vggface2 weights are in influvision's weights cache
+                       (nothing is downloaded): without them the network is the same size, untrained
+  facenet + dlib       MTCNN(keep_all=True).detect + a per-face crop loop, then the same dlib embedder and
+                       matcher as influvision: the README's per-image, per-face loop with a comparable F1
+  face_recognition     its README's way: load_image_file, face_locations (HOG), face_encodings,
+                       compare_faces(tolerance=0.6) and the smallest face_distance; when the package is
+                       installed (benchmarks/install_face_recognition.sh), skipped with the reason otherwise
 
-Accuracy for each row: F1 over (scene photo, registered person) pairs on the labelled scenes, every
-identity of faces/ registered.
+Accuracy for each row: F1 over (scene photo, registered person) pairs on the 7 labelled scenes, every
+identity of faces/ registered (all its photos) in each pipeline's own way. With ``--device cuda`` on a
+machine without CUDA the torch rows are skipped with the reason; decode-only and face_recognition (dlib,
+CPU) still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import influvision as iv
-from benchmarks.common import SHARED, publish, register_shared_faces
-from influvision.decode.images import load_image
-from influvision.faces.pipeline import FacePipeline
-from influvision.match import MatchSettings, assign_identities, person_distances
+from benchmarks.common import (
+    SHARED,
+    cpu_seconds,
+    cuda_skip_reason,
+    machine,
+    peak_rss_mib,
+    publish,
+    register_shared_faces,
+    shared_photos,
+    synchronizer,
+)
+
+ROWS = {
+    "decode": "decode-only (influvision loader, 2 threads)",
+    "influvision": "influvision track()",
+    "facenet_readme": "facenet-pytorch README: MTCNN crops + InceptionResnetV1",
+    "facenet_dlib": "facenet-pytorch MTCNN + per-face loop, same dlib embedder",
+    "face_recognition": "face_recognition README (HOG + dlib ResNet, tolerance 0.6)",
+}
+TORCH_ROWS = ("influvision", "facenet_readme", "facenet_dlib")
+TARGET_VS_FACE_RECOGNITION = 1.5  # issue #7: CPU photos/s at least 1.5x face_recognition's, F1 as high
 
 
-def _photos() -> list[Path]:
-    return sorted((SHARED / "scenes").glob("*.jpg")) + sorted(p for p in (SHARED / "faces").glob("*/*"))
+def _labels() -> dict:
+    return json.loads((SHARED / "scenes" / "labels.json").read_text())["images"]
 
 
-def _f1(named: dict[str, set[str]], labels: dict) -> float:
+def f1_score(named: dict[str, set[str]], labels: dict) -> float:
+    """F1 over (photo, person) pairs: ``named`` maps a scene photo's name to the people a pipeline named."""
     tp = fp = fn = 0
     for name, lab in labels.items():
         got, truth = named.get(name, set()), set(lab["known"])
@@ -46,58 +71,145 @@ def _f1(named: dict[str, set[str]], labels: dict) -> float:
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
-def bench_decode(paths: list[Path]) -> float:
-    t = time.perf_counter()
+def _timed(fn: Callable[[Path], set[str] | None], paths: list[Path],
+           sync: Callable[[], None]) -> tuple[dict, dict[str, set[str]]]:
+    """Apply ``fn`` to every photo; return ({rate: photos/s, cpu: CPU s/photo}, scene name -> people named)."""
+    named = {}
+    sync()
+    t, cpu = time.perf_counter(), cpu_seconds()
     for p in paths:
-        load_image(p, verify=False)
-    return len(paths) / (time.perf_counter() - t)
+        got = fn(p)
+        if p.parent.name == "scenes":
+            named[p.name] = got or set()
+    sync()
+    return {"rate": len(paths) / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / len(paths)}, named
 
 
-def bench_influvision(paths: list[Path], gallery: iv.Gallery, device: str, labels: dict) -> tuple[float, float]:
-    t = time.perf_counter()
-    report = iv.track(paths, gallery=gallery, device=device, progress=False)
+def bench_decode(paths: list[Path], device: str) -> dict:
+    from influvision.decode.loader import iter_decoded
+    from influvision.sources import collect_media
+
+    with collect_media(paths) as media:
+        items = media.items
+        t, cpu = time.perf_counter(), cpu_seconds()
+        n = sum(1 for _ in iter_decoded(items, workers=2, prefetch=16))
+        return {"rate": n / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / n}
+
+
+def bench_influvision(paths: list[Path], device: str, gallery_path: str) -> dict:
+    import influvision as iv
+
+    gallery = iv.Gallery(gallery_path, device=device)
+    dev = str(gallery.pipeline.device)  # models load before the clock starts
+    iv.track(paths[-1:], gallery=gallery, device=dev, progress=False)  # warm-up
+    sync = synchronizer(dev)
+    sync()
+    t, cpu = time.perf_counter(), cpu_seconds()
+    report = iv.track(paths, gallery=gallery, device=dev, progress=False)
+    sync()
     rate = len(paths) / (time.perf_counter() - t)
+    cpu = (cpu_seconds() - cpu) / len(paths)
     named = {Path(m.path).name: {f.identity for f in m.faces if f.identity} for m in report.media
              if Path(m.path).parent.name == "scenes"}
-    return rate, _f1(named, labels)
+    return {"rate": rate, "cpu": cpu, "f1": f1_score(named, _labels()), "duplicates": report.counts.duplicates}
 
 
-def bench_facenet(paths: list[Path], gallery: iv.Gallery, device: str, labels: dict) -> tuple[float, float]:
+def _facenet_weights() -> Path | None:
+    """influvision's cached facenet-vggface2 weights, or None (never downloads)."""
+    from influvision.errors import InfluvisionError
+    from influvision.weights import resolve_weights
+
+    try:
+        return resolve_weights("facenet-vggface2", download=False)
+    except InfluvisionError:
+        return None
+
+
+def bench_facenet_readme(paths: list[Path], device: str) -> dict:
+    from facenet_pytorch import MTCNN, InceptionResnetV1
+    from PIL import Image
+
+    weights = _facenet_weights()
+    mtcnn = MTCNN(keep_all=True, device=device)
+    resnet = InceptionResnetV1(pretrained=None).eval().to(device)
+    if weights is not None:
+        resnet.load_state_dict({k: v for k, v in torch.load(weights, weights_only=True).items()
+                                if not k.startswith("logits")}, strict=False)
+
+    @torch.inference_mode()
+    def embed(p: Path) -> torch.Tensor | None:
+        crops = mtcnn(Image.open(p).convert("RGB"))
+        return None if crops is None else resnet(crops.to(device))
+
+    known, names = [], []
+    if weights is not None:
+        for d in sorted((SHARED / "faces").iterdir()):
+            for p in sorted(d.iterdir()):
+                e = embed(p)
+                if e is not None:
+                    known.append(e[0])
+                    names.append(d.name)
+    refs = torch.stack(known) if known else None
+
+    def named(p: Path) -> set[str]:
+        e = embed(p)
+        if e is None or refs is None:
+            return set()
+        dist = torch.cdist(e, refs)
+        best = dist.argmin(dim=1)
+        return {names[int(b)] for b, dmin in zip(best, dist.min(dim=1).values, strict=True) if dmin <= 1.1}
+
+    embed(paths[-1])  # warm-up
+    out, got = _timed(named, paths, synchronizer(device))
+    if weights is not None:
+        out["f1"] = f1_score(got, _labels())
+        out["note"] = "vggface2 weights, distance <= 1.1 (not calibrated here)"
+    else:
+        out["note"] = "speed only: vggface2 weights not available offline, the network is untrained"
+    return out
+
+
+def bench_facenet_dlib(paths: list[Path], device: str, gallery_path: str) -> dict:
     from facenet_pytorch import MTCNN
 
+    import influvision as iv
+    from influvision.decode.images import load_image
     from influvision.faces.align import align_to_chip
+    from influvision.match import MatchSettings, assign_identities, person_distances
 
     mtcnn = MTCNN(keep_all=True, device=device)
-    pipe: FacePipeline = gallery.pipeline
-    index = gallery.index(device)
+    gallery = iv.Gallery(gallery_path, device=device)
+    pipe = gallery.pipeline
+    index = gallery.index(pipe.device)
     settings = MatchSettings().resolved(pipe.embedder.threshold)
-    named = {}
-    t = time.perf_counter()
-    for p in paths:
+
+    def named(p: Path) -> set[str]:
         img = load_image(p, verify=False).pixels
-        boxes, probs, points = mtcnn.detect(img, landmarks=True)
+        boxes, _, points = mtcnn.detect(img, landmarks=True)
         if boxes is None:
-            continue
+            return set()
         # One image and one face at a time, as its README does.
         embs = []
         for k in range(len(boxes)):
-            chip = align_to_chip([img], torch.zeros(1, dtype=torch.long), torch.tensor(np.asarray(points[k], dtype=np.float32))[None])
-            embs.append(pipe.embedder.embed(chip))
-        emb = torch.cat(embs).to(device)
+            lm = torch.tensor(np.asarray(points[k], dtype=np.float32))[None]
+            embs.append(pipe.embedder.embed(align_to_chip([img], torch.zeros(1, dtype=torch.long), lm)))
+        emb = torch.cat(embs).to(pipe.device)
         ident, _ = assign_identities(person_distances(emb, index), torch.zeros(len(emb), dtype=torch.long),
                                      torch.ones(len(emb), dtype=torch.bool, device=emb.device), settings)
-        if p.parent.name == "scenes":
-            named[p.name] = {index.names[i] for i in ident.tolist() if i >= 0}
-    rate = len(paths) / (time.perf_counter() - t)
-    return rate, _f1(named, labels)
+        return {index.names[i] for i in ident.tolist() if i >= 0}
+
+    named(paths[-1])  # warm-up
+    out, got = _timed(named, paths, synchronizer(device))
+    return {**out, "f1": f1_score(got, _labels())}
 
 
-def bench_face_recognition(paths: list[Path], labels: dict) -> tuple[float, float] | str:
+def bench_face_recognition(paths: list[Path]) -> dict:
     try:
-        import face_recognition  # noqa: F401
-    except ImportError:
-        return "face_recognition is not installed (dlib needs an 11-minute build: benchmarks/install_face_recognition.sh)"
-    import face_recognition as fr
+        import face_recognition as fr
+    except ImportError as e:
+        return {"skip": f"face_recognition is not installed ({e}; dlib needs an 11-minute build: "
+                        "benchmarks/install_face_recognition.sh)"}
+    import dlib
 
     known, names = [], []
     for d in sorted((SHARED / "faces").iterdir()):
@@ -106,19 +218,92 @@ def bench_face_recognition(paths: list[Path], labels: dict) -> tuple[float, floa
             if enc:
                 known.append(enc[0])
                 names.append(d.name)
-    named = {}
-    t = time.perf_counter()
-    for p in paths:
+
+    def named(p: Path) -> set[str]:
         img = fr.load_image_file(p)
-        encs = fr.face_encodings(img, fr.face_locations(img))
         got = set()
-        for e in encs:
-            d = fr.face_distance(known, e)
-            if len(d) and d.min() <= 0.6:
-                got.add(names[int(np.argmin(d))])
-        if p.parent.name == "scenes":
-            named[p.name] = got
-    return len(paths) / (time.perf_counter() - t), _f1(named, labels)
+        for enc in fr.face_encodings(img, fr.face_locations(img)):
+            matches = fr.compare_faces(known, enc, tolerance=0.6)
+            best = int(np.argmin(fr.face_distance(known, enc)))
+            if matches[best]:
+                got.add(names[best])
+        return got
+
+    named(paths[-1])  # warm-up
+    out, got = _timed(named, paths, lambda: None)
+    return {**out, "f1": f1_score(got, _labels()),
+            "note": f"{len(known)} references; dlib {dlib.__version__}, "
+                    + ("CUDA" if dlib.DLIB_USE_CUDA else "CPU") + f", {'AVX' if dlib.USE_AVX_INSTRUCTIONS else 'no AVX'}"}
+
+
+def run_row(row: str, device: str, gallery_path: str) -> dict:
+    """Measure one row in this process; adds peak RSS (and peak CUDA memory for the torch rows)."""
+    paths = shared_photos()
+    if row in TORCH_ROWS and (skip := cuda_skip_reason(device)):
+        return {"skip": skip}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    if row == "decode":
+        out = bench_decode(paths, device)
+    elif row == "influvision":
+        out = bench_influvision(paths, device, gallery_path)
+    elif row == "facenet_readme":
+        out = bench_facenet_readme(paths, device)
+    elif row == "facenet_dlib":
+        out = bench_facenet_dlib(paths, device, gallery_path)
+    else:
+        out = bench_face_recognition(paths)
+    out["peak_rss_mib"] = peak_rss_mib()
+    if row in TORCH_ROWS and device.startswith("cuda"):
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _child(row: str, device: str, gallery: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--row", row, "--device", device,
+                           "--gallery", gallery], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"skip": f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def render(results: dict[str, dict], device: str, n: int) -> str:
+    """The RESULTS.md section: table, ratios, target verdict."""
+    iv_rate = results["influvision"].get("rate")
+    lines = ["| pipeline | photos/s | influvision / this | CPU s/photo | scenes F1 | peak RSS | peak CUDA | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, label in ROWS.items():
+        r = results[key]
+        if "skip" in r:
+            lines.append(f"| {label} | skipped | - | - | - | - | - | {r['skip']} |")
+            continue
+        ratio = f"{iv_rate / r['rate']:.2f}x" if iv_rate and key != "influvision" else "-"
+        f1 = f"{r['f1']:.3f}" if "f1" in r else "-"
+        cuda = f"{r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "-"
+        lines.append(f"| {label} | {r['rate']:.2f} | {ratio} | {r['cpu']:.3f} | {f1} | {r['peak_rss_mib']:.0f} MiB | {cuda} | "
+                     f"{r.get('note', '')} |")
+    fr, iv = results["face_recognition"], results["influvision"]
+    if "rate" in fr and "rate" in iv:
+        speed, ok_f1 = iv["rate"] / fr["rate"], iv["f1"] >= fr["f1"]
+        met = speed >= TARGET_VS_FACE_RECOGNITION and ok_f1
+        target = (f"Target (>= {TARGET_VS_FACE_RECOGNITION}x face_recognition's photos/s at an F1 at least as high): "
+                  f"{speed:.2f}x, F1 {iv['f1']:.3f} vs {fr['f1']:.3f}: **{'met' if met else 'not met'}**")
+    else:
+        target = "Target against face_recognition: not measured (a row was skipped)"
+    if iv_rate and "rate" in results["decode"]:
+        target += f"; influvision runs at {100 * iv_rate / results['decode']['rate']:.1f} % of the decode-only ceiling"
+    cmd = "python -m benchmarks.run" + (f" --device {device}" if device != "auto" else "") + " --write"
+    return (f"\n### Speed side by side ({time.strftime('%Y-%m-%d')}, {machine(_resolved(device))}, {n} photos)\n\n"
+            f"Command: `{cmd}`; each row in its own process; other jobs shared the machine's cores\n\n"
+            + "\n".join(lines) + f"\n\n{target}\n")
+
+
+def _resolved(device: str) -> str:
+    if cuda_skip_reason(device):
+        return "cpu"
+    from influvision.faces.embed import resolve_device
+
+    return str(resolve_device(device))
 
 
 def main() -> None:
@@ -126,30 +311,24 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--gallery", default="out/bench_gallery.db")
     ap.add_argument("--write", action="store_true", help="append the rows to benchmarks/RESULTS.md")
+    ap.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    device = str(iv.faces.embed.resolve_device(args.device))
-    labels = json.loads((SHARED / "scenes" / "labels.json").read_text())["images"]
-    paths = _photos()
+    device = args.device if cuda_skip_reason(args.device) else _resolved(args.device)
+    if args.row:
+        print(json.dumps(run_row(args.row, device, args.gallery)))
+        return
+    import influvision as iv
+
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
-    gallery = iv.Gallery(args.gallery, device=device)
-    register_shared_faces(gallery)
-    rows = [("decode-only (Pillow)", f"{bench_decode(paths):.1f}", "-")]
-    rate, f1 = bench_influvision(paths, gallery, device, labels)
-    rows.append(("influvision track()", f"{rate:.2f}", f"{f1:.3f}"))
-    rate_fn, f1_fn = bench_facenet(paths, gallery, device, labels)
-    rows.append(("facenet-pytorch MTCNN + per-face loop (same embedder)", f"{rate_fn:.2f}", f"{f1_fn:.3f}"))
-    fr = bench_face_recognition(paths, labels)
-    rows.append(("face_recognition (HOG + dlib)", *((f"{fr[0]:.2f}", f"{fr[1]:.3f}") if isinstance(fr, tuple)
-                                                    else ("skipped", fr))))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-               + (torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"))
-    table = "\n".join(["| pipeline | photos/s | scenes F1 |", "|---|---|---|"]
-                      + [f"| {a} | {b} | {c} |" for a, b, c in rows])
-    text = (f"\n### Speed side by side ({time.strftime('%Y-%m-%d')}, {machine}, {len(paths)} photos)\n\n"
-            f"Command: `python -m benchmarks.run --write`; peak RSS {peak:.0f} MiB; "
-            f"influvision / facenet-pytorch loop = {rate / rate_fn:.2f}x\n\n{table}\n")
-    publish(text, args.write)
+    with iv.Gallery(args.gallery, device="cpu") as gallery:
+        register_shared_faces(gallery)
+    results = {}
+    for key, label in ROWS.items():
+        results[key] = _child(key, device, args.gallery)
+        r = results[key]
+        print(f"{label}: " + (r["skip"] if "skip" in r else f"{r['rate']:.2f} photos/s"
+                              + (f", F1 {r['f1']:.3f}" if "f1" in r else "")), flush=True)
+    publish(render(results, args.device, len(shared_photos())), args.write)
 
 
 if __name__ == "__main__":

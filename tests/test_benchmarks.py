@@ -1,0 +1,51 @@
+"""What the benchmarks measure depends on these: distinct replicas for the scaling curve, and the F1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from influvision.decode.images import load_image
+from influvision.sources import DuplicateIndex
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package sits beside tests/
+
+from benchmarks.run import f1_score  # noqa: E402
+from benchmarks.scaling import ReplicaCache, spread_order  # noqa: E402
+
+
+def test_replicas_are_not_duplicates_and_keep_the_content(shared_data, tmp_path):
+    originals = [shared_data / "faces" / "barack_obama" / "1.jpg", shared_data / "faces" / "joe_biden" / "2.jpg"]
+    photos = ReplicaCache(tmp_path / "cache", originals).photos(8)
+    assert len(photos) == 8 and photos[:2] == originals
+    # replica k copies original k mod 2
+    assert [p.name.split("_", 1)[1] for p in photos[2:]] == ["1.jpg", "2.jpg"] * 3
+    index = DuplicateIndex()
+    dups = [p for p in photos if index.add(str(p), load_image(p).pixels, p) is not None]
+    assert dups == [], "track() would skip these replicas as duplicates"
+    a, b = load_image(originals[0]).pixels.astype(int), load_image(photos[2]).pixels.astype(int)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 10  # a faint shading, not another photo
+    # made once: a second cache over the same folder reuses the files
+    again = ReplicaCache(tmp_path / "cache", originals)
+    assert again.photos(8) == photos
+
+
+def test_spread_order_puts_the_largest_first_then_spreads(shared_data):
+    paths = sorted((shared_data / "faces" / "madonna").iterdir())
+    ordered = spread_order(paths)
+    assert sorted(ordered) == paths
+    size = {p: load_image(p).pixels.size for p in paths}
+    assert size[ordered[0]] == max(size.values())
+    rest = sorted(size[p] for p in ordered[1:])
+    # the next two are the smallest of the rest and one from its upper half, not two neighbours
+    assert size[ordered[1]] == rest[0] and size[ordered[2]] >= rest[len(rest) // 2]
+
+
+def test_f1_counts_photo_person_pairs():
+    labels = {"a.jpg": {"known": ["x", "y"]}, "b.jpg": {"known": []}}
+    assert f1_score({"a.jpg": {"x", "y"}}, labels) == 1.0
+    # one right, one missed, one wrong: tp 1, fn 1, fp 1
+    assert f1_score({"a.jpg": {"x"}, "b.jpg": {"z"}}, labels) == 0.5
