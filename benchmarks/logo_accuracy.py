@@ -31,6 +31,7 @@ SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from influvision.boxes import box_iou  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
@@ -51,14 +52,6 @@ class Tally:
         return self.per_brand.setdefault(name, [0, 0, 0])
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def score_photo(dets: list[tuple[str, list[float], float]], labels: list[dict], tally: Tally) -> None:
     """Add one photo's detections (brand, box, score) against its labels to ``tally``."""
     used = [False] * len(labels)
@@ -70,7 +63,7 @@ def score_photo(dets: list[tuple[str, list[float], float]], labels: list[dict], 
         best, best_j = 0.0, -1
         for j, lab in enumerate(labels):
             if lab["brand"] == brand and not used[j]:
-                v = _iou(box, lab["box"])
+                v = box_iou(box, lab["box"])
                 if v > best:
                     best, best_j = v, j
         if best >= IOU:

@@ -26,6 +26,28 @@ def shared_data() -> Path:
     return _shared("data")
 
 
+@pytest.fixture(scope="module")
+def logo_data(shared_data: Path) -> Path:
+    """../shared/data/logos: refs/ (17 brand references) and scenes/ (labelled photos)."""
+    return shared_data / "logos"
+
+
+@pytest.fixture(scope="module")
+def refs(logo_data: Path):
+    """Every shared brand reference, loaded (a module may override this with its own subset)."""
+    from influvision.logos.references import load_reference
+
+    return [load_reference(p.stem, p) for p in sorted((logo_data / "refs").glob("*.png"))]
+
+
+def rgb_of(path: Path):
+    """A photo as an (H, W, 3) uint8 RGB array."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
 @pytest.fixture(scope="session")
 def dlib_fixtures() -> Path:
     """../shared/fixtures/dlib_resnet: chips, descriptors.npy, index.json, sources/."""

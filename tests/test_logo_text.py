@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import rgb_of
 
 from influvision.logos import detect as detect_mod
 from influvision.logos.detect import SOURCE_SIFT, SOURCE_TEXT, LogoDetector
-from influvision.logos.references import LogoReference, load_reference
+from influvision.logos.references import LogoReference
 from influvision.logos.text import OcrUnavailableError, TextCue, box_iou, edit_distance, normalise, read_text
 
 # Clear wordmarks, large and frontal: the FedEx side of a truck and a FedEx van, the Ford script on a bonnet.
@@ -26,20 +26,6 @@ CLEAR = [
 ]
 # Marks with no text in their reference (simple-icons emblems).
 EMBLEMS = ("adidas", "apple", "nike", "puma", "vodafone", "ferrari", "starbucks", "google")
-
-
-def _rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def logo_data(shared_data: Path) -> Path:
-    return shared_data / "logos"
-
-
-@pytest.fixture(scope="module")
-def refs(logo_data: Path) -> list[LogoReference]:
-    return [load_reference(p.stem, p) for p in sorted((logo_data / "refs").glob("*.png"))]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +40,7 @@ def found(cue: TextCue, refs: list[LogoReference], logo_data: Path) -> dict[str,
     labels = json.loads((logo_data / "scenes" / "labels.json").read_text())["images"]
     out = {}
     for name in sorted(labels):
-        cands = cue.find([_rgb(logo_data / "scenes" / name)])
+        cands = cue.find([rgb_of(logo_data / "scenes" / name)])
         out[name] = ([(refs[c.ref_index].name, c.box, c.score) for c in cands], labels[name]["logos"])
     return out
 
@@ -99,7 +85,7 @@ def test_brand_without_text_gets_no_text_detection(found, cue: TextCue, logo_dat
     but those references are emblems (no text): the words must not become detections."""
     words = set()
     for photo in ("fl27_282208842.jpg", "fl27_4122049731.jpg"):
-        bgr = cv2.cvtColor(_rgb(logo_data / "scenes" / photo), cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(rgb_of(logo_data / "scenes" / photo), cv2.COLOR_RGB2BGR)
         words |= {normalise(t) for t, _, _ in read_text(cue.engine, bgr)}  # the raw OCR reads the words
         assert not [d for d in found[photo][0] if d[0] in EMBLEMS], found[photo][0]
     assert {"adidas", "vodafone"} <= words
@@ -123,7 +109,7 @@ def test_fused_detector_keeps_sift_and_adds_text(refs: list[LogoReference], logo
     subset = [r for r in refs if r.name in ("fedex", "ford", "google", "intel")]
     sift = LogoDetector(subset, text=False)
     fused = LogoDetector(subset, text=True)
-    img = _rgb(logo_data / "scenes" / "fl27_213783134.jpg")
+    img = rgb_of(logo_data / "scenes" / "fl27_213783134.jpg")
     a, b = sift.detect([img]), fused.detect([img])
     assert len(a) >= 1 and (a.columns["source"] == SOURCE_SIFT).all()
     for box, brand in zip(a.boxes.tolist(), a.brand.tolist(), strict=True):

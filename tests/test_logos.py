@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import rgb_of
 from PIL import Image
 
+from influvision.boxes import box_iou
 from influvision.errors import InfluvisionError, ShapeError
 from influvision.logos.detect import LogoDetector
 from influvision.logos.references import LogoReference, LogoReferenceError, load_reference
@@ -25,27 +27,6 @@ CLEAR = [
 ]
 
 
-def _rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-@pytest.fixture(scope="module")
-def logo_data(shared_data: Path) -> Path:
-    return shared_data / "logos"
-
-
-@pytest.fixture(scope="module")
-def refs(logo_data: Path) -> list[LogoReference]:
-    return [load_reference(p.stem, p) for p in sorted((logo_data / "refs").glob("*.png"))]
-
-
 @pytest.fixture(scope="module")
 def detector(refs: list[LogoReference]) -> LogoDetector:
     torch.set_num_threads(2)
@@ -58,7 +39,7 @@ def all_photos(logo_data: Path, detector: LogoDetector):
     labels = json.loads((logo_data / "scenes" / "labels.json").read_text())["images"]
     out = {}
     for name in sorted(labels):
-        img = _rgb(logo_data / "scenes" / name)
+        img = rgb_of(logo_data / "scenes" / name)
         out[name] = (img, labels[name]["logos"], detector.detect([img]))
     return out
 
@@ -136,8 +117,8 @@ def test_svg_reference_matches_its_png_rendering_and_finds_the_logo(logo_data: P
     b = np.asarray(Image.fromarray(from_png.shape).resize(from_svg.size, Image.BILINEAR)) > 0.5
     assert (a & b).sum() / (a | b).sum() > 0.9
     photo, _, box = CLEAR[0]
-    found = LogoDetector([from_svg]).detect([_rgb(logo_data / "scenes" / photo)])
-    assert max(_iou(bx, box) for bx in found.boxes.tolist()) >= 0.5
+    found = LogoDetector([from_svg]).detect([rgb_of(logo_data / "scenes" / photo)])
+    assert max(box_iou(bx, box) for bx in found.boxes.tolist()) >= 0.5
 
 
 def test_gallery_registers_an_svg_brand(tmp_path: Path):
@@ -166,9 +147,9 @@ def test_a_brand_with_two_references_is_found_under_its_name(logo_data: Path, re
     detector = LogoDetector([fedex, fedex])
     assert detector.brands == ["fedex", "fedex"]
     photo, _, box = CLEAR[0]
-    found = detector.detect([_rgb(logo_data / "scenes" / photo)])
+    found = detector.detect([rgb_of(logo_data / "scenes" / photo)])
     assert len(found) >= 1 and {detector.brands[b] for b in found.brand.tolist()} == {"fedex"}
-    assert max(_iou(b, box) for b in found.boxes.tolist()) >= 0.5
+    assert max(box_iou(b, box) for b in found.boxes.tolist()) >= 0.5
 
 
 # --- detection --------------------------------------------------------------------------------------------
@@ -177,7 +158,7 @@ def test_a_brand_with_two_references_is_found_under_its_name(logo_data: Path, re
 def test_clear_logos_found(all_photos, detector: LogoDetector, photo: str, brand: str, box):
     _, _, found = all_photos[photo]
     b = detector.brands.index(brand)
-    ious = [_iou(bx, box) for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b]
+    ious = [box_iou(bx, box) for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b]
     assert ious and max(ious) >= 0.5, f"{brand} in {photo}: IoUs {ious}"
 
 
@@ -203,7 +184,7 @@ def test_recall_floor(all_photos, detector: LogoDetector):
             if lab.get("difficult"):
                 continue
             b = detector.brands.index(lab["brand"])
-            hits += any(_iou(bx, lab["box"]) >= 0.5
+            hits += any(box_iou(bx, lab["box"]) >= 0.5
                         for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b)
     assert hits >= 10
 
@@ -230,7 +211,7 @@ def test_empty_list_gives_empty_logos(detector: LogoDetector):
 
 
 def test_face_photo_has_no_logo(shared_data: Path, detector: LogoDetector):
-    img = _rgb(shared_data / "faces" / "barack_obama" / "1.jpg")
+    img = rgb_of(shared_data / "faces" / "barack_obama" / "1.jpg")
     assert len(detector.detect([img])) == 0
     assert len(detector.detect([np.full((300, 400, 3), 128, np.uint8)])) == 0
 
@@ -248,7 +229,7 @@ def test_logo_sharpness_drops_when_the_photo_is_blurred(logo_data: Path):
     from influvision.tally import region_sharpness
 
     photo, _, box = CLEAR[0]
-    rgb = _rgb(logo_data / "scenes" / photo)
+    rgb = rgb_of(logo_data / "scenes" / photo)
     sharp = region_sharpness(rgb, list(box))
     blurred = region_sharpness(cv2.GaussianBlur(rgb, (0, 0), 2.0), list(box))
     assert sharp > 3 * blurred > 0

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..boxes import box_iou
 from ..errors import InfluvisionError, ShapeError
 from ..types import Logos
 from .cues import SOURCE_SIFT, SOURCE_TEXT, SOURCE_TRAINED
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
-from .text import TextCandidate, TextCue, box_iou, ocr_available
+from .text import TextCandidate, TextCue, ocr_available
 
 if TYPE_CHECKING:
     from .trained import TrainedLogoDetector

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..boxes import box_iou
 from ..decode.images import load_image
 from ..errors import InfluvisionError
 from ..types import Logos
@@ -59,14 +60,6 @@ class Score:
                 f"({self.tp} TP, {self.fp} FP, {self.gt} boxes)")
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequence[dict], score: Score) -> None:
     """Add one photo's detections (brand, box, score) against its labels ({brand, box, difficult?})."""
     used = [False] * len(labels)
@@ -75,7 +68,7 @@ def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequ
         best, best_j = 0.0, -1
         for j, lab in enumerate(labels):
             if lab["brand"] == brand and not used[j]:
-                v = _iou(box, lab["box"])
+                v = box_iou(box, lab["box"])
                 if v > best:
                     best, best_j = v, j
         if best >= IOU:

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..boxes import box_iou
 from ..errors import InfluvisionError
 from .references import LogoReference
 
@@ -339,7 +340,7 @@ def _paste_logo(canvas: np.ndarray, ref: LogoReference, rng: np.random.Generator
         ox = rng.uniform(-full[:, 0].min(), w - full[:, 0].max())
         oy = rng.uniform(-full[:, 1].min(), h - full[:, 1].max())
         box = _box_of(content + (ox, oy), w, h)
-        if all(_iou(box, t) < 0.05 for t in taken):
+        if all(box_iou(box, t) < 0.05 for t in taken):
             break
     else:
         return None
@@ -432,14 +433,6 @@ def _box_of(quad: np.ndarray, w: int, h: int) -> tuple[float, float, float, floa
     x1, y1 = quad.min(0)
     x2, y2 = quad.max(0)
     return (max(0.0, float(x1)), max(0.0, float(y1)), min(float(w), float(x2)), min(float(h), float(y2)))
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def load_backgrounds(paths: Sequence[str | Path], *, max_side: int = 640, video_fps: float = 0.5,

@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..boxes import box_iou
 from ..errors import InfluvisionError, ShapeError
 from .references import LogoReference
 
@@ -389,10 +390,3 @@ def _best_per_place(cands: list[TextCandidate], iou: float = 0.5) -> list[TextCa
     return kept
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two x1, y1, x2, y2 boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

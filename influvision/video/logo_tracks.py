@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..boxes import box_iou
 from .exposure import union_intervals
 
 MIN_FRAMES = 2
@@ -68,14 +69,6 @@ class LogoTrack:
         return union_intervals([(d.pts_s, d.pts_s + d.duration_s) for d in self.detections], max_gap_s)
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_s: float) -> list[LogoTrack]:
     """Link detections into tracks, greedily by overlap, frame by frame in time order.
 
@@ -102,7 +95,7 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
             return not np.any((cuts > last.pts_s + 1e-6) & (cuts <= t + 1e-6))
 
         open_tracks = [tr for tr in open_tracks if alive(tr)]
-        pairs = sorted(((_iou(tr.detections[-1].box, d.box), i, j)
+        pairs = sorted(((box_iou(tr.detections[-1].box, d.box), i, j)
                         for i, tr in enumerate(open_tracks) for j, d in enumerate(by_time[t])
                         if tr.brand == d.brand), reverse=True)
         used_tracks: set[int] = set()
