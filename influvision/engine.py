@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +40,7 @@ from .errors import MediaError
 from .hashing import sha256_file
 from .report import MediaEntry
 from .sources import DuplicateIndex, MediaItem
+from .types import Faces
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +166,10 @@ class EngineStats:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-def _attempt(analyse: Callable[[list[T]], list[MediaEntry]], batch: list[T]) -> list[MediaEntry] | None:
+def _attempt(analyse: Callable[[list[T]], R], batch: list[T]) -> R | None:
     """``analyse(batch)``, or None when the device ran out of memory.
 
     Returning from the handler drops the exception and its traceback, and with them the frames that hold
@@ -176,6 +179,36 @@ def _attempt(analyse: Callable[[list[T]], list[MediaEntry]], batch: list[T]) -> 
         return analyse(batch)
     except torch.OutOfMemoryError:
         return None
+
+
+def split_on_oom(faces_fn: Callable[[Sequence[np.ndarray]], Faces], device: torch.device,
+                 stats: EngineStats | None = None) -> Callable[[Sequence[np.ndarray]], Faces]:
+    """Per-frame face work for videos that, when the device runs out of memory, analyses the same frames
+    again in two halves (recursively) and joins the results: no frame is lost or analysed twice.
+
+    Raises (from the returned function):
+        MediaError: one frame alone does not fit.
+    """
+    def run(frames: Sequence[np.ndarray]) -> Faces:
+        out = _attempt(lambda fs: [faces_fn(fs)], list(frames))
+        if out is not None:
+            return out[0]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if stats is not None:
+            stats.oom_retries += 1
+        if len(frames) == 1:
+            h, w = frames[0].shape[:2]
+            raise MediaError("video", f"not enough {device.type.upper()} memory to analyse one {w} x {h} frame")
+        mid = len(frames) // 2
+        first, second = run(frames[:mid]), run(frames[mid:])
+        if not len(first):
+            return Faces.cat([second], [mid])
+        if not len(second):
+            return first
+        return Faces.cat([first, second], [0, mid])
+
+    return run
 
 
 class BatchRunner:

@@ -31,6 +31,7 @@ from influvision.engine import (
     auto_batch_size,
     photo_cost_bytes,
     resolve_batch_size,
+    split_on_oom,
 )
 from influvision.errors import MediaError
 from influvision.faces.pipeline import FacePipeline
@@ -352,3 +353,30 @@ def test_media_error_for_unreadable_files_names_them(tmp_path: Path) -> None:
     items = [MediaItem("missing.jpg", tmp_path / "missing.jpg", "photo")]
     [(_, err)] = list(iter_prepared(items))
     assert isinstance(err, MediaError) and err.path == "missing.jpg" and err.problem == "file not found"
+
+
+def test_video_frames_are_split_in_halves_when_memory_runs_out(shared_data):
+    """Per-frame face work that runs out of memory on more than one frame gives the same faces, frame by frame."""
+    frames = [np.asarray(Image.open(shared_data / "scenes" / f"{name}.jpg").convert("RGB").resize((480, 320)))
+              for name in ("bbt2", "couple", "bbt4")]
+    pipeline = FacePipeline(device="cpu")
+    direct = pipeline(frames)
+    calls: list[int] = []
+
+    def tight(fs):
+        calls.append(len(fs))
+        if len(fs) > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return pipeline(fs)
+
+    stats = EngineStats()
+    split = split_on_oom(tight, torch.device("cpu"), stats)(frames)
+    assert calls[0] == 3 and sorted(c for c in calls if c == 1) == [1, 1, 1] and stats.oom_retries == 2
+    assert split.image_index.tolist() == direct.image_index.tolist() and len(direct) >= 3
+    torch.testing.assert_close(split.boxes, direct.boxes, atol=0.01, rtol=0)
+
+    def never(fs):
+        raise torch.OutOfMemoryError("simulated")
+
+    with pytest.raises(MediaError, match="one 480 x 320 frame"):
+        split_on_oom(never, torch.device("cpu"))(frames[:1])

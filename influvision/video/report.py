@@ -12,6 +12,7 @@ from PIL import Image
 
 from ..annotate import draw_detections, output_path, timeline_png
 from ..decode.video import iter_frames
+from ..engine import split_on_oom
 from ..errors import MediaError
 from ..faces.pipeline import FacePipeline
 from ..logos.detect import LogoDetector
@@ -49,7 +50,8 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
                         blur_unknown: bool = False) -> MediaEntry:
     """Analyse one video; a video that cannot be decoded at all becomes an entry with ``error`` set."""
     try:
-        va = analyse_video(item.local_path, faces_fn=pipeline, index=index, settings=settings,
+        va = analyse_video(item.local_path, faces_fn=split_on_oom(pipeline, pipeline.device), index=index,
+                           settings=settings,
                            sample_fps=sample_fps)
     except MediaError as e:
         return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
