@@ -31,13 +31,11 @@ SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from influvision.boxes import box_iou  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
+from influvision.logos.evaluate import match_to_labels  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
 from influvision.logos.text import ocr_available  # noqa: E402
-
-IOU = 0.5
 
 
 @dataclass
@@ -54,26 +52,17 @@ class Tally:
 
 def score_photo(dets: list[tuple[str, list[float], float]], labels: list[dict], tally: Tally) -> None:
     """Add one photo's detections (brand, box, score) against its labels to ``tally``."""
-    used = [False] * len(labels)
     for lab in labels:
         if not lab.get("difficult"):
             tally.gt += 1
             tally.brand(lab["brand"])[0] += 1
-    for brand, box, _ in sorted(dets, key=lambda d: -d[2]):
-        best, best_j = 0.0, -1
-        for j, lab in enumerate(labels):
-            if lab["brand"] == brand and not used[j]:
-                v = box_iou(box, lab["box"])
-                if v > best:
-                    best, best_j = v, j
-        if best >= IOU:
-            used[best_j] = True
-            if not labels[best_j].get("difficult"):
-                tally.tp += 1
-                tally.brand(brand)[1] += 1
-            continue
-        tally.fp += 1
-        tally.brand(brand)[2] += 1
+    for brand, j in match_to_labels(dets, labels):
+        if j is None:
+            tally.fp += 1
+            tally.brand(brand)[2] += 1
+        elif not labels[j].get("difficult"):
+            tally.tp += 1
+            tally.brand(brand)[1] += 1
     present = {lab["brand"] for lab in labels if not lab.get("difficult")}
     anywhere = {lab["brand"] for lab in labels}
     reported = {d[0] for d in dets}

@@ -60,10 +60,12 @@ class Score:
                 f"({self.tp} TP, {self.fp} FP, {self.gt} boxes)")
 
 
-def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequence[dict], score: Score) -> None:
-    """Add one photo's detections (brand, box, score) against its labels ({brand, box, difficult?})."""
+def match_to_labels(dets: Iterable[tuple[str, Sequence[float], float]],
+                    labels: Sequence[dict]) -> list[tuple[str, int | None]]:
+    """Best-scoring detections first, each (brand, box, score) claims the unclaimed label of its brand that it
+    overlaps most, if that IoU is at least ``IOU``. Returns (brand, label index or None) per detection."""
     used = [False] * len(labels)
-    score.gt += sum(not lab.get("difficult") for lab in labels)
+    out: list[tuple[str, int | None]] = []
     for brand, box, _ in sorted(dets, key=lambda d: -d[2]):
         best, best_j = 0.0, -1
         for j, lab in enumerate(labels):
@@ -73,9 +75,20 @@ def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequ
                     best, best_j = v, j
         if best >= IOU:
             used[best_j] = True
-            score.tp += not labels[best_j].get("difficult")
+            out.append((brand, best_j))
         else:
+            out.append((brand, None))
+    return out
+
+
+def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequence[dict], score: Score) -> None:
+    """Add one photo's detections (brand, box, score) against its labels ({brand, box, difficult?})."""
+    score.gt += sum(not lab.get("difficult") for lab in labels)
+    for _, j in match_to_labels(dets, labels):
+        if j is None:
             score.fp += 1
+        else:
+            score.tp += not labels[j].get("difficult")
 
 
 def evaluate(detector: _Detector, photos: Sequence[tuple[np.ndarray, Sequence[dict]]]) -> Score:
