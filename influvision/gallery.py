@@ -159,7 +159,11 @@ class Gallery:
         if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer influvision (schema "
                                f"{meta['schema_version']}); upgrade influvision to read it")
-        self._db.executescript(_DETECTOR_SCHEMA)
+        if "logo_detector" not in tables:
+            try:
+                self._db.executescript(_DETECTOR_SCHEMA)
+            except sqlite3.OperationalError as e:  # a read-only gallery made before trained logo detectors
+                log.debug("%s: no logo detector table and cannot add one (%s)", self.path, e)
 
     # ---- people -----------------------------------------------------------------------------------------
 
@@ -376,8 +380,11 @@ class Gallery:
         a warning says so and that it needs retraining. The blob's sha256 is checked by its loader
         (:class:`~influvision.logos.trained.TrainedLogoDetector`).
         """
-        row = self._db.execute("SELECT brands, refs_key, sha256, data, metrics, use, created FROM logo_detector "
-                               "WHERE id = 1").fetchone()
+        try:
+            row = self._db.execute("SELECT brands, refs_key, sha256, data, metrics, use, created FROM logo_detector "
+                                   "WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a read-only gallery made before trained logo detectors
+            return None
         if row is None:
             return None
         brands, refs_key, sha, data, metrics, use, created = row

@@ -77,3 +77,14 @@ def test_damaged_and_foreign_files_give_clear_errors(tmp_path):
 def test_unknown_person_removal_lists_who_is_registered(gallery):
     with pytest.raises(GalleryError, match="no person named 'ghost'"):
         gallery.remove_person("ghost")
+
+
+def test_a_gallery_from_before_trained_logo_detectors_opens(tmp_path):
+
+    path = tmp_path / "old.db"
+    Gallery(path, device="cpu").close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE logo_detector")
+    with Gallery(path, device="cpu") as g:
+        assert g.load_detector() is None
+        assert g._db.execute("SELECT count(*) FROM logo_detector").fetchone() == (0,)
