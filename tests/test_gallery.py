@@ -80,7 +80,6 @@ def test_unknown_person_removal_lists_who_is_registered(gallery):
 
 
 def test_a_gallery_from_before_trained_logo_detectors_opens(tmp_path):
-
     path = tmp_path / "old.db"
     Gallery(path, device="cpu").close()
     with sqlite3.connect(path) as db:
