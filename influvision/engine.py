@@ -190,9 +190,9 @@ def split_on_oom(faces_fn: Callable[[Sequence[np.ndarray]], Faces], device: torc
         MediaError: one frame alone does not fit.
     """
     def run(frames: Sequence[np.ndarray]) -> Faces:
-        out = _attempt(lambda fs: [faces_fn(fs)], list(frames))
-        if out is not None:
-            return out[0]
+        faces = _attempt(faces_fn, list(frames))
+        if faces is not None:
+            return faces
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if stats is not None:

@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import ShapeError
+
+
+def check_rgb_images(images: Sequence[object]) -> None:
+    """Raise :class:`ShapeError` naming the first item of ``images`` that is not an (H, W, 3) uint8 array."""
+    for k, img in enumerate(images):
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            got = type(img).__name__ if not isinstance(img, np.ndarray) else f"{tuple(img.shape)} {img.dtype}"
+            raise ShapeError(f"images[{k}]", "an (H, W, 3) uint8 RGB array", got)
 
 # MTCNN's 5 landmarks, in image terms: left eye, right eye, nose tip, mouth left corner, mouth right corner
 # ("left" = smaller x in the image).

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..boxes import box_iou
-from ..errors import InfluvisionError, ShapeError
-from ..types import Logos
+from ..errors import InfluvisionError
+from ..types import Logos, check_rgb_images
 from .cues import SOURCE_SIFT, SOURCE_TEXT, SOURCE_TRAINED
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
@@ -124,11 +124,7 @@ class LogoDetector:
         Raises:
             ShapeError: an image is not an (H, W, 3) uint8 array.
         """
-        for k, img in enumerate(images):
-            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                got = (type(img).__name__ if not isinstance(img, np.ndarray)
-                       else f"{tuple(img.shape)} {img.dtype}")
-                raise ShapeError(f"images[{k}]", "an (H, W, 3) uint8 RGB array", got)
+        check_rgb_images(images)
         if len(images) == 0:
             return _with_columns(Logos.empty(self.device))
         cands = self._matcher.match(list(images)) if self._matcher is not None else []

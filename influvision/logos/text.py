@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from ..boxes import box_iou
-from ..errors import InfluvisionError, ShapeError
+from ..errors import InfluvisionError
+from ..types import check_rgb_images
 from .references import LogoReference
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,8 @@ class TextCue:
         out: list[TextCandidate] = []
         if not self.texts:
             return out
+        check_rgb_images(images)
         for k, img in enumerate(images):
-            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise ShapeError(f"images[{k}]", "an (H, W, 3) uint8 RGB array", getattr(img, "shape", type(img)))
             out.extend(self._find_one(k, img))
         return out
 

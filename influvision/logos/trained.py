@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InfluvisionError, ShapeError
-from ..types import Logos
+from ..errors import InfluvisionError
+from ..types import Logos, check_rgb_images
 from .references import LogoReference
 from .synth import class_names, write_dataset
 
@@ -379,11 +379,7 @@ class TrainedLogoDetector:
         Raises:
             ShapeError: an image is not an (H, W, 3) uint8 array.
         """
-        for k, img in enumerate(images):
-            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                got = (type(img).__name__ if not isinstance(img, np.ndarray)
-                       else f"{tuple(img.shape)} {img.dtype}")
-                raise ShapeError(f"images[{k}]", "an (H, W, 3) uint8 RGB array", got)
+        check_rgb_images(images)
         if len(images) == 0:
             return _with_columns(Logos.empty(self.device))
         canvas, scales = self._letterbox(images)
