@@ -33,7 +33,12 @@ from benchmarks.logo_accuracy import Tally, score_photo  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
 from influvision.logos.synth import load_backgrounds  # noqa: E402
-from influvision.logos.trained import DetectorBlob, TrainedLogoDetector, train_detector  # noqa: E402
+from influvision.logos.trained import (  # noqa: E402
+    DEFAULT_MIN_SCORE,
+    DetectorBlob,
+    TrainedLogoDetector,
+    train_detector,
+)
 from influvision.types import Logos  # noqa: E402
 
 Det = tuple[str, list[float], float]
@@ -75,6 +80,35 @@ def _report(name: str, tally: Tally, ms: float, neg_hits: int, n_neg: int) -> di
             "photo_recall": pr_, "ms_per_photo": ms, "negative_hits": neg_hits, "per_brand": tally.per_brand}
 
 
+def _above(outs: dict[str, list[Det]], threshold: float) -> dict[str, list[Det]]:
+    return {f: [d for d in dets if d[2] >= threshold] for f, dets in outs.items()}
+
+
+def _sweep(thresholds: Sequence[float], trained: dict[str, list[Det]], matcher: dict[str, list[Det]],
+           trained_neg: dict[str, list[Det]], matcher_neg: dict[str, list[Det]], labels: dict) -> list[dict]:
+    """Precision and recall of the trained model, alone and in union with the matcher, per score threshold."""
+    rows = []
+    print("\n## threshold sweep (trained model's minimum score)\n")
+    print("| threshold | trained P | trained R | union P | union R | union F1 | detections on face photos |")
+    print("|---|---|---|---|---|---|---|")
+    for t in sorted(thresholds):
+        row: dict[str, float] = {"threshold": t}
+        for name, outs in (("trained", _above(trained, t)), ("union", None)):
+            if outs is None:
+                outs = {f: _union(d, matcher[f]) for f, d in _above(trained, t).items()}
+            tally = Tally()
+            for f in outs:
+                score_photo(outs[f], labels[f]["logos"], tally)
+            row[f"{name}_p"], row[f"{name}_r"] = _pr(tally.tp, tally.fp, tally.gt)
+        p, r = row["union_p"], row["union_r"]
+        row["union_f1"] = 2 * p * r / (p + r) if p + r else 0.0
+        row["neg"] = sum(len(_union(d, matcher_neg[f])) for f, d in _above(trained_neg, t).items())
+        rows.append(row)
+        print(f"| {t:.2f} | {row['trained_p']:.2f} | {row['trained_r']:.2f} | {p:.2f} | {r:.2f} | "
+              f"{row['union_f1']:.2f} | {row['neg']} |")
+    return rows
+
+
 def _timed(fn: Callable[[np.ndarray], list[Det]], photos: dict[str, np.ndarray]) -> tuple[dict[str, list[Det]], float]:
     out, elapsed = {}, 0.0
     for f, arr in photos.items():
@@ -91,9 +125,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="yolov8n.yaml", help="ultralytics model yaml (yolov8s.yaml: larger)")
+    ap.add_argument("--workers", type=int, default=0, help="synthesis and loader processes (0: CPU cores)")
+    ap.add_argument("--minutes", type=float, help="train for this long (epochs fitted to it) instead of --epochs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--min-score", type=float, default=0.35, help="trained model's score threshold")
+    ap.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                    help="trained model's score threshold (the library's default)")
+    ap.add_argument("--sweep", type=float, nargs="*", default=[0.25, 0.35, 0.5, 0.6, 0.7, 0.8],
+                    help="also score the trained model (alone and with the matcher) at these thresholds")
     ap.add_argument("--save", type=Path, help="write the trained blob here (reuse it with --load)")
     ap.add_argument("--load", type=Path, help="score a blob saved with --save instead of training")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
@@ -117,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         t0 = time.perf_counter()
         res = train_detector(refs, backgrounds=backgrounds, n_images=args.images, epochs=args.epochs,
                              imgsz=args.imgsz, batch=args.batch, seed=args.seed, device=args.device,
+                             model=args.model, workers=args.workers, max_minutes=args.minutes,
                              progress=lambda m: print(f"[train] {m}", flush=True))
         train_s = time.perf_counter() - t0
         blob = res.blob
@@ -128,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.save.write_bytes(blob.data)
             args.save.with_suffix(".sha256").write_text(blob.sha256 + "\n")
 
-    trained = TrainedLogoDetector(blob, device=args.device, min_score=args.min_score)
+    floor = min([args.min_score, *args.sweep])
+    trained = TrainedLogoDetector(blob, device=args.device, min_score=floor)
     matcher = LogoDetector(refs, device=args.device)
     photos = {f: _rgb(SHARED / "logos" / "scenes" / f) for f in sorted(labels)}
     neg_photos = {str(p): _rgb(p) for p in negatives}
@@ -139,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     def run_matcher(arr: np.ndarray) -> list[Det]:
         return _dets(matcher.detect([arr]), matcher.brands)
 
-    t_out, t_ms = _timed(run_trained, photos)
+    t_all, t_ms = _timed(run_trained, photos)
     m_out, m_ms = _timed(run_matcher, photos)
-    t_neg, m_neg = _timed(run_trained, neg_photos)[0], _timed(run_matcher, neg_photos)[0]
+    t_neg_all, m_neg = _timed(run_trained, neg_photos)[0], _timed(run_matcher, neg_photos)[0]
+    results["sweep"] = _sweep(args.sweep, t_all, m_out, t_neg_all, m_neg, labels)
+    t_out, t_neg = _above(t_all, args.min_score), _above(t_neg_all, args.min_score)
     u_neg = sum(len(_union(t_neg[f], m_neg[f])) for f in neg_photos)
     for name, outs, ms, neg in (
             ("trained only", t_out, t_ms, sum(map(len, t_neg.values()))),

@@ -4,9 +4,10 @@
 
 The photo sets are the 112 shared photos (scenes/ and faces/) followed by distinct replicas of them. A plain
 copy would be reported as a duplicate of its original (same SHA-256, or a pHash within 8 bits) and skip the
-face work, so every replica is the original with a faint low-frequency shading (2 to 6 grey levels on
-average, built in the pHash's own 8 x 8 DCT basis) that moves its pHash more than 8 bits from every other
-photo of the set, re-encoded as a JPEG of the same size. Replicas are made once and cached in ``--cache``
+face work, so every replica is a variant of the original (the first round as it is, later rounds mirrored
+and/or cropped by up to 6 % per side: one pHash neighbourhood holds only about a dozen distinct shadings)
+with a faint low-frequency shading (2 to 6 grey levels on average, built in the pHash's own 8 x 8 DCT
+basis) that moves its pHash more than 8 bits from every other photo of the set, re-encoded as a JPEG. Replicas are made once and cached in ``--cache``
 (under the git-ignored ``out/``); every run checks that track() reports no duplicate.
 
 Photos are ordered so that every set holds the largest original (3061 x 4600 px) and otherwise spreads over
@@ -52,7 +53,7 @@ SIZES = (10, 100, 1000, 10000)
 # Replicas stay this many pHash bits from every other photo: more than the duplicate rule's 8.
 MIN_DISTANCE = NEAR_DUPLICATE_MAX_DISTANCE + 2
 # Bump when the way replicas are made changes: a cache made otherwise is rebuilt.
-REPLICA_VERSION = 1
+REPLICA_VERSION = 2
 
 
 def spread_order(paths: list[Path]) -> list[Path]:
@@ -112,6 +113,28 @@ def shaded(pixels: np.ndarray, rng: np.random.Generator, flips: int = 12, margin
     return np.clip(pixels.astype(np.float32) + shade[:, :, None], 0, 255).round().astype(np.uint8)
 
 
+def variant(pixels: np.ndarray, round_: int) -> np.ndarray:
+    """The base of a replica round: round 0 the photo itself, later ones mirrored and/or cropped.
+
+    Rounds 1, 2, ... cycle through the mirror and 8 crops (3 % or 6 % off two adjacent sides), so each round
+    starts from a picture whose pHash differs from the earlier rounds' more than shading alone can move it.
+    """
+    if round_ == 0:
+        return pixels
+    r = round_ - 1
+    out = pixels[:, ::-1] if r % 2 == 0 else pixels
+    crop = (r // 2) % 9
+    if crop:
+        h, w = out.shape[:2]
+        frac = 0.03 * (1 + (crop - 1) // 4)
+        side = (crop - 1) % 4
+        dy, dx = int(h * frac), int(w * frac)
+        top, left = (dy, dx) if side == 0 else (dy, 0) if side == 1 else (0, dx) if side == 2 else (0, 0)
+        bottom, right = (h, w) if side == 0 else (h, w - dx) if side == 1 else (h - dy, w) if side == 2 else (h - dy, w - dx)
+        out = out[top:bottom, left:right]
+    return np.ascontiguousarray(out)
+
+
 class ReplicaCache:
     """Distinct replicas of the shared photos, made once under ``root`` (``manifest.json`` lists them).
 
@@ -163,8 +186,9 @@ class ReplicaCache:
     def _distinct_replica(self, base: Path, pixels: np.ndarray, copy: int) -> tuple[str, int]:
         known = np.array(self.hashes, dtype=np.uint64)
         rng = np.random.default_rng(copy)
+        start = variant(pixels, copy // len(self.originals))
         for attempt in range(20):
-            out = shaded(pixels, rng, margin=12.0 + 6.0 * attempt)
+            out = shaded(start, rng, margin=12.0 + 6.0 * attempt)
             name = f"r{copy:05d}_{base.stem}.jpg"
             Image.fromarray(out).save(self.root / name, quality=92)
             h = phash(load_image(self.root / name, verify=False).pixels)  # as track() will see it

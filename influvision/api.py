@@ -100,7 +100,8 @@ def track(
             min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)},
-            logo_cues=engine.logo_detector.cues if engine.logo_detector else [])
+            logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
+            logo_trained_min_score=_trained_min_score(engine.logo_detector))
         ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
         media: list[MediaEntry] = []
         skipped: list[Skipped] = []
@@ -138,6 +139,10 @@ def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetec
     return detector, detector.brands
 
 
+def _trained_min_score(detector: LogoDetector | None) -> float | None:
+    return None if detector is None or detector.trained is None else float(detector.trained.min_score)
+
+
 def _trained_logo_detector(g: Gallery, dev: torch.device) -> TrainedLogoDetector | None:
     stored = g.load_detector()  # None when absent or stale (it warns)
     if stored is None:
@@ -145,10 +150,11 @@ def _trained_logo_detector(g: Gallery, dev: torch.device) -> TrainedLogoDetector
     if not stored.use:
         log.info("the stored logo detector measured worse than the matcher when trained: not used")
         return None
-    from .logos.trained import DetectorBlob, TrainedDetectorError, TrainedLogoDetector
+    from .logos.trained import DEFAULT_MIN_SCORE, DetectorBlob, TrainedDetectorError, TrainedLogoDetector
 
     try:
-        return TrainedLogoDetector(DetectorBlob(stored.data, stored.sha256), device=dev)
+        return TrainedLogoDetector(DetectorBlob(stored.data, stored.sha256), device=dev,
+                                   min_score=float(stored.metrics.get("min_score", DEFAULT_MIN_SCORE)))
     except TrainedDetectorError as e:
         log.warning("stored logo detector not used: %s", e)
         return None

@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=10)
     tr.add_argument("--images", type=int, default=600, help="synthetic pictures (10%% kept for validation)")
     tr.add_argument("--imgsz", type=int, default=320, help="training image size, a multiple of 32")
+    tr.add_argument("--batch", type=int, default=16, help="training batch size (64 suits a large GPU)")
+    tr.add_argument("--workers", type=int, default=0,
+                    help="processes rendering and loading training pictures (0: one per CPU core)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     tr.add_argument("--validation", metavar="LABELS.json",
@@ -176,10 +179,22 @@ def _train_logos(args: argparse.Namespace) -> int:
 
     from .gallery import Gallery
     from .logos.detect import LogoDetector
-    from .logos.evaluate import evaluate, read_labelled_photos, read_yolo_split
+    from .logos.evaluate import (
+        best_min_score,
+        evaluate,
+        read_labelled_photos,
+        read_yolo_split,
+        sweep_min_score,
+    )
     from .logos.references import load_reference
     from .logos.synth import load_backgrounds
-    from .logos.trained import TrainedLogoDetector, require_ultralytics, train_detector
+    from .logos.trained import (
+        CALIBRATION_SCORES,
+        DEFAULT_MIN_SCORE,
+        TrainedLogoDetector,
+        require_ultralytics,
+        train_detector,
+    )
 
     require_ultralytics()
     if not Path(args.gallery).exists():
@@ -195,24 +210,39 @@ def _train_logos(args: argparse.Namespace) -> int:
         backgrounds = load_backgrounds(args.backgrounds) if args.backgrounds else []
         with tempfile.TemporaryDirectory(prefix="influvision-logos-") as work:
             res = train_detector(refs, backgrounds=backgrounds, n_images=args.images, epochs=args.epochs,
-                                 imgsz=args.imgsz, seed=args.seed, device=device, work_dir=work,
+                                 imgsz=args.imgsz, batch=args.batch, seed=args.seed, device=device,
+                                 work_dir=work, workers=args.workers,
                                  progress=lambda m: print(m, flush=True))
             print(f"trained in {res.train_s:.0f} s (synthetic set {res.synth_s:.0f} s)")
             sets = {"synthetic validation split": read_yolo_split(Path(work) / "synth", "val", res.brands)}
         if args.validation:
             sets[f"labelled photos {args.validation}"] = read_labelled_photos(args.validation, res.brands)
         trained = TrainedLogoDetector(res.blob, device=device)
+        calibration: dict = {"min_score": DEFAULT_MIN_SCORE, "calibrated_on": None}
+        if args.validation:
+            sweep = sweep_min_score(trained, sets[f"labelled photos {args.validation}"], CALIBRATION_SCORES)
+            calibration = {"min_score": best_min_score(sweep), "calibrated_on": str(args.validation),
+                           "sweep": {str(t): sc.as_dict() for t, sc in sweep.items()}}
+            print("trained model alone on the labelled photos, by score threshold:")
+            for t, sc in sweep.items():
+                print(f"  {t:.2f}: {sc}")
+        trained.min_score = calibration["min_score"]
+        print(f"score threshold {trained.min_score:.2f} ("
+              + ("best F1 on the labelled photos)" if args.validation else "default; give --validation to calibrate)"))
         matcher = LogoDetector(refs, device=device)
+        fused = LogoDetector(refs, device=device, trained=trained)
         metrics: dict[str, dict] = {}
         for name, photos in sets.items():
-            t, m = evaluate(trained, photos), evaluate(matcher, photos)
-            metrics[name] = {"trained": t.as_dict(), "matcher": m.as_dict(), "photos": len(photos)}
-            print(f"{name} ({len(photos)} photos), IoU 0.5:\n  trained: {t}\n  matcher: {m}")
+            t, m, f = evaluate(trained, photos), evaluate(matcher, photos), evaluate(fused, photos)
+            metrics[name] = {"trained": t.as_dict(), "matcher": m.as_dict(), "matcher+trained": f.as_dict(),
+                             "photos": len(photos)}
+            print(f"{name} ({len(photos)} photos), IoU 0.5:\n  trained: {t}\n  matcher: {m}\n"
+                  f"  matcher+trained (what tracking runs): {f}")
         # The labelled photos, when given, decide; they are real, the synthetic split is not.
         deciding = metrics[list(sets)[-1]]
-        use = deciding["trained"]["f1"] > deciding["matcher"]["f1"]
+        use = deciding["matcher+trained"]["f1"] > deciding["matcher"]["f1"]
         gal.save_detector(res.blob.data, res.blob.sha256, brands=res.brands,
-                          metrics={"validation": metrics, "synthetic": res.metrics}, use=use)
+                          metrics={"validation": metrics, "synthetic": res.metrics, **calibration}, use=use)
         print(f"stored the trained detector in {args.gallery} (sha256 {res.blob.sha256[:12]}); "
               + ("it measured better than the matcher and will be used" if use
                  else "the matcher measured better, so the matcher stays in use"))

@@ -157,6 +157,8 @@ class Settings(BaseModel):
     device: str
     precision: str = Field("fp32", description="Embedder arithmetic for faces in media: fp32 or bf16")
     logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, text, trained")
+    logo_trained_min_score: float | None = Field(
+        None, description="Score a trained-detector box needs (calibrated on labelled photos when it was trained)")
     version: str
     sample_fps: float | None = None
     max_gap_s: float | None = None

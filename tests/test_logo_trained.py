@@ -51,7 +51,9 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_synthetic_set_is_deterministic_and_labels_fit(refs, backgrounds, tmp_path):
     a = write_dataset(refs, tmp_path / "a", n_train=10, n_val=3, backgrounds=backgrounds, image_size=160, seed=3)
-    write_dataset(refs, tmp_path / "b", n_train=10, n_val=3, backgrounds=backgrounds, image_size=160, seed=3)
+    # Several rendering processes write the same files as one.
+    write_dataset(refs, tmp_path / "b", n_train=10, n_val=3, backgrounds=backgrounds, image_size=160, seed=3,
+                  workers=3)
     write_dataset(refs, tmp_path / "c", n_train=10, n_val=3, backgrounds=backgrounds, image_size=160, seed=4)
     same, other = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert same == other
@@ -211,21 +213,60 @@ def test_brand_changes_make_the_detector_stale(trained, gallery, shared_data, ca
 
 def test_cli_train_stores_the_model(tmp_path, ref_paths, shared_data, capsys):
     _need_ultralytics()
+    import shutil
+
     from influvision.cli import main
 
     db = tmp_path / "cli.db"
     for b in ("fedex", "nike"):
         assert main(["gallery", "add-brand", b, str(ref_paths[b]), "--gallery", str(db)]) == 0
+    # Two labelled photos (a FedEx truck, a Nike shirt) as the user's validation set.
+    scenes = shared_data / "logos" / "scenes"
+    chosen = ("fl27_213783134.jpg", "fl27_3624592154.jpg")
+    images = json.loads((scenes / "labels.json").read_text())["images"]
+    val = tmp_path / "val"
+    val.mkdir()
+    for name in chosen:
+        shutil.copy(scenes / name, val / name)
+    (val / "labels.json").write_text(json.dumps({"images": {n: images[n] for n in chosen}}))
     rc = main(["logos", "train", "--gallery", str(db), "--images", "12", "--epochs", "1", "--imgsz", "96",
-               "--device", "cpu", "--backgrounds", str(shared_data / "scenes" / "couple.jpg")])
+               "--device", "cpu", "--backgrounds", str(shared_data / "scenes" / "couple.jpg"),
+               "--validation", str(val / "labels.json")])
     out = capsys.readouterr().out
     assert rc == 0
     assert "synthetic validation split" in out and "trained:" in out and "matcher:" in out
-    assert "stored the trained detector" in out
+    assert "by score threshold" in out and "stored the trained detector" in out
     with Gallery(db, device="cpu") as gal:
         stored = gal.load_detector()
         assert stored is not None and stored.brands == ["fedex", "nike"]
-        assert set(stored.metrics["validation"]["synthetic validation split"]) == {"trained", "matcher", "photos"}
+        assert set(stored.metrics["validation"]["synthetic validation split"]) == {
+            "trained", "matcher", "matcher+trained", "photos"}
+        assert stored.metrics["validation"][f"labelled photos {val / 'labels.json'}"]["photos"] == 2
+        # The threshold is the sweep's best F1, recorded with where it was calibrated.
+        sweep = {float(t): v["f1"] for t, v in stored.metrics["sweep"].items()}
+        assert stored.metrics["min_score"] in sweep
+        assert sweep[stored.metrics["min_score"]] == max(sweep.values())
+        assert stored.metrics["calibrated_on"] == str(val / "labels.json")
+        # Tracking uses the matcher + trained fusion only when that beat the matcher on the labelled photos.
+        deciding = stored.metrics["validation"][f"labelled photos {val / 'labels.json'}"]
+        assert stored.use == (deciding["matcher+trained"]["f1"] > deciding["matcher"]["f1"])
+
+
+def test_threshold_sweep_equals_separate_runs_and_prefers_fewer_false_logos():
+    from influvision.logos.evaluate import best_min_score, sweep_min_score
+
+    stub = _StubTrained([("fedex", [10.0, 10.0, 110.0, 60.0], 0.9), ("nike", [200.0, 10.0, 260.0, 40.0], 0.55),
+                         ("fedex", [300.0, 300.0, 340.0, 320.0], 0.45)])
+    stub.min_score = 0.8
+    labels = [{"brand": "fedex", "box": [12.0, 10.0, 110.0, 62.0]}, {"brand": "nike", "box": [200, 10, 260, 40]}]
+    photo = np.zeros((400, 400, 3), np.uint8)
+    sweep = sweep_min_score(stub, [(photo, labels)], (0.4, 0.5, 0.6))
+    assert stub.min_score == 0.8  # restored
+    assert [(s.tp, s.fp, s.gt) for s in sweep.values()] == [(2, 1, 2), (2, 0, 2), (1, 0, 2)]
+    assert best_min_score(sweep) == 0.5
+    # Equal F1: the higher threshold wins.
+    tied = sweep_min_score(stub, [(photo, labels)], (0.5, 0.52))
+    assert best_min_score(tied) == 0.52
 
 
 def test_missing_ultralytics_names_the_extra(monkeypatch, tmp_path, capsys):
@@ -245,9 +286,12 @@ def test_track_uses_a_stored_detector_only_when_it_measured_better(trained, gall
     photo = shared_data / "logos" / "scenes" / "fl27_213783134.jpg"
     gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands, use=False)
     off = iv.track(photo, gallery=gallery, device="cpu", progress=False)
-    gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands, use=True)
+    gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands, use=True,
+                          metrics={"min_score": 0.55})
     on = iv.track(photo, gallery=gallery, device="cpu", progress=False)
     assert off.settings.logo_cues == ["sift"] and on.settings.logo_cues == ["sift", "trained"]
+    # The stored (calibrated) threshold is the one used, and the report says so.
+    assert off.settings.logo_trained_min_score is None and on.settings.logo_trained_min_score == 0.55
     # The matcher's FedEx on the truck is found either way; the tiny model may only confirm it.
     for report in (off, on):
         assert "fedex" in report.brands and report.brands["fedex"].photo_count == 1

@@ -30,6 +30,10 @@ class _Detector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> Logos: ...
 
 
+class _Thresholded(_Detector, Protocol):
+    min_score: float
+
+
 @dataclass
 class Score:
     """True/false positives and labelled boxes, summed over photos."""
@@ -138,3 +142,34 @@ def read_labelled_photos(labels_json: str | Path, brands: Sequence[str]) -> list
         img = load_image(path.parent / name).pixels
         out.append((img, [lab for lab in images[name].get("logos", []) if lab.get("brand") in known]))
     return out
+
+
+def sweep_min_score(detector: _Thresholded, photos: Sequence[tuple[np.ndarray, Sequence[dict]]],
+                    thresholds: Sequence[float]) -> dict[float, Score]:
+    """Score a detector with a ``min_score`` attribute at several thresholds, running it once per photo.
+
+    Its detections at the lowest threshold are filtered for the higher ones; that equals running it at
+    each threshold because non-maximum suppression keeps a box only against higher-scoring ones.
+    """
+    saved = detector.min_score
+    detector.min_score = min(thresholds)
+    try:
+        runs = []
+        for img, labels in photos:
+            out = detector.detect([img])
+            runs.append(([(detector.brands[b], box, s) for b, box, s in
+                          zip(out.brand.tolist(), out.boxes.tolist(), out.scores.tolist(), strict=True)], labels))
+    finally:
+        detector.min_score = saved
+    scores = {}
+    for t in sorted(thresholds):
+        scores[t] = Score()
+        for dets, labels in runs:
+            score_photo([d for d in dets if d[2] >= t], labels, scores[t])
+    return scores
+
+
+def best_min_score(scores: dict[float, Score]) -> float:
+    """The threshold of the highest F1; among equals the highest threshold (fewer false logos)."""
+    return max(scores, key=lambda t: (round(scores[t].f1, 6), t))
+

@@ -18,9 +18,13 @@ are given, procedural backgrounds (gradients, noise, stripes, blobs) are used so
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -63,7 +67,7 @@ def class_names(references: Sequence[LogoReference]) -> list[str]:
 
 def write_dataset(references: Sequence[LogoReference], out_dir: str | Path, *, n_train: int, n_val: int,
                   backgrounds: Sequence[np.ndarray] = (), image_size: int = 320, seed: int = 0,
-                  max_logos: int = 4) -> Path:
+                  max_logos: int = 4, workers: int = 1) -> Path:
     """Write a YOLO-format data set of synthetic logo photos.
 
     Layout: ``images/{train,val}/NNNNNN.jpg``, ``labels/{train,val}/NNNNNN.txt`` (one ``cls cx cy w h``
@@ -78,6 +82,7 @@ def write_dataset(references: Sequence[LogoReference], out_dir: str | Path, *, n
         image_size: longer side of every written picture, in pixels (>= 64).
         seed: random seed; the same inputs and seed give identical files.
         max_logos: most logos in one picture.
+        workers: processes rendering pictures (0: one per CPU core). The files do not depend on it.
 
     Returns:
         The path of ``data.yaml``.
@@ -98,19 +103,44 @@ def write_dataset(references: Sequence[LogoReference], out_dir: str | Path, *, n
     cls_of = [names.index(r.name) for r in references]
     out = Path(out_dir)
     streams = np.random.SeedSequence(seed).spawn(n_train + n_val)
+    jobs: list[tuple[str, int, np.random.SeedSequence]] = []
     for split, start, count in (("train", 0, n_train), ("val", n_train, n_val)):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            rng = np.random.default_rng(streams[start + i])
-            img, inst = render_image(references, cls_of, rng, backgrounds, image_size, max_logos)
-            _write_pair(out, split, i, img, inst)
+        jobs += [(split, i, streams[start + i]) for i in range(count)]
+    context = (references, cls_of, backgrounds, image_size, max_logos, out)
+    n_proc = min(len(jobs), workers if workers > 0 else os.cpu_count() or 1)
+    if n_proc <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        _set_context(context)
+        for job in jobs:
+            _render_and_write(job)
+    else:
+        # Forked workers inherit the references and backgrounds instead of unpickling them per task.
+        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_set_context, initargs=(context,)) as pool:
+            for _ in pool.map(_render_and_write, jobs, chunksize=16):
+                pass
     yaml_path = out / "data.yaml"
     lines = [f"path: {out.resolve()}", "train: images/train", "val: images/val", "names:"]
     lines += [f"  {i}: {n}" for i, n in enumerate(names)]
     yaml_path.write_text("\n".join(lines) + "\n")
     log.info("synthetic logo set: %d train + %d val pictures, %d classes in %s", n_train, n_val, len(names), out)
     return yaml_path
+
+
+_context: tuple[Any, ...] = ()
+
+
+def _set_context(context: tuple[Any, ...]) -> None:
+    global _context
+    _context = context
+
+
+def _render_and_write(job: tuple[str, int, np.random.SeedSequence]) -> None:
+    references, cls_of, backgrounds, image_size, max_logos, out = _context
+    split, i, stream = job
+    img, inst = render_image(references, cls_of, np.random.default_rng(stream), backgrounds, image_size, max_logos)
+    _write_pair(out, split, i, img, inst)
 
 
 def _write_pair(out: Path, split: str, i: int, img: np.ndarray, inst: list[Instance]) -> None:
