@@ -48,7 +48,7 @@ from benchmarks.common import (
 )
 
 ROWS = {
-    "decode": "decode-only (influvision loader, 2 threads)",
+    "decode": "decode-only (influvision loader, track()'s decoding threads)",
     "influvision": "influvision track()",
     "facenet_readme": "facenet-pytorch README: MTCNN crops + InceptionResnetV1",
     "facenet_dlib": "facenet-pytorch MTCNN + per-face loop, same dlib embedder",
@@ -87,13 +87,16 @@ def _timed(fn: Callable[[Path], set[str] | None], paths: list[Path],
 
 def bench_decode(paths: list[Path], device: str) -> dict:
     from influvision.decode.loader import iter_decoded
+    from influvision.engine import default_workers
     from influvision.sources import collect_media
 
+    workers = default_workers()
     with collect_media(paths) as media:
         items = media.items
         t, cpu = time.perf_counter(), cpu_seconds()
-        n = sum(1 for _ in iter_decoded(items, workers=2, prefetch=16))
-        return {"rate": n / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / n}
+        n = sum(1 for _ in iter_decoded(items, workers=workers, prefetch=max(16, 2 * workers)))
+        return {"rate": n / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / n,
+                "note": f"{workers} threads"}
 
 
 def bench_influvision(paths: list[Path], device: str, gallery_path: str) -> dict:

@@ -55,7 +55,7 @@ def track(
     device: str = "auto",
     settings: MatchSettings | None = None,
     batch_size: BatchSize = "auto",
-    workers: int = 2,
+    workers: int | None = None,
     sample_fps: float | None = 10.0,
     annotate_dir: str | Path | None = None,
     blur_unknown: bool = False,
@@ -73,7 +73,7 @@ def track(
             labelled data (see docs/accuracy.md).
         batch_size: photos analysed together on the device; ``"auto"``: planned from free CUDA memory
             (8 on the CPU), halved whenever CUDA runs out of memory (see docs/performance.md).
-        workers: decoding threads.
+        workers: decoding threads; None: half the CPU cores, 2 to 8.
         sample_fps: video frames analysed per second (None: every frame).
         annotate_dir: write copies of the media with boxes and names here.
         blur_unknown: in annotated copies, blur faces that are not registered people.
@@ -160,7 +160,7 @@ def _trained_logo_detector(g: Gallery, dev: torch.device) -> TrainedLogoDetector
         return None
 
 
-def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: BatchSize, workers: int,
+def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: BatchSize, workers: int | None,
                   ckpt: Checkpoint | None, bar: tqdm, annotate_dir: str | Path | None,
                   blur_unknown: bool) -> list[MediaEntry]:
     """Photos through the streaming engine (influvision/engine.py); its batch statistics go to ``engine``."""

@@ -23,6 +23,7 @@ rest of the run and logged once); a photo that does not fit alone is reported as
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,16 @@ BatchSize = int | Literal["auto"]
 CPU_BATCH_SIZE = 8
 """Photos per batch off CUDA with ``batch_size="auto"``: larger batches do not run faster on a CPU."""
 MAX_AUTO_BATCH_SIZE = 32
+# Decoding threads by default: half the cores (the other half run torch's CPU work), 2 to 8. On the GPU
+# each JPEG is still read, hashed and strictly checked by FFmpeg on the CPU, so 2 threads on a 16-core
+# GPU machine would cap a photo archive at what two cores decode.
+MIN_DECODE_WORKERS, MAX_DECODE_WORKERS = 2, 8
+
+
+def default_workers(cpu_count: int | None = None) -> int:
+    """Decoding threads for this machine: half its cores, at least 2 and at most 8."""
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 2)
+    return max(MIN_DECODE_WORKERS, min(MAX_DECODE_WORKERS, cores // 2))
 """Upper bound of the automatic size: the prefetch window (2 x batch decoded photos) lives in host memory."""
 NOMINAL_PHOTO_HW = (3000, 4000)
 """The photo the automatic size plans for: 12 megapixels, a phone photo."""
@@ -288,7 +299,7 @@ class PhotoEngine:
         analyse: the device part of a batch (see :data:`AnalyseFn`).
         device: where ``analyse`` runs.
         batch_size: photos per batch, or ``"auto"`` (:func:`resolve_batch_size`).
-        workers: decoding threads.
+        workers: decoding threads; None: :func:`default_workers`.
         max_side: the detector's ``max_side`` (for the automatic batch size).
         gpu_jpeg: decode plain JPEGs on ``device`` in batches (:mod:`influvision.decode.gpu_jpeg`);
             None: on CUDA only.
@@ -299,7 +310,7 @@ class PhotoEngine:
     """
 
     def __init__(self, analyse: AnalyseFn, device: str | torch.device, *, batch_size: BatchSize = "auto",
-                 workers: int = 2, max_side: int = 1600, gpu_jpeg: bool | None = None,
+                 workers: int | None = None, max_side: int = 1600, gpu_jpeg: bool | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS):
         self.analyse = analyse
         self.device = torch.device(device)
@@ -307,7 +318,7 @@ class PhotoEngine:
         self.runner = BatchRunner(resolve_batch_size(batch_size, self.device, max_side=max_side),
                                   self.device, self.stats)
         self.window = max(2 * self.runner.size, 8)
-        self.workers = workers
+        self.workers = workers if workers is not None else default_workers()
         self.gpu_jpeg = self.device.type == "cuda" if gpu_jpeg is None else gpu_jpeg
         self.pin_memory = self.device.type == "cuda"
         self.max_pixels = max_pixels

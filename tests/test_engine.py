@@ -97,6 +97,12 @@ def _assert_same(a: list[MediaEntry], b: list[MediaEntry]) -> None:
 
 # --- batch size ------------------------------------------------------------------------------------------------
 
+def test_decoding_threads_default_to_half_the_cores_within_bounds() -> None:
+    from influvision.engine import default_workers
+
+    assert [default_workers(n) for n in (1, 2, 4, 6, 16, 64)] == [2, 2, 2, 3, 8, 8]
+
+
 def test_auto_batch_size_is_fixed_on_cpu_and_planned_from_free_memory_on_cuda(monkeypatch) -> None:
     assert auto_batch_size("cpu") == CPU_BATCH_SIZE == resolve_batch_size("auto", "cpu")
     assert resolve_batch_size(3, "cpu") == 3
