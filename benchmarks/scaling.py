@@ -53,7 +53,7 @@ SIZES = (10, 100, 1000, 10000)
 # Replicas stay this many pHash bits from every other photo: more than the duplicate rule's 8.
 MIN_DISTANCE = NEAR_DUPLICATE_MAX_DISTANCE + 2
 # Bump when the way replicas are made changes: a cache made otherwise is rebuilt.
-REPLICA_VERSION = 2
+REPLICA_VERSION = 3
 
 
 def spread_order(paths: list[Path]) -> list[Path]:
@@ -116,14 +116,15 @@ def shaded(pixels: np.ndarray, rng: np.random.Generator, flips: int = 12, margin
 def variant(pixels: np.ndarray, round_: int) -> np.ndarray:
     """The base of a replica round: round 0 the photo itself, later ones mirrored and/or cropped.
 
-    Rounds 1, 2, ... cycle through the mirror and 8 crops (3 % or 6 % off two adjacent sides), so each round
-    starts from a picture whose pHash differs from the earlier rounds' more than shading alone can move it.
+    Rounds 1 to 17 are the mirror, 8 crops (3 % or 6 % off two adjacent sides) and the mirrored crops; then
+    the cycle repeats. Each round starts from a picture whose pHash differs from the earlier rounds' more
+    than shading alone can move it.
     """
     if round_ == 0:
         return pixels
     r = round_ - 1
     out = pixels[:, ::-1] if r % 2 == 0 else pixels
-    crop = (r // 2) % 9
+    crop = ((r + 1) // 2) % 9  # round 1: mirrored; 2: cropped; 3: both; ... 18: the photo again
     if crop:
         h, w = out.shape[:2]
         frac = 0.03 * (1 + (crop - 1) // 4)

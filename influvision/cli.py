@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="photos/videos (files or folders) to composite onto; default: procedural backgrounds. "
                          "Do not use the photos you validate on")
     tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--minutes", type=float, help="train for this long instead of --epochs (epochs fitted to it)")
     tr.add_argument("--images", type=int, default=600, help="synthetic pictures (10%% kept for validation)")
     tr.add_argument("--imgsz", type=int, default=320, help="training image size, a multiple of 32")
     tr.add_argument("--batch", type=int, default=16, help="training batch size (64 suits a large GPU)")
@@ -211,7 +212,7 @@ def _train_logos(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="influvision-logos-") as work:
             res = train_detector(refs, backgrounds=backgrounds, n_images=args.images, epochs=args.epochs,
                                  imgsz=args.imgsz, batch=args.batch, seed=args.seed, device=device,
-                                 work_dir=work, workers=args.workers,
+                                 work_dir=work, workers=args.workers, max_minutes=args.minutes,
                                  progress=lambda m: print(m, flush=True))
             print(f"trained in {res.train_s:.0f} s (synthetic set {res.synth_s:.0f} s)")
             sets = {"synthetic validation split": read_yolo_split(Path(work) / "synth", "val", res.brands)}

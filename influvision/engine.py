@@ -397,7 +397,7 @@ class PhotoEngine:
                 results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
-            done = ckpt.get(item, dec.sha256 or sha256_file(item.local_path)) if ckpt is not None else None
+            done = ckpt.get(item, _content_key(item, dec)) if ckpt is not None else None
             if done is not None:
                 results[item.path] = done
             else:
@@ -412,4 +412,9 @@ class PhotoEngine:
 
             annotate_photo(photo.image.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
         if ckpt is not None:
-            ckpt.put(photo.item, entry, photo.image.sha256 or sha256_file(photo.item.local_path))
+            ckpt.put(photo.item, entry, _content_key(photo.item, photo.image))
+
+
+def _content_key(item: MediaItem, image: DecodedImage) -> str:
+    """The checkpoint key of a photo: the SHA-256 its decoder recorded, else that of the file."""
+    return image.sha256 or sha256_file(item.local_path)

@@ -28,6 +28,11 @@ def test_replicas_are_not_duplicates_and_keep_the_content(shared_data, tmp_path)
     a, b = load_image(originals[0]).pixels.astype(int), load_image(photos[2]).pixels.astype(int)
     assert a.shape == b.shape
     assert np.abs(a - b).mean() < 10  # a faint shading, not another photo
+    # Later rounds start from a variant: round 1 is the mirror image, round 2 a crop.
+    mirrored = load_image(photos[4]).pixels.astype(int)
+    assert mirrored.shape == a.shape and np.abs(a[:, ::-1] - mirrored).mean() < 10
+    cropped = load_image(photos[6]).pixels
+    assert cropped.shape[0] < a.shape[0] and cropped.shape[1] < a.shape[1]
     # made once: a second cache over the same folder reuses the files
     again = ReplicaCache(tmp_path / "cache", originals)
     assert again.photos(8) == photos
@@ -49,3 +54,13 @@ def test_f1_counts_photo_person_pairs():
     assert f1_score({"a.jpg": {"x", "y"}}, labels) == 1.0
     # one right, one missed, one wrong: tp 1, fn 1, fp 1
     assert f1_score({"a.jpg": {"x"}, "b.jpg": {"z"}}, labels) == 0.5
+
+
+def test_embed_speed_measures_every_cell(capsys):
+    from benchmarks.embed_speed import main
+
+    main(["--device", "cpu", "--batches", "4", "8", "--chips", "8", "--repeat", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fp32 |")]
+    # fp32 on the CPU, without and with flip, at both batch sizes (4 cells, printed as measured and again
+    # in the table), each a positive rate
+    assert len(rows) == 8 and all(float(r.split("|")[4].replace(",", "")) > 0 for r in rows)

@@ -205,6 +205,18 @@ def test_output_columns_and_batching(all_photos, detector: LogoDetector):
     assert (batch.boxes[:, 2] <= w).all() and (batch.boxes[:, 3] <= h).all()
 
 
+def test_matching_threads_do_not_change_the_result(all_photos, refs: list[LogoReference]):
+    from influvision.logos.matcher import SiftMatcher
+
+    chosen = [r for r in refs if r.name in ("fedex", "ford", "porsche")]
+    photos = [all_photos[n][0] for n in ("fl27_213783134.jpg", "fl27_2938026725.jpg", "fl27_3424492874.jpg")]
+    one, three = SiftMatcher(chosen, workers=1), SiftMatcher(chosen, workers=3)
+    assert torch.equal(one.db_desc, three.db_desc)
+    a, b = one.match(photos), three.match(photos)
+    assert len(a) >= 3 and [(c.image_index, c.brand, c.box, c.inliers) for c in a] == [
+        (c.image_index, c.brand, c.box, c.inliers) for c in b]
+
+
 def test_empty_list_gives_empty_logos(detector: LogoDetector):
     out = detector.detect([])
     assert len(out) == 0 and out.boxes.shape == (0, 4) and "inliers" in out.columns

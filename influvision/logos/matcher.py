@@ -18,16 +18,21 @@ Why the pieces are there:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 import torch
 
+from ..engine import default_workers
 from .references import LogoReference
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Affine simulations of each reference: (tilt, longitude in degrees). Tilt t compresses one axis by 1/t.
 VIEWS: tuple[tuple[float, float], ...] = (
@@ -111,12 +116,15 @@ class SiftMatcher:
         min_inliers: RANSAC inliers needed for a candidate (at as many distinct reference points).
         max_instances: homographies tried per brand and photo (each removes its inliers).
         views: (tilt, longitude in degrees) affine simulations of each reference; (1, 0) is upright.
+        workers: threads describing references and matching photos, one image each (OpenCV releases the
+            GIL); None: as many as decode photos (:func:`influvision.engine.default_workers`). Results do
+            not depend on it.
     """
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
                  max_features: int = 4000, work_side: int = 1000, max_upscale: float = 2.0,
                  ratio: float = 0.8, min_inliers: int = 8, max_instances: int = 3,
-                 views: Sequence[tuple[float, float]] = VIEWS) -> None:
+                 views: Sequence[tuple[float, float]] = VIEWS, workers: int | None = None) -> None:
         self.references = list(references)
         self.device = torch.device(device)
         self.max_features = max_features
@@ -126,11 +134,14 @@ class SiftMatcher:
         self.min_inliers = min_inliers
         self.max_instances = max_instances
         self.views = tuple(views)
-        self._sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
-        self._ref_sift = cv2.SIFT_create(nfeatures=1500, contrastThreshold=0.02)
+        self.workers = workers if workers is not None else default_workers()
+        self._local = threading.local()  # one SIFT object per thread
+        # Torch work runs one thread at a time: its own thread pool already uses the cores, and two
+        # OpenMP pools on the same cores stall each other.
+        self._torch_lock = threading.Lock()
         descs, pts, brands = [], [], []
-        for b, ref in enumerate(self.references):
-            d, p = self._describe_reference(ref)
+        for b, (ref, (d, p)) in enumerate(zip(self.references, self._map(self._describe_reference, self.references),
+                                               strict=True)):
             descs.append(d)
             pts.append(p)
             brands.append(np.full(len(d), b, dtype=np.int64))
@@ -154,7 +165,7 @@ class SiftMatcher:
             base = _render(ref.shape, invert)
             for tilt, phi in self.views:
                 view, back = _tilt_view(base, tilt, phi)
-                kps, d = self._ref_sift.detectAndCompute(view, None)
+                kps, d = self._sift_for(1500).detectAndCompute(view, None)
                 if d is None or not kps:
                     continue
                 xy = np.array([k.pt for k in kps], dtype=np.float64)
@@ -171,11 +182,25 @@ class SiftMatcher:
         return min(self.max_upscale, self.work_side / max(h, w))
 
     def match(self, images: Sequence[np.ndarray]) -> list[Candidate]:
-        """Verified candidates over a batch of (H, W, 3) uint8 RGB images; may be empty."""
-        out: list[Candidate] = []
-        for i, img in enumerate(images):
-            out.extend(self._match_one(i, img))
-        return out
+        """Verified candidates over a batch of (H, W, 3) uint8 RGB images, in image order; may be empty."""
+        return [c for found in self._map(self._match_one, range(len(images)), images) for c in found]
+
+    def _map(self, fn: Callable[..., _T], *args: Sequence[Any]) -> list[_T]:
+        """``list(map(fn, *args))``, on up to ``workers`` threads."""
+        n = len(args[0])
+        if self.workers <= 1 or n <= 1:
+            return list(map(fn, *args))
+        with ThreadPoolExecutor(min(self.workers, n)) as pool:
+            return list(pool.map(fn, *args))
+
+    def _sift_for(self, features: int) -> cv2.SIFT:
+        """This thread's SIFT extractor keeping ``features`` keypoints (OpenCV objects are not shared)."""
+        key = f"sift{features}"
+        sift = getattr(self._local, key, None)
+        if sift is None:
+            sift = cv2.SIFT_create(nfeatures=features, contrastThreshold=0.02)
+            setattr(self._local, key, sift)
+        return sift
 
     def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
         h, w = img.shape[:2]
@@ -183,12 +208,12 @@ class SiftMatcher:
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
                           interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
-        kps, d = self._sift.detectAndCompute(work, None)
+        kps, d = self._sift_for(self.max_features).detectAndCompute(work, None)
         if d is None or len(kps) < self.min_inliers or len(self.db_desc) < 2:
             return []
         xy = np.array([k.pt for k in kps], dtype=np.float32) / s
-        desc = torch.from_numpy(_rootsift(d)).to(self.device)
-        best, brand, ref_xy, ok = self._ratio_matches(desc)
+        with self._torch_lock:
+            best, brand, ref_xy, ok = self._ratio_matches(torch.from_numpy(_rootsift(d)).to(self.device))
         cands: list[Candidate] = []
         grey_f = grey.astype(np.float32)
         for b in np.unique(brand[ok]):
