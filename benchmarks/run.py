@@ -1,11 +1,17 @@
 """Side-by-side speed, accuracy and memory on the same files, in one run.
 
-    python -m benchmarks.run [--device auto] [--write]
+    python -m benchmarks.run [--device auto] [--set shared|12mp|1080p] [--write]
 
-Rows (photos = ../shared/data/scenes + ../shared/data/faces, 112 files), each in a fresh process so that
-its peak memory is its own; models are loaded and warmed up on one photo before the clock starts:
-  decode-only          influvision's photo loader (2 threads, strict JPEG check) as track() uses it: the
-                       ceiling for this input
+Photo sets (``--set``): ``shared`` = ../shared/data/scenes + ../shared/data/faces, 112 files; ``12mp`` = the
+same photos resized to about 12 megapixels (an event photographer's archive); ``1080p`` = the same photos
+fitted into 1920 x 1080 frames (black bars, no face cut off), as video frames are. The resized sets are
+JPEGs (quality 90) made once under out/bench_sets/ with the same file names, so F1 is scored alike.
+
+Rows, each in a fresh process so that its peak memory is its own; models are loaded and warmed up on one
+photo before the clock starts:
+  decode-only          influvision's photo loader (track()'s threads, strict JPEG check) as track() uses it
+                       on the CPU: the CPU ceiling for this input
+  GPU decode-only      torchvision.io.decode_jpeg on CUDA, batches of 16 files: the GPU ceiling (CUDA only)
   influvision          track() end to end (decode, detect, align, embed, match, tally)
   facenet README       its README's way: MTCNN(keep_all=True) crops + InceptionResnetV1, one image per call.
                        Speed only unless the facenet-vggface2 weights are in influvision's weights cache
@@ -49,12 +55,17 @@ from benchmarks.common import (
 
 ROWS = {
     "decode": "decode-only (influvision loader, track()'s decoding threads)",
+    "decode_gpu": "GPU decode-only (nvJPEG, batches of 16)",
     "influvision": "influvision track()",
     "facenet_readme": "facenet-pytorch README: MTCNN crops + InceptionResnetV1",
     "facenet_dlib": "facenet-pytorch MTCNN + per-face loop, same dlib embedder",
     "face_recognition": "face_recognition README (HOG + dlib ResNet, tolerance 0.6)",
 }
 TORCH_ROWS = ("influvision", "facenet_readme", "facenet_dlib")
+SETS = ("shared", "12mp", "1080p")
+SET_ROOT = Path("out") / "bench_sets"
+TARGET_VS_GPU_DECODE = 0.7  # issue #7: 12 MP archives at >= 70 % of GPU batch-decode throughput
+TARGET_VS_FACENET_1080P = 10.0  # issue #7: >= 10x facenet-pytorch's per-image loop on 1080p frames
 TARGET_VS_FACE_RECOGNITION = 1.5  # issue #7: CPU photos/s at least 1.5x face_recognition's, F1 as high
 
 
@@ -83,6 +94,63 @@ def _timed(fn: Callable[[Path], set[str] | None], paths: list[Path],
             named[p.name] = got or set()
     sync()
     return {"rate": len(paths) / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / len(paths)}, named
+
+
+def photo_set(name: str, root: Path = SET_ROOT) -> list[Path]:
+    """The photos of a set (see the module docstring); the resized sets are made on first use.
+
+    Raises:
+        ValueError: an unknown set name.
+    """
+    if name not in SETS:
+        raise ValueError(f"unknown photo set {name!r}; one of {SETS}")
+    originals = shared_photos()
+    if name == "shared":
+        return originals
+    out = []
+    for src in originals:
+        dst = root / name / src.parent.name / f"{src.stem}.jpg"
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            resized_copy(src, dst, name)
+        out.append(dst)
+    return out
+
+
+def resized_copy(src: Path, dst: Path, kind: str) -> None:
+    """Write ``src`` as a JPEG of about 12 megapixels (``12mp``) or fitted into a black 1920 x 1080 frame."""
+    from PIL import Image
+
+    from influvision.decode.images import load_image
+
+    img = Image.fromarray(load_image(src, verify=False).pixels)
+    w, h = img.size
+    if kind == "12mp":
+        f = (12e6 / (w * h)) ** 0.5
+        img = img.resize((round(w * f), round(h * f)), Image.Resampling.LANCZOS)
+    else:
+        f = min(1920 / w, 1080 / h)
+        frame = Image.new("RGB", (1920, 1080))
+        nw, nh = round(w * f), round(h * f)
+        frame.paste(img.resize((nw, nh), Image.Resampling.LANCZOS), ((1920 - nw) // 2, (1080 - nh) // 2))
+        img = frame
+    img.save(dst, quality=90)
+
+
+def bench_decode_gpu(paths: list[Path], device: str) -> dict:
+    from torchvision.io import decode_jpeg
+
+    jpegs = [p for p in paths if p.suffix.lower() in (".jpg", ".jpeg")]
+    data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in jpegs]
+    sync = synchronizer(device)
+    decode_jpeg(data[:16], device=device)  # warm-up: nvJPEG handles
+    sync()
+    t, cpu = time.perf_counter(), cpu_seconds()
+    for i in range(0, len(data), 16):
+        decode_jpeg(data[i:i + 16], device=device)
+    sync()
+    return {"rate": len(data) / (time.perf_counter() - t), "cpu": (cpu_seconds() - cpu) / len(data),
+            "note": f"the {len(data)} JPEGs of {len(paths)} files, already in memory"}
 
 
 def bench_decode(paths: list[Path], device: str) -> dict:
@@ -114,7 +182,9 @@ def bench_influvision(paths: list[Path], device: str, gallery_path: str) -> dict
     cpu = (cpu_seconds() - cpu) / len(paths)
     named = {Path(m.path).name: {f.identity for f in m.faces if f.identity} for m in report.media
              if Path(m.path).parent.name == "scenes"}
-    return {"rate": rate, "cpu": cpu, "f1": f1_score(named, _labels()), "duplicates": report.counts.duplicates}
+    dups = report.counts.duplicates
+    return {"rate": rate, "cpu": cpu, "f1": f1_score(named, _labels()), "duplicates": dups,
+            "note": f"{dups} photo(s) skipped as duplicates of another" if dups else ""}
 
 
 def _facenet_weights() -> Path | None:
@@ -239,15 +309,19 @@ def bench_face_recognition(paths: list[Path]) -> dict:
                     + ("CUDA" if dlib.DLIB_USE_CUDA else "CPU") + f", {'AVX' if dlib.USE_AVX_INSTRUCTIONS else 'no AVX'}"}
 
 
-def run_row(row: str, device: str, gallery_path: str) -> dict:
+def run_row(row: str, device: str, gallery_path: str, photos: str = "shared") -> dict:
     """Measure one row in this process; adds peak RSS (and peak CUDA memory for the torch rows)."""
-    paths = shared_photos()
+    paths = photo_set(photos)
     if row in TORCH_ROWS and (skip := cuda_skip_reason(device)):
         return {"skip": skip}
+    if row == "decode_gpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        return {"skip": "needs a CUDA device"}
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if row == "decode":
         out = bench_decode(paths, device)
+    elif row == "decode_gpu":
+        out = bench_decode_gpu(paths, device)
     elif row == "influvision":
         out = bench_influvision(paths, device, gallery_path)
     elif row == "facenet_readme":
@@ -262,15 +336,15 @@ def run_row(row: str, device: str, gallery_path: str) -> dict:
     return out
 
 
-def _child(row: str, device: str, gallery: str) -> dict:
+def _child(row: str, device: str, gallery: str, photos: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--row", row, "--device", device,
-                           "--gallery", gallery], capture_output=True, text=True)
+                           "--gallery", gallery, "--set", photos], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"skip": f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def render(results: dict[str, dict], device: str, n: int) -> str:
+def render(results: dict[str, dict], device: str, n: int, photos: str = "shared") -> str:
     """The RESULTS.md section: table, ratios, target verdict."""
     iv_rate = results["influvision"].get("rate")
     lines = ["| pipeline | photos/s | influvision / this | CPU s/photo | scenes F1 | peak RSS | peak CUDA | note |",
@@ -295,8 +369,20 @@ def render(results: dict[str, dict], device: str, n: int) -> str:
         target = "Target against face_recognition: not measured (a row was skipped)"
     if iv_rate and "rate" in results["decode"]:
         target += f"; influvision runs at {100 * iv_rate / results['decode']['rate']:.1f} % of the decode-only ceiling"
-    cmd = "python -m benchmarks.run" + (f" --device {device}" if device != "auto" else "") + " --write"
-    return (f"\n### Speed side by side ({time.strftime('%Y-%m-%d')}, {machine(_resolved(device))}, {n} photos)\n\n"
+    if iv_rate and "rate" in results["decode_gpu"]:
+        share = iv_rate / results["decode_gpu"]["rate"]
+        target += (f"; {100 * share:.1f} % of GPU batch decode" + (
+            f" (target on 12 MP archives: >= {100 * TARGET_VS_GPU_DECODE:.0f} %: "
+            f"**{'met' if share >= TARGET_VS_GPU_DECODE else 'not met'}**)" if photos == "12mp" else ""))
+    fn = results["facenet_readme"]
+    if photos == "1080p" and iv_rate and "rate" in fn and device.startswith("cuda"):
+        ratio = iv_rate / fn["rate"]
+        target += (f"; {ratio:.1f}x facenet-pytorch's per-image loop on 1080p frames (target >= "
+                   f"{TARGET_VS_FACENET_1080P:.0f}x: **{'met' if ratio >= TARGET_VS_FACENET_1080P else 'not met'}**)")
+    cmd = ("python -m benchmarks.run" + (f" --device {device}" if device != "auto" else "")
+           + (f" --set {photos}" if photos != "shared" else "") + " --write")
+    what = "photos" if photos == "shared" else f"photos ({photos} set)"
+    return (f"\n### Speed side by side ({time.strftime('%Y-%m-%d')}, {machine(_resolved(device))}, {n} {what})\n\n"
             f"Command: `{cmd}`; each row in its own process; other jobs shared the machine's cores\n\n"
             + "\n".join(lines) + f"\n\n{target}\n")
 
@@ -313,25 +399,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--gallery", default="out/bench_gallery.db")
+    ap.add_argument("--set", choices=SETS, default="shared", help="photo set (see above)")
     ap.add_argument("--write", action="store_true", help="append the rows to benchmarks/RESULTS.md")
     ap.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = args.device if cuda_skip_reason(args.device) else _resolved(args.device)
     if args.row:
-        print(json.dumps(run_row(args.row, device, args.gallery)))
+        print(json.dumps(run_row(args.row, device, args.gallery, args.set)))
         return
     import influvision as iv
 
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
     with iv.Gallery(args.gallery, device="cpu") as gallery:
         register_shared_faces(gallery)
+    n = len(photo_set(args.set))  # makes a resized set once, before any row is timed
     results = {}
     for key, label in ROWS.items():
-        results[key] = _child(key, device, args.gallery)
+        results[key] = _child(key, device, args.gallery, args.set)
         r = results[key]
         print(f"{label}: " + (r["skip"] if "skip" in r else f"{r['rate']:.2f} photos/s"
                               + (f", F1 {r['f1']:.3f}" if "f1" in r else "")), flush=True)
-    publish(render(results, args.device, len(shared_photos())), args.write)
+    publish(render(results, args.device, n, args.set), args.write)
 
 
 if __name__ == "__main__":

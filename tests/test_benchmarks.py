@@ -64,3 +64,17 @@ def test_embed_speed_measures_every_cell(capsys):
     # fp32 on the CPU, without and with flip, at both batch sizes (4 cells, printed as measured and again
     # in the table), each a positive rate
     assert len(rows) == 8 and all(float(r.split("|")[4].replace(",", "")) > 0 for r in rows)
+
+
+def test_resized_sets_keep_every_face_at_the_target_size(shared_data, tmp_path):
+    from benchmarks.run import resized_copy, run_row
+
+    src = shared_data / "scenes" / "couple.jpg"
+    resized_copy(src, tmp_path / "a.jpg", "1080p")
+    resized_copy(src, tmp_path / "b.jpg", "12mp")
+    frame, big = load_image(tmp_path / "a.jpg").pixels, load_image(tmp_path / "b.jpg").pixels
+    assert frame.shape == (1080, 1920, 3)
+    assert abs(big.shape[0] * big.shape[1] - 12e6) < 0.01 * 12e6
+    h, w = load_image(src).pixels.shape[:2]
+    assert abs(big.shape[1] / big.shape[0] - w / h) < 0.01  # same aspect ratio, nothing cropped
+    assert run_row("decode_gpu", "cpu", str(tmp_path / "g.db"))["skip"] == "needs a CUDA device"
