@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import box_iou
 
@@ -208,13 +209,13 @@ def test_pnet_on_a_shared_canvas_scores_every_cell_as_alone(shared_data: Path):
     det = FaceDetector("cpu", thresholds=(0.0, 0.7, 0.7))
     a = torch.from_numpy(_rgb(shared_data / "faces/ben_affleck/1.jpg")).permute(2, 0, 1).float()
     b = torch.from_numpy(_rgb(shared_data / "faces/elton_john/3.jpg")).permute(2, 0, 1).float()
-    stacks = {tuple(x.shape[1:]): x[None].contiguous(memory_format=torch.channels_last) for x in (a, b)}
-    piece_a, piece_b = ((170, 115), [0], slice(0, 1)), ((353, 236), [1], slice(0, 1))
+    tables = detect_module._area_tables([a, b])
+    piece_a, piece_b = ((170, 115), [0]), ((353, 236), [1])
     with torch.inference_mode():
         for scale in (0.6, 0.6 * 0.709, 0.6 * 0.709**2):  # odd and even sizes after the first conv
-            shared = det._pnet_chunk(det._nets.pnet, [piece_b, piece_a], stacks, scale, 0)
+            shared = det._pnet_chunk(det._nets.pnet, [piece_b, piece_a], tables, scale, 0)
             for piece in (piece_a, piece_b):
-                alone = det._pnet_chunk(det._nets.pnet, [piece], stacks, scale, 0)
+                alone = det._pnet_chunk(det._nets.pnet, [piece], tables, scale, 0)
                 mine = shared[3] == piece[1][0]
                 assert mine.sum() == alone[1].numel() > 0
                 torch.testing.assert_close(shared[0][mine], alone[0], atol=0, rtol=0)
@@ -315,3 +316,17 @@ def test_min_face_area_nms_keeps_best_of_nested_boxes():
     # 0.16 only; box 3 is apart; box 4 is in another image.
     assert keep.tolist() == [4, 1, 2, 3]
     assert detect_module._nms_min(boxes[:0], scores[:0], groups[:0], 0.7).numel() == 0
+
+
+def test_pyramid_resizes_from_area_tables_equal_area_interpolation_bit_for_bit():
+    from influvision.faces.detect import _area_resize, _area_tables
+
+    gen = torch.Generator().manual_seed(7)
+    for h, w in ((333, 500), (97, 131), (1200, 1600)):
+        images = [torch.randint(0, 256, (3, h, w), generator=gen).float() for _ in range(2)]
+        tables = _area_tables(images)
+        for scale in (0.6, 0.6 * 0.709**3, 0.05):
+            out = (int(h * scale + 1), int(w * scale + 1))
+            mine = _area_resize(tables, torch.tensor([1, 0]), (h, w), out)
+            ref = F.interpolate(torch.stack(images[::-1]), size=out, mode="area")
+            assert mine.shape == ref.shape and torch.equal(mine, ref)
