@@ -203,10 +203,12 @@ def test_chunked_batches_of_repeated_sizes_equal_single_images(shared_data: Path
         torch.testing.assert_close(batch.for_image(i).landmarks, alone[k].landmarks, atol=1e-3, rtol=0)
 
 
-def test_pnet_on_a_shared_canvas_scores_every_cell_as_alone(shared_data: Path):
-    """Padding a smaller image onto a larger canvas changes none of its P-Net cells, its last row and
-    column included (with threshold 0 every cell is a candidate)."""
-    det = FaceDetector("cpu", thresholds=(0.0, 0.7, 0.7))
+@pytest.mark.parametrize("step", [1, 32])
+def test_pnet_on_a_shared_canvas_scores_every_cell_as_alone(shared_data: Path, step: int):
+    """Padding a smaller image onto a larger canvas (and, with ``canvas_step``, that canvas onto a fixed
+    one) changes none of its P-Net cells, its last row and column included (with threshold 0 every cell is
+    a candidate)."""
+    det = FaceDetector("cpu", thresholds=(0.0, 0.7, 0.7), canvas_step=step)
     a = torch.from_numpy(_rgb(shared_data / "faces/ben_affleck/1.jpg")).permute(2, 0, 1).float()
     b = torch.from_numpy(_rgb(shared_data / "faces/elton_john/3.jpg")).permute(2, 0, 1).float()
     tables = detect_module._area_tables([a, b])
@@ -330,3 +332,18 @@ def test_pyramid_resizes_from_area_tables_equal_area_interpolation_bit_for_bit()
             mine = _area_resize(tables, torch.tensor([1, 0]), (h, w), out)
             ref = F.interpolate(torch.stack(images[::-1]), size=out, mode="area")
             assert mine.shape == ref.shape and torch.equal(mine, ref)
+
+
+def test_fixed_canvases_change_no_detection(photos):
+    """Canvases padded to multiples of 32 px and batches to powers of two (the CUDA default) find the same
+    faces as exact canvases, in one mixed-size batch."""
+    images = list(photos.values())
+    exact = FaceDetector("cpu", canvas_step=1).detect(images)
+    fixed_det = FaceDetector("cpu", canvas_step=32)
+    assert FaceDetector("cpu").canvas_step == 1
+    fixed = fixed_det.detect(images)
+    assert fixed.image_index.tolist() == exact.image_index.tolist() and len(exact) >= 30
+    torch.testing.assert_close(fixed.boxes, exact.boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(fixed.landmarks, exact.landmarks, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="canvas_step"):
+        FaceDetector("cpu", canvas_step=0)

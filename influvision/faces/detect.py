@@ -148,6 +148,11 @@ class FaceDetector:
             facenet-pytorch's output exactly but misplaces boxes and landmarks of faces cut by the image
             border, e.g. tightly cropped face photos (eye error about 0.15-0.6 of the eye distance on
             150x150 face chips, against under 0.11 with ``"zero"``).
+        canvas_step: P-Net canvases are padded to a multiple of this many pixels, and their batches to a
+            power of two, so that input shapes repeat across batches and calls: a GPU sets up its
+            convolution kernels once per shape. None: 32 on CUDA, 1 (exact sizes) on the CPU, where
+            padding only costs time. The detections do not depend on it (each image's own extent is
+            masked).
 
     The networks' weights load lazily on the first :meth:`detect` (checked by sha256, once per device).
     """
@@ -161,6 +166,7 @@ class FaceDetector:
         factor: float = 0.709,
         max_side: int = 1600,
         border: Literal["zero", "stretch"] = "zero",
+        canvas_step: int | None = None,
     ) -> None:
         if min_face_size < 1:
             raise ValueError(f"min_face_size must be at least 1 pixel, got {min_face_size}")
@@ -181,6 +187,9 @@ class FaceDetector:
         self.factor = float(factor)
         self.max_side = int(max_side)
         self.border = border
+        self.canvas_step = int(canvas_step) if canvas_step is not None else (32 if device.type == "cuda" else 1)
+        if self.canvas_step < 1:
+            raise ValueError(f"canvas_step must be at least 1, got {canvas_step}")
 
     def __repr__(self) -> str:
         return (f"FaceDetector(device={str(self.device)!r}, min_face_size={self.min_face_size}, "
@@ -359,6 +368,8 @@ class FaceDetector:
             hs += [hs_] * len(idx)
             ws += [ws_] * len(idx)
         canvas = resized[0] if len(resized) == 1 else _pad_stack(resized)
+        if self.canvas_step > 1:
+            canvas, hs, ws = _fixed_canvas(canvas, hs, ws, self.canvas_step)
         canvas = canvas.contiguous(memory_format=torch.channels_last)
         h_in = torch.tensor(hs, device=dev)
         w_in = torch.tensor(ws, device=dev)
@@ -366,7 +377,7 @@ class FaceDetector:
         # P-Net by layers, so that the first pool sees each image's own extent only (-> same result
         # whatever the canvas).
         x = pnet.prelu1(pnet.conv1(canvas))
-        if len(resized) > 1:
+        if any(h != canvas.shape[2] or w != canvas.shape[3] for h, w in zip(hs, ws, strict=True)):
             rows = torch.arange(x.shape[2], device=dev)[None, :, None] < (h_in - 2)[:, None, None]
             cols = torch.arange(x.shape[3], device=dev)[None, None, :] < (w_in - 2)[:, None, None]
             x = x.masked_fill(~(rows & cols)[:, None], _POOL_FILL)
@@ -438,6 +449,20 @@ def _chunks(
     if current:
         chunks.append(current)
     return chunks
+
+
+def _fixed_canvas(canvas: Tensor, hs: list[int], ws: list[int], step: int) -> tuple[Tensor, list[int], list[int]]:
+    """``canvas`` (n, C, H, W) zero-padded to multiples of ``step`` and to a power-of-two batch (unless that
+    would pass ``_PNET_MAX_PIXELS``, the memory plan's bound); the added batch rows get extent 0 x 0, so no
+    P-Net cell of theirs is valid."""
+    n, _, h, w = canvas.shape
+    canvas = F.pad(canvas, (0, -w % step, 0, -h % step))
+    rows = 1 << (n - 1).bit_length()
+    if rows * canvas.shape[2] * canvas.shape[3] > _PNET_MAX_PIXELS:
+        rows = n
+    if rows > n:
+        canvas = torch.cat([canvas, canvas.new_zeros(rows - n, *canvas.shape[1:])])
+    return canvas, hs + [0] * (rows - n), ws + [0] * (rows - n)
 
 
 def _pad_stack(tensors: list[Tensor]) -> Tensor:
