@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTINGS = MatchSettings()  # threshold from the embedder (see docs/accuracy.md)
 
 
+# Devices on which the logo search (the SIFT matcher, on CPU threads) overlaps the face stages: on a GPU
+# the face work leaves the CPU cores mostly idle. On the CPU both would compete for the same cores.
+OVERLAP_LOGOS_ON = ("cuda",)
+
+
 @dataclass
 class _Engine:
     pipeline: FacePipeline
@@ -46,6 +52,12 @@ class _Engine:
     logo_detector: LogoDetector | None
     brand_names: list[str]
     stats: EngineStats = field(default_factory=EngineStats)  # photo batches: sizes, out-of-memory retries
+
+    @property
+    def overlap_logos(self) -> bool:
+        """Whether a batch's logo search runs in a thread while its faces are analysed (see
+        :data:`OVERLAP_LOGOS_ON`)."""
+        return self.logo_detector is not None and self.pipeline.device.type in OVERLAP_LOGOS_ON
 
 
 def track(
@@ -190,16 +202,20 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,
             face pipeline then skips their host-to-device copy.
     """
     on_device = device_images or [None] * len(images)
-    faces = engine.pipeline([d if d is not None else im for im, d in zip(images, on_device, strict=True)])
-    faces = identify(faces, engine.index, engine.settings)
-    host = faces.to("cpu")  # the one host copy per batch
-    entries = []
-    for i, (pixels, path) in enumerate(zip(images, paths, strict=True)):
-        h, w = pixels.shape[:2]
-        entries.append(MediaEntry(path=path, kind="photo", width=w, height=h,
-                                  faces=face_entries(host.for_image(i), engine.index, w, h)))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(engine.logo_detector.detect, images) if engine.overlap_logos else None
+        faces = engine.pipeline([d if d is not None else im for im, d in zip(images, on_device, strict=True)])
+        faces = identify(faces, engine.index, engine.settings)
+        host = faces.to("cpu")  # the one host copy per batch
+        entries = []
+        for i, (pixels, path) in enumerate(zip(images, paths, strict=True)):
+            h, w = pixels.shape[:2]
+            entries.append(MediaEntry(path=path, kind="photo", width=w, height=h,
+                                      faces=face_entries(host.for_image(i), engine.index, w, h)))
+        logos = pending.result() if pending is not None else None
     if engine.logo_detector is not None:
-        logos = engine.logo_detector.detect(images)
+        if logos is None:
+            logos = engine.logo_detector.detect(images)
         for i, entry in enumerate(entries):
             li = logos.for_image(i)
             sources = li.columns["source"].tolist() if "source" in li.columns else [SOURCE_SIFT] * len(li)

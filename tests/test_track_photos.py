@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,20 @@ def test_resume_from_checkpoint_does_not_analyse_again(tmp_path, shared_data, fu
     monkeypatch.setattr(type(pipeline), "__call__", lambda self, images: calls.append(images))
     second = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=tmp_path / "run.ckpt", progress=False)
     assert calls == [] and second.people == first.people and second.media == first.media
+
+
+def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared_data, monkeypatch):
+    """On CUDA a batch's logo search runs in a thread while its faces are analysed; forced here on the CPU,
+    the report is the same as one stage after the other."""
+    import influvision.api as api
+
+    repo = Path(__file__).resolve().parents[1]
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    gallery.add_brand("fedex", [repo / "examples" / "brands" / "fedex.png"])
+    photos = [repo / "examples" / "event" / "obama_sponsor_board.jpg", shared_data / "scenes" / "couple.jpg"]
+    serial = iv.track(photos, gallery=gallery, device="cpu", progress=False)
+    monkeypatch.setattr(api, "OVERLAP_LOGOS_ON", ("cpu", "cuda"))
+    overlapped = iv.track(photos, gallery=gallery, device="cpu", progress=False)
+    assert [m.model_dump() for m in overlapped.media] == [m.model_dump() for m in serial.media]
+    assert serial.brands["fedex"].photo_count == 1 and serial.people["barack_obama"].photo_count == 1
