@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import SHARED, cuda_skip_reason, machine, publish, synchronizer
-from influvision.faces.embed import load_embedder
+from influvision.faces.embed import load_embedder, resolve_device
 
 CHIPS = SHARED.parent / "fixtures" / "dlib_resnet" / "chips"
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precisions", nargs="+", default=None, help="default: fp32 and bf16 on CUDA, fp32 on the CPU")
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     if reason := cuda_skip_reason(device):
         raise SystemExit(reason)
     precisions = args.precisions or (["fp32", "bf16"] if device.startswith("cuda") else ["fp32"])

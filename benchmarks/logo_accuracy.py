@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from influvision.logos.detect import LogoDetector  # noqa: E402
-from influvision.logos.evaluate import match_to_labels  # noqa: E402
+from influvision.logos.evaluate import match_to_labels, named_detections  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
 from influvision.logos.text import ocr_available  # noqa: E402
@@ -97,8 +97,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3)
             t = time.perf_counter()
             out = det.detect([arr])
             elapsed += time.perf_counter() - t
-            dets = [(names[int(b)], [float(v) for v in box], float(s))
-                    for b, box, s in zip(out.brand, out.boxes.tolist(), out.scores, strict=True)]
+            dets = named_detections(out, names)
             for src in out.columns["source"].tolist():
                 sources[{1: 0, 2: 1, 3: 2}[src]] += 1
             distractor_hits += sum(d[0] in ("google", "intel") for d in dets)

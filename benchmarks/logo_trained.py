@@ -29,8 +29,9 @@ SHARED = REPO.parent / "shared" / "data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.logo_accuracy import Tally, score_photo  # noqa: E402
+from benchmarks.logo_accuracy import Tally, _pr, score_photo  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
+from influvision.logos.evaluate import named_detections  # noqa: E402
 from influvision.logos.references import load_reference  # noqa: E402
 from influvision.logos.synth import load_backgrounds  # noqa: E402
 from influvision.logos.trained import (  # noqa: E402
@@ -39,18 +40,12 @@ from influvision.logos.trained import (  # noqa: E402
     TrainedLogoDetector,
     train_detector,
 )
-from influvision.types import Logos  # noqa: E402
 
 Det = tuple[str, list[float], float]
 
 
 def _rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _dets(out: Logos, names: Sequence[str]) -> list[Det]:
-    return [(names[int(b)], [float(v) for v in box], float(s))
-            for b, box, s in zip(out.brand.tolist(), out.boxes.tolist(), out.scores.tolist(), strict=True)]
 
 
 def _union(a: list[Det], b: list[Det], iou: float = 0.5) -> list[Det]:
@@ -61,10 +56,6 @@ def _union(a: list[Det], b: list[Det], iou: float = 0.5) -> list[Det]:
     boxes = torch.tensor([d[1] for d in both], dtype=torch.float32)
     scores = torch.tensor([d[2] for d in both], dtype=torch.float32)
     return [both[i] for i in nms(boxes, scores, iou).tolist()]
-
-
-def _pr(tp: int, fp: int, gt: int) -> tuple[float, float]:
-    return (tp / (tp + fp) if tp + fp else 1.0), (tp / gt if gt else 0.0)
 
 
 def _report(name: str, tally: Tally, ms: float, neg_hits: int, n_neg: int) -> dict:
@@ -176,10 +167,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     neg_photos = {str(p): _rgb(p) for p in negatives}
 
     def run_trained(arr: np.ndarray) -> list[Det]:
-        return _dets(trained.detect([arr]), trained.brands)
+        return named_detections(trained.detect([arr]), trained.brands)
 
     def run_matcher(arr: np.ndarray) -> list[Det]:
-        return _dets(matcher.detect([arr]), matcher.brands)
+        return named_detections(matcher.detect([arr]), matcher.brands)
 
     t_all, t_ms = _timed(run_trained, photos)
     m_out, m_ms = _timed(run_matcher, photos)

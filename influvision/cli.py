@@ -176,8 +176,7 @@ def _train_logos(args: argparse.Namespace) -> int:
     """Train, compare with the matcher on validation data, store the model with ``use = trained better``."""
     import tempfile
 
-    import torch
-
+    from .faces.embed import resolve_device
     from .gallery import Gallery
     from .logos.detect import LogoDetector
     from .logos.evaluate import (
@@ -202,7 +201,7 @@ def _train_logos(args: argparse.Namespace) -> int:
         print(f"influvision: error: gallery {args.gallery} does not exist; register brands with "
               "'influvision gallery add-brand'", file=sys.stderr)
         return 2
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     with Gallery(args.gallery, device=device) as gal:
         refs = [load_reference(name, data) for name, _path, data in gal.brand_images()]
         if not refs:
@@ -216,12 +215,12 @@ def _train_logos(args: argparse.Namespace) -> int:
                                  progress=lambda m: print(m, flush=True))
             print(f"trained in {res.train_s:.0f} s (synthetic set {res.synth_s:.0f} s)")
             sets = {"synthetic validation split": read_yolo_split(Path(work) / "synth", "val", res.brands)}
-        if args.validation:
-            sets[f"labelled photos {args.validation}"] = read_labelled_photos(args.validation, res.brands)
         trained = TrainedLogoDetector(res.blob, device=device)
         calibration: dict = {"min_score": DEFAULT_MIN_SCORE, "calibrated_on": None}
         if args.validation:
-            sweep = sweep_min_score(trained, sets[f"labelled photos {args.validation}"], CALIBRATION_SCORES)
+            labelled = sets[f"labelled photos {args.validation}"] = read_labelled_photos(args.validation,
+                                                                                          res.brands)
+            sweep = sweep_min_score(trained, labelled, CALIBRATION_SCORES)
             calibration = {"min_score": best_min_score(sweep), "calibrated_on": str(args.validation),
                            "sweep": {str(t): sc.as_dict() for t, sc in sweep.items()}}
             print("trained model alone on the labelled photos, by score threshold:")

@@ -62,6 +62,21 @@ BatchSize = int | Literal["auto"]
 CPU_BATCH_SIZE = 8
 """Photos per batch off CUDA with ``batch_size="auto"``: larger batches do not run faster on a CPU."""
 MAX_AUTO_BATCH_SIZE = 32
+"""Upper bound of the automatic size: the prefetch window (2 x batch decoded photos) lives in host memory."""
+NOMINAL_PHOTO_HW = (3000, 4000)
+"""The photo the automatic size plans for: 12 megapixels, a phone photo."""
+BYTES_PER_WORKING_PIXEL = 64
+"""Device bytes per pixel the detector works on (after downscaling to ``max_side``): the float32 copy (12),
+the summed-area table (12), the alignment's antialiasing pyramid (about 16), with headroom for the P-Net
+pyramid level being made (12) and the rest."""
+BYTES_PER_SOURCE_PIXEL = 9
+"""Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), and on CUDA the
+GPU-decoded photos of the prefetch window, twice the batch (6)."""
+DEVICE_RESERVE_BYTES = 2 << 30
+"""Device memory left out of the plan: model weights, P-Net's canvases (capped at 2**23 pixels per call),
+R-Net/O-Net and embedder chunks (fixed sizes), the transient float copy of one large photo, fragmentation."""
+FREE_MEMORY_SHARE = 0.7
+"""Share of the free device memory (less the reserve) the automatic size plans to fill."""
 # Decoding threads by default: half the cores (the other half run torch's CPU work), 2 to 8. On the GPU
 # each JPEG is still read, hashed and strictly checked by FFmpeg on the CPU, so 2 threads on a 16-core
 # GPU machine would cap a photo archive at what two cores decode.
@@ -72,21 +87,6 @@ def default_workers(cpu_count: int | None = None) -> int:
     """Decoding threads for this machine: half its cores, at least 2 and at most 8."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 2)
     return max(MIN_DECODE_WORKERS, min(MAX_DECODE_WORKERS, cores // 2))
-"""Upper bound of the automatic size: the prefetch window (2 x batch decoded photos) lives in host memory."""
-NOMINAL_PHOTO_HW = (3000, 4000)
-"""The photo the automatic size plans for: 12 megapixels, a phone photo."""
-BYTES_PER_WORKING_PIXEL = 64
-"""Device bytes per pixel the detector works on (after downscaling to ``max_side``): the float32 copy and
-its channels-last stack (12 + 12), the summed-area table (12), the alignment's antialiasing pyramid (about
-16), with headroom."""
-BYTES_PER_SOURCE_PIXEL = 9
-"""Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), and on CUDA the
-GPU-decoded photos of the prefetch window, twice the batch (6)."""
-DEVICE_RESERVE_BYTES = 2 << 30
-"""Device memory left out of the plan: model weights, P-Net's canvases (capped at 2**23 pixels per call),
-R-Net/O-Net and embedder chunks (fixed sizes), the transient float copy of one large photo, fragmentation."""
-FREE_MEMORY_SHARE = 0.7
-"""Share of the free device memory (less the reserve) the automatic size plans to fill."""
 
 
 def photo_cost_bytes(height: int, width: int, max_side: int = 1600) -> int:

@@ -16,7 +16,7 @@ import torch
 from ..types import Faces
 from .align import align_to_chip
 from .detect import FaceDetector
-from .embed import load_embedder, resolve_device
+from .embed import PRECISIONS, load_embedder, resolve_device
 from .quality import face_quality
 from .resolution import RESOLUTION_LEVELS, at_resolution
 
@@ -36,7 +36,7 @@ def resolve_precision(precision: Precision | str, device: torch.device) -> str:
     """
     if precision == "auto":
         return "bf16" if device.type == "cuda" and BF16_ON_CUDA else "fp32"
-    if precision not in ("fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
     return str(precision)
 

@@ -199,6 +199,15 @@ def _with_columns(empty: Logos) -> Logos:
                   "text_score": torch.zeros(0, dtype=torch.float32, device=dev)})
 
 
+def _confirmed(dets: list[_Det], image_index: int, brand: str, box: tuple[float, float, float, float],
+               source: int, brands: list[str]) -> _Det | None:
+    """The detection a ``source`` candidate confirms: same photo and brand name, not yet found by that
+    source, overlapping by IoU >= ``_FUSE_IOU`` (the most overlapping one), or None."""
+    same = [d for d in dets if d.image_index == image_index and brands[d.brand] == brand
+            and not d.source & source and box_iou(d.box, box) >= _FUSE_IOU]
+    return max(same, key=lambda d: box_iou(d.box, box), default=None)
+
+
 def _fuse(dets: list[_Det], texts: list[TextCandidate], brands: list[str]) -> list[_Det]:
     """Add the text candidates to the SIFT detections.
 
@@ -208,12 +217,10 @@ def _fuse(dets: list[_Det], texts: list[TextCandidate], brands: list[str]) -> li
     """
     out = list(dets)
     for t in sorted(texts, key=lambda t: -t.score):
-        same = [d for d in out if d.image_index == t.image_index and brands[d.brand] == brands[t.ref_index]
-                and not d.source & SOURCE_TEXT and box_iou(d.box, t.box) >= _FUSE_IOU]
-        if not same:
+        d = _confirmed(out, t.image_index, brands[t.ref_index], t.box, SOURCE_TEXT, brands)
+        if d is None:
             out.append(_Det(t.image_index, t.ref_index, t.box, t.score, 0, 0.0, SOURCE_TEXT, t.score))
             continue
-        d = max(same, key=lambda d: box_iou(d.box, t.box))
         if t.score > d.score:
             d.box = t.box
         d.score = 1.0 - (1.0 - d.score) * (1.0 - t.score)
@@ -231,12 +238,10 @@ def _fuse_trained(dets: list[_Det], found: Logos, trained_brands: list[str], bra
                strict=True)
     for i, b, box, score in sorted(rows, key=lambda r: -r[3]):
         name = trained_brands[b]
-        same = [d for d in out if d.image_index == i and brands[d.brand] == name
-                and not d.source & SOURCE_TRAINED and box_iou(d.box, tuple(box)) >= _FUSE_IOU]
-        if not same:
+        d = _confirmed(out, i, name, tuple(box), SOURCE_TRAINED, brands)
+        if d is None:
             out.append(_Det(i, first_ref[name], tuple(box), float(score), 0, 0.0, SOURCE_TRAINED, 0.0))
             continue
-        d = max(same, key=lambda d: box_iou(d.box, tuple(box)))
         d.score = 1.0 - (1.0 - d.score) * (1.0 - float(score))
         d.source |= SOURCE_TRAINED
     return out

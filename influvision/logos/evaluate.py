@@ -95,14 +95,17 @@ def score_photo(dets: Iterable[tuple[str, Sequence[float], float]], labels: Sequ
             score.tp += not labels[j].get("difficult")
 
 
+def named_detections(found: Logos, brands: Sequence[str]) -> list[tuple[str, list[float], float]]:
+    """One photo's detections as (brand name, box, score), the form the scoring functions take."""
+    return [(brands[b], box, s) for b, box, s in
+            zip(found.brand.tolist(), found.boxes.tolist(), found.scores.tolist(), strict=True)]
+
+
 def evaluate(detector: _Detector, photos: Sequence[tuple[np.ndarray, Sequence[dict]]]) -> Score:
     """Score a detector (``detect(images) -> Logos`` and ``brands``) on (photo, labels) pairs, one at a time."""
     score = Score()
     for img, labels in photos:
-        out = detector.detect([img])
-        dets = [(detector.brands[b], box, s) for b, box, s in
-                zip(out.brand.tolist(), out.boxes.tolist(), out.scores.tolist(), strict=True)]
-        score_photo(dets, labels, score)
+        score_photo(named_detections(detector.detect([img]), detector.brands), labels, score)
     return score
 
 
@@ -154,11 +157,7 @@ def sweep_min_score(detector: _Thresholded, photos: Sequence[tuple[np.ndarray, S
     saved = detector.min_score
     detector.min_score = min(thresholds)
     try:
-        runs = []
-        for img, labels in photos:
-            out = detector.detect([img])
-            runs.append(([(detector.brands[b], box, s) for b, box, s in
-                          zip(out.brand.tolist(), out.boxes.tolist(), out.scores.tolist(), strict=True)], labels))
+        runs = [(named_detections(detector.detect([img]), detector.brands), labels) for img, labels in photos]
     finally:
         detector.min_score = saved
     scores = {}
@@ -172,4 +171,3 @@ def sweep_min_score(detector: _Thresholded, photos: Sequence[tuple[np.ndarray, S
 def best_min_score(scores: dict[float, Score]) -> float:
     """The threshold of the highest F1; among equals the highest threshold (fewer false logos)."""
     return max(scores, key=lambda t: (round(scores[t].f1, 6), t))
-

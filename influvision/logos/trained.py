@@ -44,13 +44,13 @@ log = logging.getLogger(__name__)
 
 BLOB_FORMAT = "influvision-logo-yolo-v1"
 DEFAULT_MODEL = "yolov8n.yaml"
-# Letterbox padding value (ultralytics trains with grey 114 borders).
 # Stand-alone score threshold when none was calibrated on labelled photos. A wrong logo count is a wrong
 # invoice: on real photos the synthetic-trained model's precision climbs from about 0.4 at a score of 0.35
 # to about 0.7 at 0.7 while recall drops little (benchmarks/RESULTS.md, threshold sweep).
 DEFAULT_MIN_SCORE = 0.7
 # Thresholds tried when calibrating on labelled photos (``influvision logos train --validation``).
 CALIBRATION_SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# Letterbox padding value (ultralytics trains with grey 114 borders).
 _PAD = 114.0 / 255.0
 _STRIDE = 32
 
@@ -444,15 +444,13 @@ class TrainedLogoDetector:
                              device=boxes.device)[image_index[kept]]
         boxes = torch.minimum(boxes.clamp(min=0), sizes.repeat(1, 2))
         dev = self.device
-        n = len(kept)
-        return Logos(image_index[kept].to(dev), boxes.float().to(dev), scores[kept].float().clamp(0, 1).to(dev),
-                     brand[kept].long().to(dev),
-                     {"inliers": torch.zeros(n, dtype=torch.long, device=dev),
-                      "agreement": torch.zeros(n, dtype=torch.float32, device=dev)})
+        return _with_columns(Logos(image_index[kept].to(dev), boxes.float().to(dev),
+                                   scores[kept].float().clamp(0, 1).to(dev), brand[kept].long().to(dev)))
 
 
-def _with_columns(empty: Logos) -> Logos:
-    dev = empty.boxes.device
-    return Logos(empty.image_index, empty.boxes, empty.scores, empty.brand,
-                 {"inliers": torch.zeros(0, dtype=torch.long, device=dev),
-                  "agreement": torch.zeros(0, dtype=torch.float32, device=dev)})
+def _with_columns(found: Logos) -> Logos:
+    """``found`` with the matcher's ``inliers`` and ``agreement`` columns, zero: this cue has neither."""
+    n, dev = len(found), found.boxes.device
+    return Logos(found.image_index, found.boxes, found.scores, found.brand,
+                 {"inliers": torch.zeros(n, dtype=torch.long, device=dev),
+                  "agreement": torch.zeros(n, dtype=torch.float32, device=dev)})
