@@ -9,11 +9,18 @@ IoU >= 0.5 (best-scoring detections claim boxes first). Boxes flagged ``difficul
 nor penalised: a detection matching one is ignored, and they are not counted in recall. Every other
 detection is a false positive, including a second detection of an already matched box. The photo-level
 table counts (photo, brand) pairs: a brand is present when it has a non-difficult box in the photo.
+
+``--conditions`` scores the same photos again after degrading them the way event photos are harder (the
+labels follow the pixels): ``half`` (half size, JPEG quality 90), ``dark`` (gamma 2 and 80 % brightness, a
+dim venue), ``jpeg`` (quality 40), ``hard`` (all three, quality 60) and ``tilt45`` / ``tilt135`` (the photo
+foreshortened by 1.6 along a diagonal, as a logo seen from the side and above). Settings are judged on all
+of them, not on the clean photos alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -22,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -75,7 +83,51 @@ def _pr(tp: int, fp: int, gt: int) -> tuple[float, float]:
     return (tp / (tp + fp) if tp + fp else 1.0), (tp / gt if gt else 0.0)
 
 
-def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3) -> dict[str, dict]:
+def _degrade(arr: np.ndarray, labels: list[dict], scale: float = 1.0, gamma: float = 1.0,
+             quality: int = 90) -> tuple[np.ndarray, list[dict]]:
+    img = Image.fromarray(arr)
+    if scale != 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    a = np.asarray(img)
+    if gamma != 1.0:
+        a = ((a.astype(np.float32) / 255.0) ** gamma * 255.0 * 0.8).clip(0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=quality)
+    out = np.asarray(Image.open(buf).convert("RGB"))
+    return out, [{**lab, "box": [v * scale for v in lab["box"]]} for lab in labels]
+
+
+def _tilt(arr: np.ndarray, labels: list[dict], phi: float, tilt: float = 1.6) -> tuple[np.ndarray, list[dict]]:
+    """Foreshorten by ``tilt`` along the axis at ``phi`` degrees; label boxes become their corners' bounds."""
+    h, w = arr.shape[:2]
+    rot = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), phi, 1.0), [0, 0, 1]])
+    back = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), -phi, 1.0), [0, 0, 1]])
+    m = back @ np.diag([1 / tilt, 1.0, 1.0]) @ rot
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
+    m[:2, 2] -= corners[:, :2].min(axis=0)
+    size = tuple(int(v) for v in corners[:, :2].max(axis=0) - corners[:, :2].min(axis=0))
+    out = cv2.warpAffine(arr, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    new = []
+    for lab in labels:
+        x1, y1, x2, y2 = lab["box"]
+        q = np.array([[x1, y1, 1], [x2, y1, 1], [x1, y2, 1], [x2, y2, 1]], float) @ m.T
+        new.append({**lab, "box": [*q[:, :2].min(axis=0).tolist(), *q[:, :2].max(axis=0).tolist()]})
+    return out, new
+
+
+CONDITIONS = {
+    "clean": lambda a, lab: (a, lab),
+    "half": lambda a, lab: _degrade(a, lab, scale=0.5),
+    "dark": lambda a, lab: _degrade(a, lab, gamma=2.0),
+    "jpeg": lambda a, lab: _degrade(a, lab, quality=40),
+    "hard": lambda a, lab: _degrade(a, lab, scale=0.5, gamma=2.0, quality=60),
+    "tilt45": lambda a, lab: _tilt(a, lab, 45.0),
+    "tilt135": lambda a, lab: _tilt(a, lab, 135.0),
+}
+
+
+def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
+        conditions: Sequence[str] = ("clean",)) -> dict[str, dict]:
     data = SHARED / "data" / "logos"
     brands_meta = json.loads((data / "scenes" / "labels.json").read_text())
     images = brands_meta["images"]
@@ -89,37 +141,49 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3)
         t0 = time.perf_counter()
         det = LogoDetector(refs, **kwargs)
         build_s = time.perf_counter() - t0
-        tally = Tally()
-        elapsed = 0.0
-        distractor_hits = 0
-        sources = [0, 0, 0]  # detections found by SIFT only, text only, both
-        for f, arr in photos.items():
-            t = time.perf_counter()
-            out = det.detect([arr])
-            elapsed += time.perf_counter() - t
-            dets = named_detections(out, names)
-            for src in out.columns["source"].tolist():
-                sources[{1: 0, 2: 1, 3: 2}[src]] += 1
-            distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
-            score_photo(dets, images[f]["logos"], tally)
+        per_condition: dict[str, dict] = {}
+        for cond in conditions:
+            tally = Tally()
+            elapsed = 0.0
+            distractor_hits = 0
+            sources = [0, 0, 0]  # detections found by SIFT only, text only, both
+            for f, arr in photos.items():
+                arr, labels = CONDITIONS[cond](arr, images[f]["logos"])
+                t = time.perf_counter()
+                out = det.detect([arr])
+                elapsed += time.perf_counter() - t
+                dets = named_detections(out, names)
+                for src in out.columns["source"].tolist():
+                    sources[{1: 0, 2: 1, 3: 2}[src]] += 1
+                distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
+                score_photo(dets, labels, tally)
+            p, r = _pr(tally.tp, tally.fp, tally.gt)
+            pp, pr_ = _pr(tally.photo[1], tally.photo[2], tally.photo[0])
+            per_condition[cond] = {"precision": p, "recall": r, "tp": tally.tp, "fp": tally.fp, "gt": tally.gt,
+                                   "photo_precision": pp, "photo_recall": pr_,
+                                   "ms_per_photo": 1000 * elapsed / len(photos), "distractor_hits": distractor_hits,
+                                   "per_brand": tally.per_brand,
+                                   "sources": {"sift_only": sources[0], "text_only": sources[1], "both": sources[2]}}
         # Photos of people from faces/: no registered logo is labelled there, so anything found is suspect.
         neg_hits = sum(len(det.detect([arr])) for arr in negatives)
-        p, r = _pr(tally.tp, tally.fp, tally.gt)
-        pp, pr_ = _pr(tally.photo[1], tally.photo[2], tally.photo[0])
-        results[method] = {"precision": p, "recall": r, "tp": tally.tp, "fp": tally.fp, "gt": tally.gt,
-                           "photo_precision": pp, "photo_recall": pr_, "ms_per_photo": 1000 * elapsed / len(photos),
-                           "build_s": build_s, "distractor_hits": distractor_hits, "per_brand": tally.per_brand,
-                           "negative_photos": len(negatives), "negative_hits": neg_hits,
-                           "sources": {"sift_only": sources[0], "text_only": sources[1], "both": sources[2]}}
-        print(f"\n## {method}: precision {p:.2f}, recall {r:.2f} ({tally.tp} TP, {tally.fp} FP, {tally.gt} boxes); "
-              f"photo level P {pp:.2f} / R {pr_:.2f}; {1000 * elapsed / len(photos):.0f} ms/photo "
-              f"(build {build_s:.1f} s); google/intel reported {distractor_hits}x; "
-              f"{neg_hits} detections on {len(negatives)} face photos; "
-              f"found by SIFT only {sources[0]}, text only {sources[1]}, both {sources[2]}")
+        first = per_condition[conditions[0]]
+        results[method] = {**first, "condition": conditions[0], "build_s": build_s,
+                           "negative_photos": len(negatives), "negative_hits": neg_hits, "conditions": per_condition}
+        c = first
+        print(f"\n## {method}: precision {c['precision']:.2f}, recall {c['recall']:.2f} ({c['tp']} TP, {c['fp']} FP, "
+              f"{c['gt']} boxes; {conditions[0]} photos); photo level P {c['photo_precision']:.2f} / "
+              f"R {c['photo_recall']:.2f}; {c['ms_per_photo']:.0f} ms/photo (build {build_s:.1f} s); google/intel "
+              f"reported {c['distractor_hits']}x; {neg_hits} detections on {len(negatives)} face photos; "
+              f"found by SIFT only {c['sources']['sift_only']}, text only {c['sources']['text_only']}, "
+              f"both {c['sources']['both']}")
+        if len(conditions) > 1:
+            print("| photos | precision | recall | TP / FP | ms/photo |\n|---|---|---|---|---|")
+            for cond, c in per_condition.items():
+                print(f"| {cond} | {c['precision']:.2f} | {c['recall']:.2f} | {c['tp']} / {c['fp']} | "
+                      f"{c['ms_per_photo']:.0f} |")
         if show_brands:
             print("| brand | boxes | found | false |\n|---|---|---|---|")
-            for b in sorted(tally.per_brand):
-                g, tp, fp = tally.per_brand[b]
+            for b, (g, tp, fp) in sorted(first["per_brand"].items()):
                 print(f"| {b} | {g} | {tp} | {fp} |")
     return results
 
@@ -128,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only sift, text and sift+text with default settings")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--conditions", default="clean", help="comma-separated photo conditions to score, of "
+                    f"{', '.join(CONDITIONS)}, or 'all' (default: clean)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     logging.basicConfig(level=logging.WARNING)
@@ -139,8 +205,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("rapidocr-onnxruntime is not installed: the text and sift+text methods are skipped")
     if not args.quick:
         methods["sift, upright reference only (no tilted views)"] = {"views": VIEWS[:1], "text": False}
+        methods["sift, no diagonal tilts (upright, 0 and 90 degrees)"] = {
+            "views": [v for v in VIEWS if v[1] in (0.0, 90.0)], "text": False}
+        methods["sift, 4000 photo features"] = {"max_features": 4000, "text": False}
         methods["sift, looser: ratio 0.85, min_inliers 6"] = {"ratio": 0.85, "min_inliers": 6, "text": False}
-    res = run(methods)
+    conditions = list(CONDITIONS) if args.conditions == "all" else args.conditions.split(",")
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        ap.error(f"unknown conditions {unknown}; choose from {', '.join(CONDITIONS)}")
+    res = run(methods, conditions=conditions)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
 

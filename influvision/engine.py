@@ -67,8 +67,9 @@ NOMINAL_PHOTO_HW = (3000, 4000)
 """The photo the automatic size plans for: 12 megapixels, a phone photo."""
 BYTES_PER_WORKING_PIXEL = 64
 """Device bytes per pixel the detector works on (after downscaling to ``max_side``): the float32 copy (12),
-the summed-area table (12), the alignment's antialiasing pyramid (about 16), with headroom for the P-Net
-pyramid level being made (12) and the rest."""
+the summed-area table (12), the alignment's antialiasing pyramid (about 16), P-Net's output maps of every
+scale (about 4: they are read back once the whole pyramid is queued), with headroom for the P-Net pyramid
+level being made (12) and the rest."""
 BYTES_PER_SOURCE_PIXEL = 9
 """Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), and on CUDA the
 GPU-decoded photos of the prefetch window, twice the batch (6)."""

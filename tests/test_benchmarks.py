@@ -78,3 +78,20 @@ def test_resized_sets_keep_every_face_at_the_target_size(shared_data, tmp_path):
     h, w = load_image(src).pixels.shape[:2]
     assert abs(big.shape[1] / big.shape[0] - w / h) < 0.01  # same aspect ratio, nothing cropped
     assert run_row("decode_gpu", "cpu", str(tmp_path / "g.db"))["skip"] == "needs a CUDA device"
+
+
+def test_logo_conditions_move_the_labels_with_the_pixels():
+    """The degraded copies the logo benchmark scores keep each label box on its mark."""
+    from benchmarks.logo_accuracy import CONDITIONS
+
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[100:160, 150:270] = 255  # the "logo": a white 120 x 60 block
+    labels = [{"brand": "x", "box": [150, 100, 270, 160]}]
+    for name, degrade in CONDITIONS.items():
+        out, moved = degrade(img, labels)
+        ys, xs = np.nonzero(out.max(axis=2) > 60)
+        mark = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert np.allclose(moved[0]["box"], mark, atol=3), name
+        assert labels[0]["box"] == [150, 100, 270, 160]  # the caller's labels are not changed
+    assert CONDITIONS["half"](img, labels)[0].shape[:2] == (150, 200)
+    assert CONDITIONS["dark"](img, labels)[0].mean() < 0.85 * img.mean()

@@ -215,9 +215,10 @@ def test_pnet_on_a_shared_canvas_scores_every_cell_as_alone(shared_data: Path, s
     piece_a, piece_b = ((170, 115), [0]), ((353, 236), [1])
     with torch.inference_mode():
         for scale in (0.6, 0.6 * 0.709, 0.6 * 0.709**2):  # odd and even sizes after the first conv
-            shared = det._pnet_chunk(det._nets.pnet, [piece_b, piece_a], tables, scale, 0)
+            shared = detect_module._pnet_candidates(
+                det._pnet_chunk(det._nets.pnet, [piece_b, piece_a], tables, scale, 0))
             for piece in (piece_a, piece_b):
-                alone = det._pnet_chunk(det._nets.pnet, [piece], tables, scale, 0)
+                alone = detect_module._pnet_candidates(det._pnet_chunk(det._nets.pnet, [piece], tables, scale, 0))
                 mine = shared[3] == piece[1][0]
                 assert mine.sum() == alone[1].numel() > 0
                 torch.testing.assert_close(shared[0][mine], alone[0], atol=0, rtol=0)

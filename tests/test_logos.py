@@ -217,6 +217,25 @@ def test_matching_threads_do_not_change_the_result(all_photos, refs: list[LogoRe
         (c.image_index, c.brand, c.box, c.inliers) for c in b]
 
 
+
+def test_bfloat16_shortlist_ranks_like_the_exact_product(all_photos, refs: list[LogoReference]):
+    """The shortlist product may run in bfloat16; the neighbours and the ratio test must not change."""
+    import cv2
+
+    from influvision.logos.matcher import SiftMatcher, _rootsift
+
+    m = SiftMatcher(refs, workers=1)
+    grey = cv2.cvtColor(all_photos["fl27_213783134.jpg"][0], cv2.COLOR_RGB2GRAY)
+    _, d = cv2.SIFT_create(nfeatures=3000, contrastThreshold=0.02).detectAndCompute(grey, None)
+    desc = torch.from_numpy(_rootsift(d))
+    m._coarse_dtype, m._db_coarse = torch.bfloat16, m.db_desc.bfloat16()
+    shortlisted = m._ratio_matches(desc)
+    m._coarse_dtype, m._db_coarse = torch.float32, m.db_desc
+    exact = m._ratio_matches(desc)
+    assert len(desc) > 500 and exact[3].sum() >= 20  # enough passing matches for the comparison to mean something
+    for a, b in zip(shortlisted, exact, strict=True):
+        assert np.array_equal(a, b)
+
 def test_empty_list_gives_empty_logos(detector: LogoDetector):
     out = detector.detect([])
     assert len(out) == 0 and out.boxes.shape == (0, 4) and "inliers" in out.columns

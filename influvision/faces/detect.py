@@ -81,6 +81,15 @@ def _load_nets(device: torch.device) -> _Nets:
     return _Nets(*nets)
 
 
+def _index_tensor(values: Sequence[int], device: torch.device) -> Tensor:
+    """A small int64 tensor on ``device``; on CUDA copied from pinned memory without waiting for the GPU
+    (a plain ``torch.tensor(..., device="cuda")`` synchronises the host with the device queue)."""
+    t = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _normalize(x: Tensor) -> Tensor:
     """MTCNN's input scaling of 0..255 values: (x - 127.5) / 128."""
     return (x - 127.5) * 0.0078125
@@ -272,7 +281,7 @@ class FaceDetector:
         # One image's crops after another: the table lookups then stay within one image's memory.
         order = torch.sort(image_index, stable=True).indices
         boxes, image_index = boxes[order], image_index[order]
-        sizes = torch.tensor([[x.shape[2], x.shape[1]] for x in work], device=self.device)  # (B, 2) w, h
+        sizes = torch.stack([tables.width, tables.height], dim=1)  # (B, 2) w, h
 
         # R-Net: score 24x24 crops of the squared proposals.
         reg, prob = self._run_crops(self._nets.rnet, tables, sizes, boxes, image_index, 24, _RNET_CHUNK)
@@ -327,13 +336,16 @@ class FaceDetector:
         for i in sorted(range(len(work)), key=lambda i: -sizes[i][0] * sizes[i][1]):
             groups.setdefault(sizes[i], []).append(i)
 
-        found: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # boxes+score+reg, image, scale
+        # Every scale's P-Net call is queued before any candidate is read back: reading them (a nonzero) makes
+        # the host wait for the device, and waiting once keeps the device busy while the host queues.
+        maps: list[_PnetMaps] = []
         for k in range(n_scales):
             active = [(hw, idx) for hw, idx in groups.items() if len(scales_of[idx[0]]) > k]
             scale = scales_of[active[0][1][0]][k]  # the same for every image: 12 / min_face * factor**k
             waste = _PNET_MAX_WASTE_CPU if self.device.type == "cpu" else _PNET_MAX_WASTE
             for chunk in _chunks(active, scale, waste):
-                found.append(self._pnet_chunk(pnet, chunk, tables, scale, k))
+                maps.append(self._pnet_chunk(pnet, chunk, tables, scale, k))
+        found = [_pnet_candidates(m) for m in maps]
         if not found:
             empty = torch.zeros(0, 4, device=self.device)
             return empty, torch.zeros(0, dtype=torch.long, device=self.device)
@@ -354,16 +366,14 @@ class FaceDetector:
         tables: _AreaTables,
         scale: float,
         k: int,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-        """One P-Net call on the images of ``chunk`` resized by ``scale``, padded to a shared canvas.
-
-        Returns candidate boxes (K, 4), scores (K,), offsets (K, 4), image indices (K,) and ``k``.
-        """
+    ) -> _PnetMaps:
+        """One P-Net call on the images of ``chunk`` resized by ``scale``, padded to a shared canvas; its output
+        maps stay on the device (:func:`_pnet_candidates` reads them)."""
         dev = self.device
         resized, image_ids, hs, ws = [], [], [], []
         for (h, w), idx in chunk:
             hs_, ws_ = int(h * scale + 1), int(w * scale + 1)  # facenet-pytorch's rounding
-            resized.append(_normalize(_area_resize(tables, torch.tensor(idx, device=dev), (h, w), (hs_, ws_))))
+            resized.append(_normalize(_area_resize(tables, _index_tensor(idx, dev), (h, w), (hs_, ws_))))
             image_ids += idx
             hs += [hs_] * len(idx)
             ws += [ws_] * len(idx)
@@ -371,8 +381,8 @@ class FaceDetector:
         if self.canvas_step > 1:
             canvas, hs, ws = _fixed_canvas(canvas, hs, ws, self.canvas_step)
         canvas = canvas.contiguous(memory_format=torch.channels_last)
-        h_in = torch.tensor(hs, device=dev)
-        w_in = torch.tensor(ws, device=dev)
+        extent = _index_tensor(hs + ws, dev).view(2, -1)
+        h_in, w_in = extent[0], extent[1]
 
         # P-Net by layers, so that the first pool sees each image's own extent only (-> same result
         # whatever the canvas).
@@ -391,12 +401,7 @@ class FaceDetector:
         wo = torch.div(w_in - 1, 2, rounding_mode="floor") - 4
         valid = ((torch.arange(prob.shape[1], device=dev)[None, :, None] < ho[:, None, None])
                  & (torch.arange(prob.shape[2], device=dev)[None, None, :] < wo[:, None, None]))
-        b, y, xx = torch.nonzero((prob >= self.thresholds[0]) & valid, as_tuple=True)
-        cell = torch.stack([xx, y], dim=1).to(torch.float32)
-        q1 = ((_PNET_STRIDE * cell + 1) / scale).floor()
-        q2 = ((_PNET_STRIDE * cell + _PNET_CELL) / scale).floor()
-        ids = torch.tensor(image_ids, device=dev)[b]
-        return torch.cat([q1, q2], dim=1), prob[b, y, xx], reg[b, :, y, xx], ids, k
+        return _PnetMaps((prob >= self.thresholds[0]) & valid, prob, reg, _index_tensor(image_ids, dev), scale, k)
 
     def _run_crops(
         self, net: nn.Module, tables: _AreaTables, sizes: Tensor, boxes: Tensor, image_index: Tensor, size: int,
@@ -418,6 +423,27 @@ class FaceDetector:
 
 
 _Piece = tuple[tuple[int, int], list[int]]  # (h, w), image ids
+
+
+class _PnetMaps(NamedTuple):
+    """One P-Net call's outputs, still on the device."""
+
+    hit: Tensor  # (B, Ho, Wo) bool: score over the threshold in a cell the image itself has
+    prob: Tensor  # (B, Ho, Wo) face probability
+    reg: Tensor  # (B, 4, Ho, Wo) box offsets
+    image_ids: Tensor  # (n,) the canvas rows' images (rows past n are padding and never hit)
+    scale: float
+    k: int  # the scale's index in the pyramid
+
+
+def _pnet_candidates(m: _PnetMaps) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Candidate boxes (K, 4), scores (K,), offsets (K, 4), image indices (K,) and the scale index of one
+    P-Net call (this reads a data-dependent count, so the host waits for the device here)."""
+    b, y, xx = torch.nonzero(m.hit, as_tuple=True)
+    cell = torch.stack([xx, y], dim=1).to(torch.float32)
+    q1 = ((_PNET_STRIDE * cell + 1) / m.scale).floor()
+    q2 = ((_PNET_STRIDE * cell + _PNET_CELL) / m.scale).floor()
+    return torch.cat([q1, q2], dim=1), m.prob[b, y, xx], m.reg[b, :, y, xx], m.image_ids[b], m.k
 
 
 def _chunks(
@@ -499,9 +525,9 @@ def _area_tables(work: list[Tensor]) -> _AreaTables:
         offsets.append(offsets[-1] + n)
     return _AreaTables(
         values=values,
-        offset=torch.tensor(offsets[:-1], dtype=torch.long, device=dev),
-        height=torch.tensor([x.shape[1] for x in work], dtype=torch.long, device=dev),
-        width=torch.tensor([x.shape[2] for x in work], dtype=torch.long, device=dev),
+        offset=_index_tensor(offsets[:-1], dev),
+        height=_index_tensor([x.shape[1] for x in work], dev),
+        width=_index_tensor([x.shape[2] for x in work], dev),
     )
 
 

@@ -73,7 +73,7 @@ class LogoDetector:
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
                  min_inliers: int = 8, ratio: float = 0.8, min_score: float = 0.0, work_side: int = 1000,
-                 max_features: int = 4000, views: Sequence[tuple[float, float]] = VIEWS,
+                 max_features: int = 3000, views: Sequence[tuple[float, float]] = VIEWS,
                  text: bool | str | TextCue = False, sift: bool = True,
                  trained: TrainedLogoDetector | None = None) -> None:
         if not references:

@@ -40,6 +40,18 @@ VIEWS: tuple[tuple[float, float], ...] = (
     (1.7, 0.0), (1.7, 45.0), (1.7, 90.0), (1.7, 135.0),
 )
 
+# Nearest reference descriptors looked at per photo feature (for the runner-up of the ratio test), and the
+# extra ones shortlisted in bfloat16 before the exact ranking.
+_NEIGHBOURS = 12
+_SHORTLIST_MARGIN = 8
+
+
+def coarse_dtype(device: torch.device) -> torch.dtype:
+    """Precision of the shortlisting product: bfloat16 where the hardware multiplies it natively."""
+    if device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()):
+        return torch.bfloat16
+    return torch.float32
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -122,7 +134,7 @@ class SiftMatcher:
     """
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
-                 max_features: int = 4000, work_side: int = 1000, max_upscale: float = 2.0,
+                 max_features: int = 3000, work_side: int = 1000, max_upscale: float = 2.0,
                  ratio: float = 0.8, min_inliers: int = 8, max_instances: int = 3,
                  views: Sequence[tuple[float, float]] = VIEWS, workers: int | None = None) -> None:
         self.references = list(references)
@@ -148,6 +160,8 @@ class SiftMatcher:
             log.debug("reference %s: %d descriptors", ref.name, len(d))
         self.db_desc = torch.from_numpy(np.concatenate(descs) if descs else np.zeros((0, 128), np.float32)
                                         ).to(self.device)
+        self._coarse_dtype = coarse_dtype(self.device)
+        self._db_coarse = self.db_desc.to(self._coarse_dtype)
         self.db_pts = np.concatenate(pts) if pts else np.zeros((0, 2), np.float32)
         self.db_brand = np.concatenate(brands) if brands else np.zeros(0, np.int64)
         self._db_pts_t = torch.from_numpy(self.db_pts).to(self.device)
@@ -225,9 +239,15 @@ class SiftMatcher:
 
     def _ratio_matches(self, desc: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For each photo feature: best db index, its brand, its canvas point, and whether it passes."""
-        k = min(12, self.db_desc.shape[0])
-        sim = desc @ self.db_desc.T  # (N, M) cosine of unit RootSIFT vectors
-        top_sim, top_idx = sim.topk(k, dim=1)
+        k = min(_NEIGHBOURS, self.db_desc.shape[0])
+        # Shortlist in bfloat16 (the (N, M) product is most of the matching time), then rank the
+        # shortlist with exact float32 cosines: the neighbours and distances are those of the float32 product
+        # unless bfloat16 rounding pushed a true neighbour out of the shortlist's margin.
+        cand = (desc.to(self._coarse_dtype) @ self._db_coarse.T).topk(
+            min(k + _SHORTLIST_MARGIN, self.db_desc.shape[0]), dim=1).indices  # (N, k + margin)
+        exact = torch.einsum("nd,nkd->nk", desc, self.db_desc[cand])  # cosine of unit RootSIFT vectors
+        top_sim, order = exact.topk(k, dim=1)
+        top_idx = cand.gather(1, order)
         dist = torch.sqrt(torch.clamp(2.0 - 2.0 * top_sim, min=0.0))
         b_brand = self._db_brand_t[top_idx]  # (N, k)
         b_pts = self._db_pts_t[top_idx]  # (N, k, 2)
