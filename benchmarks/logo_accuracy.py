@@ -106,7 +106,9 @@ def _tilt(arr: np.ndarray, labels: list[dict], phi: float, tilt: float = 1.6) ->
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
     m[:2, 2] -= corners[:, :2].min(axis=0)
     size = tuple(int(v) for v in corners[:, :2].max(axis=0) - corners[:, :2].min(axis=0))
-    out = cv2.warpAffine(arr, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # A plain border: a reflected one would mirror logos near the edge into unlabelled copies.
+    out = cv2.warpAffine(arr, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(128, 128, 128))
     new = []
     for lab in labels:
         x1, y1, x2, y2 = lab["box"]

@@ -1,8 +1,9 @@
 """Where a photo's time goes: each stage of track() timed on its own, per photo, with its share.
 
-    python -m benchmarks.profile_stages [--photos scenes|all] [--repeat 3] [--device auto] [--ops] [--write]
+    python -m benchmarks.profile_stages [--photos scenes|all|12mp] [--repeat 3] [--device auto] [--ops] [--write]
 
-Photos: the 7 labelled scenes (``--photos all``: the 112 photos of scenes/ and faces/), in batches of 8 as
+Photos: the 7 labelled scenes (``--photos all``: the 112 photos of scenes/ and faces/; ``--photos 12mp``: the
+7 scenes as 12-megapixel JPEGs from ``benchmarks.run``'s ``12mp`` set), in batches of 8 as
 track() makes them. The gallery holds every identity of shared/faces and the 17 brand references of
 shared/logos/refs, so logo detection runs as it does for a user who registered brands.
 
@@ -174,7 +175,7 @@ def summary(per_stage: dict[str, list[float]], n: int) -> tuple[str, dict[str, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", choices=("scenes", "all"), default="scenes")
+    ap.add_argument("--photos", choices=("scenes", "all", "12mp"), default="scenes")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--gallery", default="out/bench_profile_gallery.db")
@@ -186,7 +187,12 @@ def main() -> None:
         print(f"stage profile on the GPU skipped: {skip}")
         return
     device = str(iv.faces.embed.resolve_device(args.device))
-    paths = sorted((SHARED / "scenes").glob("*.jpg")) if args.photos == "scenes" else shared_photos()
+    if args.photos == "12mp":
+        from benchmarks.run import photo_set
+
+        paths = [p for p in photo_set("12mp") if p.parent.name == "scenes"]
+    else:
+        paths = sorted((SHARED / "scenes").glob("*.jpg")) if args.photos == "scenes" else shared_photos()
     gallery, detector, build_s = build(device, args.gallery)
     sync = synchronizer(device)
     one_pass(paths, gallery, detector, Timer(sync))  # warm-up
@@ -205,7 +211,7 @@ def main() -> None:
                  f"({face_ms:.0f} ms/photo); {100 * ms['logos'] / sum(ms.values()):.0f} % of the per-photo time. "
                  f"Logo detector construction (once per track() call, {len(detector.brands)} references): "
                  f"{build_s:.1f} s")
-    flag = "" if args.photos == "scenes" else " --photos all"
+    flag = "" if args.photos == "scenes" else f" --photos {args.photos}"
     text = (f"\n### Stage profile ({time.strftime('%Y-%m-%d')}, {machine(device)}, {len(paths)} photos of "
             f"{args.photos}, median of {args.repeat})\n\n"
             f"Command: `python -m benchmarks.profile_stages{flag} --write`; {faces} faces and {logos} logos found "

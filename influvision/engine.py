@@ -65,14 +65,15 @@ MAX_AUTO_BATCH_SIZE = 32
 """Upper bound of the automatic size: the prefetch window (2 x batch decoded photos) lives in host memory."""
 NOMINAL_PHOTO_HW = (3000, 4000)
 """The photo the automatic size plans for: 12 megapixels, a phone photo."""
-BYTES_PER_WORKING_PIXEL = 64
+BYTES_PER_WORKING_PIXEL = 48
 """Device bytes per pixel the detector works on (after downscaling to ``max_side``): the float32 copy (12),
-the summed-area table (12), the alignment's antialiasing pyramid (about 16), P-Net's output maps of every
-scale (about 4: they are read back once the whole pyramid is queued), with headroom for the P-Net pyramid
-level being made (12) and the rest."""
-BYTES_PER_SOURCE_PIXEL = 9
-"""Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), and on CUDA the
-GPU-decoded photos of the prefetch window, twice the batch (6)."""
+the summed-area table (12), P-Net's output maps of every scale (about 4: they are read back once the whole
+pyramid is queued), with headroom for the P-Net pyramid level being made (12) and the rest."""
+BYTES_PER_SOURCE_PIXEL = 25
+"""Device bytes per pixel of the photo as decoded: its uint8 copy on the device (3), on CUDA the GPU-decoded
+photos of the prefetch window, twice the batch (6), and the alignment's antialiasing pyramid, which is built
+on the photo's own pixels (float32: 12 for the full-size level, up to 4 more for coarser levels that large
+faces need). The pyramid is stored only around the faces, so this plans for faces all over the photo."""
 DEVICE_RESERVE_BYTES = 2 << 30
 """Device memory left out of the plan: model weights, P-Net's canvases (capped at 2**23 pixels per call),
 R-Net/O-Net and embedder chunks (fixed sizes), the transient float copy of one large photo, fragmentation."""
@@ -95,7 +96,7 @@ def photo_cost_bytes(height: int, width: int, max_side: int = 1600) -> int:
 
     ``BYTES_PER_WORKING_PIXEL`` x the pixels the detector searches (the photo downscaled to ``max_side`` on
     its long side) + ``BYTES_PER_SOURCE_PIXEL`` x the photo's own pixels. A 12-megapixel photo with
-    ``max_side=1600``: about 231 MB. Per-batch work of fixed size is in :data:`DEVICE_RESERVE_BYTES`.
+    ``max_side=1600``: about 392 MB. Per-batch work of fixed size is in :data:`DEVICE_RESERVE_BYTES`.
 
     Raises:
         ValueError: a side below 1.
@@ -112,7 +113,7 @@ def auto_batch_size(device: str | torch.device, *, max_side: int = 1600,
     """Photos per batch for ``device``: planned from free memory on CUDA, :data:`CPU_BATCH_SIZE` elsewhere.
 
     On CUDA: ``(FREE_MEMORY_SHARE x free - DEVICE_RESERVE_BYTES) / photo_cost_bytes(NOMINAL_PHOTO_HW)``,
-    between 1 and :data:`MAX_AUTO_BATCH_SIZE`; e.g. 24 GiB free gives 32 (the cap), 4 GiB gives 3.
+    between 1 and :data:`MAX_AUTO_BATCH_SIZE`; e.g. 24 GiB free gives 32 (the cap), 4 GiB gives 2.
     Photos larger than planned are caught by the out-of-memory halving.
 
     Args:

@@ -101,6 +101,58 @@ def test_several_images_in_one_call_equal_one_at_a_time(fixture_faces: dict) -> 
     assert torch.equal(ChipAligner()(as_tensors, image_index, landmarks), together)
 
 
+
+def test_only_the_levels_faces_need_are_built(fixture_faces: dict) -> None:
+    """An image no face comes from gets no pyramid, another only the levels its faces need; chips unchanged."""
+    from influvision.faces.align import _pack_pyramids
+
+    images = [fixture_faces["images"][i] for i in (0, 3, 11)]
+    landmarks = _template_in_image(fixture_faces["affines"][[3]])
+    in_batch = align_to_chip(images, torch.tensor([1]), landmarks)
+    alone = align_to_chip([images[1]], torch.tensor([0]), landmarks)
+    assert torch.equal(in_batch, alone)
+    tensors = [torch.from_numpy(im) for im in images]
+    h, w = images[1].shape[:2]
+    pyr = _pack_pyramids(tensors, 150, [0, 1, 0])
+    assert pyr.buffer.shape == (h * w, 3) and pyr.n_levels.tolist() == [1, 1, 1]
+    assert pyr.height[:, 0].tolist() == [0, h, 0]
+    buffer = _pack_pyramids(tensors, 150, [0, 2, 0]).buffer
+    assert buffer.shape[0] == h * w + ((h + 1) // 2) * ((w + 1) // 2)
+    torch.testing.assert_close(buffer[:h * w].view(h, w, 3), tensors[1].float(), atol=0, rtol=0)
+
+
+def test_coarse_levels_built_around_the_faces_give_the_whole_pyramids_values(monkeypatch) -> None:
+    """Large faces anywhere (centre, corners, edges, partly outside) on a noise image, where any edge effect
+    of building the coarser levels from a crop would show: the chips equal those of whole-image pyramids."""
+    from influvision.faces import align as align_module
+
+    gen = torch.Generator().manual_seed(3)
+    image = (torch.rand(1500, 2300, 3, generator=gen) * 255).to(torch.uint8)
+    faces = []  # (chip scale, x, y) of the chip's top-left corner; scale 6 -> level 2, 20 -> level 4
+    for scale, x, y in [(3.0, 900, 600), (6.0, 40, 30), (6.0, 2300 - 6 * 149 - 3, 1500 - 6 * 149 - 1),
+                        (20.0, -500, 200), (2.5, 1200, -100), (4.5, 1777, 333), (1.0, 50, 1300)]:
+        faces.append([[scale, 0.0, float(x)], [0.0, scale, float(y)]])
+    affines = torch.tensor(faces)
+    index = torch.zeros(len(faces), dtype=torch.long)
+    calls = []
+    whole = align_module._pack_pyramids
+
+    def spy(images, size, levels, regions=None):
+        calls.append(regions)
+        return whole(images, size, levels, regions)
+
+    monkeypatch.setattr(align_module, "_pack_pyramids", spy)
+    cropped = sample_chips([image], index, affines)
+    # Only the large faces in the middle: the levels they need are built from a crop of the image.
+    middle = sample_chips([image], index[:1], affines[:1])
+    monkeypatch.setattr(align_module, "_pack_pyramids", lambda images, size, levels, regions=None:
+                        whole(images, size, levels, None))
+    assert torch.equal(cropped, sample_chips([image], index, affines))
+    assert torch.equal(middle, sample_chips([image], index[:1], affines[:1]))
+    assert calls[1][0] is not None
+    pyr = whole([image], 150, [2], calls[1])
+    assert pyr.row[0, 1] < (2300 + 1) // 2 and pyr.rows[0, 1] < (1500 + 1) // 2  # really a crop
+
 def test_empty_and_bad_input() -> None:
     image = np.zeros((40, 50, 3), dtype=np.uint8)
     empty = align_to_chip([image], torch.zeros(0, dtype=torch.long), torch.zeros(0, 5, 2))

@@ -110,11 +110,12 @@ def test_auto_batch_size_is_fixed_on_cpu_and_planned_from_free_memory_on_cuda(mo
         with pytest.raises(ValueError, match="batch_size"):
             resolve_batch_size(bad, "cpu")
     per = photo_cost_bytes(3000, 4000)
-    assert 200e6 < per < 260e6  # a 12 MP photo searched at 1600 px: about 231 MB
+    assert 370e6 < per < 410e6  # a 12 MP photo searched at 1600 px, its alignment pyramid included: 392 MB
     assert photo_cost_bytes(150, 150) < photo_cost_bytes(3000, 4000, max_side=4000)
     gib = 1 << 30
-    assert auto_batch_size("cuda", free_bytes=80 * gib) == MAX_AUTO_BATCH_SIZE
-    assert auto_batch_size("cuda", free_bytes=4 * gib) == int((0.7 * 4 * gib - 2 * gib) // per) == 3
+    assert auto_batch_size("cuda", free_bytes=80 * gib) == auto_batch_size("cuda", free_bytes=24 * gib) \
+        == MAX_AUTO_BATCH_SIZE
+    assert auto_batch_size("cuda", free_bytes=4 * gib) == int((0.7 * 4 * gib - 2 * gib) // per) == 2
     assert auto_batch_size("cuda", free_bytes=1 * gib) == 1  # never below one photo
     # Without free_bytes the CUDA size comes from torch.cuda.mem_get_info (simulated: no GPU here).
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * gib, 80 * gib))
@@ -386,3 +387,18 @@ def test_video_frames_are_split_in_halves_when_memory_runs_out(shared_data):
 
     with pytest.raises(MediaError, match="one 480 x 320 frame"):
         split_on_oom(never, torch.device("cpu"))(frames[:1])
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "8"), ("64", "64")])
+def test_import_bounds_onednn_primitive_cache_unless_the_user_set_it(given: str | None, expected: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if given is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = given
+    out = subprocess.run([sys.executable, "-c", "import os, influvision; "
+                          "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -39,6 +39,7 @@ from torchvision.ops import batched_nms
 from ..errors import ShapeError
 from ..types import Faces
 from ..weights import load_torch_weights
+from .tensors import index_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +80,6 @@ def _load_nets(device: torch.device) -> _Nets:
         nets.append(net.eval().requires_grad_(False).to(device))
     logger.info("MTCNN weights loaded on %s", device)
     return _Nets(*nets)
-
-
-def _index_tensor(values: Sequence[int], device: torch.device) -> Tensor:
-    """A small int64 tensor on ``device``; on CUDA copied from pinned memory without waiting for the GPU
-    (a plain ``torch.tensor(..., device="cuda")`` synchronises the host with the device queue)."""
-    t = torch.tensor(values, dtype=torch.long)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 def _normalize(x: Tensor) -> Tensor:
@@ -259,17 +251,23 @@ class FaceDetector:
         work: list[Tensor] = []
         back = torch.ones(len(images), 2, dtype=torch.float32)
         for i, image in enumerate(images):
-            x = _as_chw_uint8(image, i).to(self.device, non_blocking=True).float()
+            x = _as_chw_uint8(image, i).to(self.device, non_blocking=True)
             h, w = x.shape[1:]
             longest = max(h, w)
             if longest > self.max_side:
                 r = self.max_side / longest
                 nh, nw = max(1, round(h * r)), max(1, round(w * r))
-                # Rounded to whole values like a decoded image (the crops' area tables sum integers).
-                x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                                  antialias=True)[0].clamp_(0, 255).round_()
+                # Whole values like a decoded image (the crops' area tables sum integers). On the CPU the
+                # resize runs on the uint8 pixels: 3-4x faster than on a float copy of a 12-megapixel photo,
+                # and within one grey level of it.
+                if x.device.type == "cpu":
+                    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                                      antialias=True)[0]
+                else:
+                    x = F.interpolate(x[None].float(), size=(nh, nw), mode="bilinear", align_corners=False,
+                                      antialias=True)[0].clamp_(0, 255).round_()
                 back[i, 0], back[i, 1] = w / nw, h / nh
-            work.append(x)
+            work.append(x.float())
         return work, back.to(self.device)
 
     def _detect_prepared(self, work: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
@@ -373,7 +371,7 @@ class FaceDetector:
         resized, image_ids, hs, ws = [], [], [], []
         for (h, w), idx in chunk:
             hs_, ws_ = int(h * scale + 1), int(w * scale + 1)  # facenet-pytorch's rounding
-            resized.append(_normalize(_area_resize(tables, _index_tensor(idx, dev), (h, w), (hs_, ws_))))
+            resized.append(_normalize(_area_resize(tables, index_tensor(idx, dev), (h, w), (hs_, ws_))))
             image_ids += idx
             hs += [hs_] * len(idx)
             ws += [ws_] * len(idx)
@@ -381,7 +379,7 @@ class FaceDetector:
         if self.canvas_step > 1:
             canvas, hs, ws = _fixed_canvas(canvas, hs, ws, self.canvas_step)
         canvas = canvas.contiguous(memory_format=torch.channels_last)
-        extent = _index_tensor(hs + ws, dev).view(2, -1)
+        extent = index_tensor(hs + ws, dev).view(2, -1)
         h_in, w_in = extent[0], extent[1]
 
         # P-Net by layers, so that the first pool sees each image's own extent only (-> same result
@@ -401,7 +399,7 @@ class FaceDetector:
         wo = torch.div(w_in - 1, 2, rounding_mode="floor") - 4
         valid = ((torch.arange(prob.shape[1], device=dev)[None, :, None] < ho[:, None, None])
                  & (torch.arange(prob.shape[2], device=dev)[None, None, :] < wo[:, None, None]))
-        return _PnetMaps((prob >= self.thresholds[0]) & valid, prob, reg, _index_tensor(image_ids, dev), scale, k)
+        return _PnetMaps((prob >= self.thresholds[0]) & valid, prob, reg, index_tensor(image_ids, dev), scale, k)
 
     def _run_crops(
         self, net: nn.Module, tables: _AreaTables, sizes: Tensor, boxes: Tensor, image_index: Tensor, size: int,
@@ -525,9 +523,9 @@ def _area_tables(work: list[Tensor]) -> _AreaTables:
         offsets.append(offsets[-1] + n)
     return _AreaTables(
         values=values,
-        offset=_index_tensor(offsets[:-1], dev),
-        height=_index_tensor([x.shape[1] for x in work], dev),
-        width=_index_tensor([x.shape[2] for x in work], dev),
+        offset=index_tensor(offsets[:-1], dev),
+        height=index_tensor([x.shape[1] for x in work], dev),
+        width=index_tensor([x.shape[2] for x in work], dev),
     )
 
 
