@@ -316,13 +316,15 @@ def sample_chips(
     # and nothing for an image without faces: a large photo's whole pyramid costs far more than sampling
     # all its chips. Reading the needs back is the one wait for the device here.
     b = len(imgs)
-    corners = torch.tensor([[0.0, 0.0, 1.0], [size - 1.0, 0.0, 1.0], [0.0, size - 1.0, 1.0],
-                            [size - 1.0, size - 1.0, 1.0]], device=device) @ affine.transpose(1, 2)  # (N, 4, 2)
-    lo, hi = corners.amin(dim=1), corners.amax(dim=1)
+    reach = affine[:, :, :2] * (size - 1)  # the chip's extent along each image axis, from its corner (0, 0)
+    lo = affine[:, :, 2] + reach.clamp(max=0).sum(dim=2)  # (N, 2) x, y: the bounds of the chip's footprint
+    hi = affine[:, :, 2] + reach.clamp(min=0).sum(dim=2)
+    per_image = index[:, None].expand(-1, 2)
     needs = torch.cat([
-        torch.zeros(b, 1, device=device).scatter_reduce_(0, index[:, None], (level + 1).clamp_max(max_levels)[:, None].float(), "amax"),
-        torch.full((b, 2), torch.inf, device=device).scatter_reduce_(0, index[:, None].expand(-1, 2), lo, "amin"),
-        torch.full((b, 2), -torch.inf, device=device).scatter_reduce_(0, index[:, None].expand(-1, 2), hi, "amax"),
+        torch.zeros(b, 1, device=device).scatter_reduce_(
+            0, index[:, None], (level + 1).clamp_max(max_levels)[:, None].float(), "amax"),
+        torch.full((b, 2), torch.inf, device=device).scatter_reduce_(0, per_image, lo, "amin"),
+        torch.full((b, 2), -torch.inf, device=device).scatter_reduce_(0, per_image, hi, "amax"),
     ], dim=1).tolist()
     regions = [(r[1], r[2], r[3], r[4]) if np.isfinite(r[1]) else None for r in needs]
     pyr = _pack_pyramids(imgs, size, [int(r[0]) for r in needs], regions)
