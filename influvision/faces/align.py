@@ -175,13 +175,28 @@ def _pyramid_down(level: Tensor) -> Tensor:
     return level
 
 
-class _Pyramids(NamedTuple):
-    """The pyramid levels of a batch in one (P, 3) float32 buffer, and (B, L) int64 tables per (image, level).
+class _Level(NamedTuple):
+    """Where one pyramid level of one image is stored: the rectangle starting at (``x0``, ``y0``), ``rows``
+    x ``row`` pixels, of a level of ``height`` x ``width`` pixels (its full size, which decides what is
+    outside the image), row after row from ``offset`` on."""
 
-    Level k of image b covers ``height x width`` pixels (its full size, which decides what is outside the
-    image); of those, the rectangle starting at (``x0``, ``y0``), ``row`` pixels wide and ``rows`` high, is
-    stored from ``offset`` on, row after row. Entries past an image's ``n_levels`` repeat its top level.
-    """
+    offset: int
+    height: int
+    width: int
+    x0: int
+    y0: int
+    rows: int
+    row: int
+
+    @property
+    def end(self) -> int:
+        """The buffer position just past the stored pixels."""
+        return self.offset + self.rows * self.row
+
+
+class _Pyramids(NamedTuple):
+    """The pyramid levels of a batch in one (P, 3) float32 buffer, and (B, L) int64 tables per (image, level)
+    of the :class:`_Level` fields; entries past an image's ``n_levels`` repeat its top level."""
 
     buffer: Tensor
     offset: Tensor
@@ -189,8 +204,8 @@ class _Pyramids(NamedTuple):
     width: Tensor
     x0: Tensor
     y0: Tensor
-    row: Tensor
     rows: Tensor
+    row: Tensor
     n_levels: Tensor
 
 
@@ -208,7 +223,7 @@ def _pack_pyramids(images: Sequence[Tensor], size: int, levels: Sequence[int],
     """
     # Shapes are known on the host, so every level is written straight into one buffer: no float copy of
     # each image and no concatenation beside it.
-    plans = []  # per image: [(offset, full h, full w, x0, y0, stored h, stored w), ...] and the crop
+    plans: list[list[_Level]] = []
     pos = 0
     for i, (img, wanted) in enumerate(zip(images, levels, strict=True)):
         h, w = (int(img.shape[0]), int(img.shape[1])) if wanted else (0, 0)
@@ -231,35 +246,32 @@ def _pack_pyramids(images: Sequence[Tensor], size: int, levels: Sequence[int],
                 cx0, cx1 = 0, w
             if cy1 - cy0 < 4 * step:
                 cy0, cy1 = 0, h
-        fh, fw, sh, sw = h, w, cy1 - cy0, cx1 - cx0
-        plan = [(pos, fh, fw, cx0, cy0, sh, sw)]
-        pos += sh * sw
+        plan = [_Level(pos, h, w, cx0, cy0, cy1 - cy0, cx1 - cx0)]
         for k in range(1, n):
-            fh, fw, sh, sw = (fh + 1) // 2, (fw + 1) // 2, (sh + 1) // 2, (sw + 1) // 2
-            plan.append((pos, fh, fw, cx0 >> k, cy0 >> k, sh, sw))
-            pos += sh * sw
-        plans.append((plan, (cx0, cy0, cx1, cy1)))
+            last = plan[-1]
+            plan.append(_Level(last.end, (last.height + 1) // 2, (last.width + 1) // 2,
+                               cx0 >> k, cy0 >> k, (last.rows + 1) // 2, (last.row + 1) // 2))
+        pos = plan[-1].end
+        plans.append(plan)
     device = images[0].device
     buffer = torch.empty(pos, 3, dtype=torch.float32, device=device)
-    for img, (plan, (cx0, cy0, cx1, cy1)) in zip(images, plans, strict=True):
-        o, _, _, _, _, sh, sw = plan[0]
-        if sh * sw == 0:
+    for img, plan in zip(images, plans, strict=True):
+        first = plan[0]
+        if first.rows * first.row == 0:
             continue
-        level = buffer[o:o + sh * sw].view(sh, sw, 3)
-        level.copy_(img[cy0:cy1, cx0:cx1])
-        for o, _, _, _, _, sh, sw in plan[1:]:
-            nxt = buffer[o:o + sh * sw].view(sh, sw, 3)
+        level = buffer[first.offset:first.end].view(first.rows, first.row, 3)
+        level.copy_(img[first.y0:first.y0 + first.rows, first.x0:first.x0 + first.row])
+        for lv in plan[1:]:
+            nxt = buffer[lv.offset:lv.end].view(lv.rows, lv.row, 3)
             nxt.copy_(_pyramid_down(level))
             level = nxt
-    levels_of = [plan for plan, _ in plans]
-    n_max = max(len(p) for p in levels_of)
+    n_max = max(len(p) for p in plans)
 
-    def table(col: int) -> Tensor:
-        rows = [[lv[col] for lv in p] for p in levels_of]
+    def table(field: str) -> Tensor:
+        rows = [[getattr(lv, field) for lv in p] for p in plans]
         return index_tensor([r + [r[-1]] * (n_max - len(r)) for r in rows], device)
 
-    return _Pyramids(buffer, table(0), table(1), table(2), table(3), table(4), table(6), table(5),
-                     index_tensor([len(p) for p in levels_of], device))
+    return _Pyramids(buffer, *(table(f) for f in _Level._fields), index_tensor([len(p) for p in plans], device))
 
 
 def sample_chips(
