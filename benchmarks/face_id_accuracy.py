@@ -7,16 +7,18 @@ Protocols (all identities from ../shared/data/faces, scenes from ../shared/data/
             left-out people must come out with nobody named; registered people's photos must be named
   hard      the open protocol on degraded probes: faces downscaled to ~30 px high after JPEG
             recompression, and darkened (dim venue)
+  mid       the same degradation to ~44 px high (the sizes resolution-matched references are used for)
 
 Every face is embedded once; the matching rules are then evaluated for a grid of thresholds and margins,
 so the script also prints the curve the default threshold was chosen from.
 
-    python -m benchmarks.face_id_accuracy [--embedder dlib-resnet-v1] [--write]
+    python -m benchmarks.face_id_accuracy [--embedder dlib-resnet-v1] [--resolution-match] [--size-curve] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import platform
@@ -34,7 +36,6 @@ from influvision.faces.pipeline import FacePipeline
 from influvision.match import GalleryIndex, MatchSettings, assign_identities, person_distances
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MATCH_RESOLUTION = False  # --resolution-match: compare small faces with resolution-matched references
 
 
 @dataclass
@@ -91,12 +92,14 @@ def named_people(photo: PhotoFaces, index: GalleryIndex, s: MatchSettings) -> li
     if photo.emb.shape[0] == 0 or index.size == 0:
         return []
     eligible = (photo.size_px >= s.min_face_px) & (photo.sharpness >= s.min_sharpness)
-    dist = person_distances(photo.emb, index, photo.size_px if MATCH_RESOLUTION else None)
+    dist = person_distances(photo.emb, index, photo.size_px if s.resolution_match else None)
     ident, _ = assign_identities(dist, torch.zeros(len(eligible), dtype=torch.long), eligible, s)
     return [index.names[i] for i in ident.tolist() if i >= 0]
 
 
-def loo(faces: list[PhotoFaces], s: MatchSettings) -> dict:
+def loo(faces: list[PhotoFaces], s: MatchSettings, probes: dict[str, PhotoFaces] | None = None) -> dict:
+    """Clean references; probes from ``probes`` (same paths, e.g. degraded copies) when given."""
+    probes = probes or {}
     by_person = defaultdict(list)
     for f in faces:
         by_person[f.person].append(f)
@@ -104,9 +107,10 @@ def loo(faces: list[PhotoFaces], s: MatchSettings) -> dict:
     for person, photos in by_person.items():
         if len(photos) < 2:
             continue
-        for probe in photos:
-            refs = [f for f in faces if f is not probe]
+        for photo in photos:
+            refs = [f for f in faces if f is not photo]
             index = build_index(refs, {f.person for f in refs})
+            probe = probes.get(photo.path, photo)
             names = named_people(PhotoFaces(probe.path, person, probe.emb[probe.main:probe.main + 1],
                                             probe.size_px[probe.main:probe.main + 1],
                                             probe.sharpness[probe.main:probe.main + 1], 0), index, s) \
@@ -157,6 +161,58 @@ def open_set(faces: list[PhotoFaces], s: MatchSettings, probes: dict[str, PhotoF
             "registered_probes": len(registered_probe), "recall": named_right / max(1, len(registered_probe))}
 
 
+def size_curve(pipe: FacePipeline, items: list[tuple[str, str | None, np.ndarray]], faces: list[PhotoFaces],
+               targets: tuple[float, ...] = (36.0, 40.0, 44.0, 48.0, 56.0),
+               bins: tuple[tuple[float, float], ...] = ((36.0, 40.0), (40.0, 48.0), (48.0, 64.0))) -> str:
+    """Genuine vs impostor distances of small faces, with and without resolution-matched references.
+
+    Every face photo is degraded to each target size (bright and dim), and its main face compared with every
+    other photo's reference: the nearest reference of its own person (genuine) and of each other person
+    (impostor pairs). Per size bin: the threshold at which 0.1 % / 1 % of impostor pairs would be named and
+    the share of genuine faces within it, so the two comparisons are judged at equal false-accept rates.
+    """
+    from influvision.faces.resolution import RESOLUTION_LEVELS, resolution_level
+
+    ok = [(k, f) for k, f in enumerate(faces) if f.main >= 0]
+    refs = torch.stack([f.emb[f.main] for _, f in ok])
+    levels = torch.cat([torch.stack([f.variants for _, f in ok], 1), refs[None]])  # (L + 1, R, D)
+    names = sorted({f.person for _, f in ok})
+    owner = torch.tensor([names.index(f.person) for _, f in ok])
+    genuine: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    impostor: dict[bool, list[tuple[float, np.ndarray]]] = {False: [], True: []}
+    for target in targets:
+        for dark in (1.0, 0.45):
+            degraded = embed_all(pipe, [(items[k][0], f.person, degrade(items[k][2], float(f.size_px[f.main]),
+                                                                         target_px=target, dark=dark))
+                                        for k, f in ok])
+            for row, d in enumerate(degraded):
+                if d.main < 0:
+                    continue
+                size = float(d.size_px[d.main])
+                me = names.index(d.person)
+                for matched in (False, True):
+                    level = int(resolution_level(torch.tensor([size]))[0]) if matched else len(RESOLUTION_LEVELS)
+                    dist = torch.cdist(d.emb[d.main][None], levels[level])[0]
+                    dist[row] = float("inf")  # not its own photo
+                    per = torch.full((len(names),), float("inf")).scatter_reduce(0, owner, dist, "amin")
+                    genuine[matched].append((size, float(per[me])))
+                    others = per[torch.arange(len(names)) != me].numpy()
+                    impostor[matched].append((size, others[np.isfinite(others)]))
+    lines = ["| face height | references | faces | impostor pairs | named at 0.50: genuine / impostor pairs | "
+             "threshold at 0.1 % impostors: value, genuine | at 1 %: value, genuine |", "|" + "---|" * 7]
+    for lo, hi in bins:
+        for matched in (False, True):
+            g = np.array([d for sz, d in genuine[matched] if lo <= sz < hi])
+            imp = np.sort(np.concatenate([v for sz, v in impostor[matched] if lo <= sz < hi]))
+            cells = [f"{lo:.0f}-{hi:.0f} px", "resolution-matched" if matched else "full resolution", str(len(g)),
+                     str(len(imp)), f"{np.mean(g < 0.5):.2f} / {np.mean(imp < 0.5):.5f}"]
+            for far in (1e-3, 1e-2):
+                thr = imp[int(far * len(imp))]
+                cells.append(f"{thr:.3f}, {np.mean(g < thr):.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embedder", default="dlib-resnet-v1")
@@ -164,9 +220,10 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="append the results to benchmarks/RESULTS.md")
     ap.add_argument("--resolution-match", action="store_true",
                     help="compare small faces with resolution-matched references (MatchSettings.resolution_match)")
+    ap.add_argument("--size-curve", action="store_true",
+                    help="also compare small faces with and without resolution-matched references at equal "
+                         "false-accept rates (about a minute more)")
     args = ap.parse_args()
-    global MATCH_RESOLUTION
-    MATCH_RESOLUTION = args.resolution_match
     t0 = time.perf_counter()
     pipe = FacePipeline(args.embedder, args.device)
     items = [(str(p.relative_to(SHARED)), p.parent.name, load_image(p).pixels)
@@ -175,42 +232,50 @@ def main() -> None:
     labels = json.loads((SHARED / "scenes" / "labels.json").read_text())["images"]
     scene_faces = embed_all(pipe, [(str(p.relative_to(SHARED)), None, load_image(p).pixels)
                                    for p in sorted((SHARED / "scenes").glob("*.jpg"))])
-    hard_items = [(path, person, degrade(px, float(f.size_px[f.main]) if f.main >= 0 else 100.0))
-                  for (path, person, px), f in zip(items, faces, strict=True)]
-    hard = embed_all(pipe, hard_items)
-    hard_probes = {h.path: h for h in hard}  # degraded probes, matched against clean references
+    # Degraded probes, matched against clean references.
+    hard_probes, mid_probes = ({h.path: h for h in embed_all(pipe, [
+        (path, person, degrade(px, float(f.size_px[f.main]) if f.main >= 0 else 100.0, target_px=target))
+        for (path, person, px), f in zip(items, faces, strict=True)])} for target in (30.0, 44.0))
     t_embed = time.perf_counter() - t0
 
     default = MatchSettings().resolved(pipe.embedder.threshold)
     rows = []
     for thr in (0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.55, 0.60):
         for margin in (0.0, 0.02, 0.04, 0.06, 0.08):
-            s = MatchSettings(threshold=thr, margin=margin, min_face_px=default.min_face_px,
-                              min_sharpness=default.min_sharpness)
+            s = dataclasses.replace(default, threshold=thr, margin=margin, resolution_match=args.resolution_match)
             rows.append((thr, margin, loo(faces, s), scenes(faces, scene_faces, labels, s), open_set(faces, s),
-                         open_set(faces, s, hard_probes)))
-    print(f"embedded {len(items)} face photos, {len(scene_faces)} scenes and {len(hard)} degraded copies "
+                         *[(open_set(faces, s, probes), loo(faces, s, probes)) for probes in (hard_probes, mid_probes)]))
+    print(f"embedded {len(items)} face photos, {len(scene_faces)} scenes and {2 * len(items)} degraded copies "
           f"in {t_embed:.1f} s on {pipe.device}")
     header = ("| threshold | margin | LOO top-1 | LOO wrong | scenes P | scenes R | open: stranger photos named | "
-              "open recall | hard: stranger photos named | hard recall |")
-    lines = [header, "|" + "---|" * 10]
-    for thr, margin, lo, sc, op, hd in rows:
+              "open recall | hard: stranger photos named | hard recall | hard LOO top-1 / wrong | "
+              "mid: stranger photos named | mid recall | mid LOO top-1 / wrong |")
+    lines = [header, "|" + "---|" * 14]
+    for thr, margin, lo, sc, op, *degraded in rows:
         mark = " **default**" if (thr, margin) == (default.threshold, default.margin) else ""
-        lines.append(f"| {thr:.2f}{mark} | {margin:.2f} | {lo['top1']:.3f} | {lo['wrong_name']:.3f} | "
-                     f"{sc['precision']:.3f} | {sc['recall']:.3f} | {op['stranger_photos_named']}/{op['stranger_photos']} | "
-                     f"{op['recall']:.3f} | {hd['stranger_photos_named']}/{hd['stranger_photos']} | {hd['recall']:.3f} |")
+        cells = [f"{thr:.2f}{mark}", f"{margin:.2f}", f"{lo['top1']:.3f}", f"{lo['wrong_name']:.3f}",
+                 f"{sc['precision']:.3f}", f"{sc['recall']:.3f}", f"{op['stranger_photos_named']}/{op['stranger_photos']}",
+                 f"{op['recall']:.3f}"]
+        for dop, dlo in degraded:
+            cells += [f"{dop['stranger_photos_named']}/{dop['stranger_photos']}", f"{dop['recall']:.3f}",
+                      f"{dlo['top1']:.3f} / {dlo['wrong_name']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     chosen = next(r for r in rows if (r[0], r[1]) == (default.threshold, default.margin))
     print("default scenes false names:", chosen[3]["false_names"])
+    if args.size_curve:
+        curve = size_curve(pipe, items, faces)
+        print(curve)
+        table += "\n\nSmall faces at equal false-accept rates (`--size-curve`):\n\n" + curve
     if args.write:
         out = Path(__file__).resolve().parent / "RESULTS.md"
         with out.open("a") as fh:
             fh.write(f"\n### Face identification accuracy ({time.strftime('%Y-%m-%d')}, {pipe.device}, "
                      f"{platform.processor() or platform.machine()}, embedder {args.embedder}, "
-                     f"resolution-matched references: {MATCH_RESOLUTION})\n\n"
+                     f"resolution-matched references: {args.resolution_match})\n\n"
                      f"Command: `python -m benchmarks.face_id_accuracy --write"
-                     f"{' --resolution-match' if MATCH_RESOLUTION else ''}`\n\n{table}\n")
+                     f"{' --resolution-match' if args.resolution_match else ''}{' --size-curve' if args.size_curve else ''}`\n\n{table}\n")
 
 
 if __name__ == "__main__":
