@@ -119,6 +119,7 @@ def track(
         skipped: list[Skipped] = []
         with collect_media(sources) as media_set:
             skipped += [Skipped(path=s.path, error=s.error) for s in media_set.skipped]
+            ignored = media_set.ignored
             photos = [i for i in media_set.items if i.kind == "photo"]
             videos = [i for i in media_set.items if i.kind == "video"]
             bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
@@ -131,6 +132,7 @@ def track(
         media = [m for m in media if m not in failed]
         report = _build_report(media, skipped, inputs_seen, report_settings)
         report.counts.batch_sizes, report.counts.oom_retries = engine.stats.batch_sizes, engine.stats.oom_retries
+        report.counts.ignored_files = ignored
         return report
     finally:
         if own_gallery:

@@ -130,6 +130,8 @@ class SubjectTally(BaseModel):
 
 class Counts(BaseModel):
     inputs_seen: int = 0
+    ignored_files: int = Field(0, description=(
+        "Files in folders and archives passed over as clearly not media (sidecars, documents); not inputs"))
     analysed: int = 0
     skipped: int = 0
     duplicates: int = 0
@@ -243,7 +245,8 @@ class Report(BaseModel):
         """A readable table: per person and brand, photos and seconds; then what was skipped."""
         c = self.counts
         lines = [f"influvision report: {c.analysed} analysed of {c.inputs_seen} inputs "
-                 f"({c.skipped} skipped, {c.duplicates} duplicates); faces: {c.faces} "
+                 f"({c.skipped} skipped, {c.duplicates} duplicates"
+                 + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "") + f"); faces: {c.faces} "
                  f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small/blurred)",
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
                  f"margin {self.settings.margin}, device {self.settings.device}", ""]

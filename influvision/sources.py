@@ -15,7 +15,7 @@ is refused, a member that inflates beyond its declared size is refused, and an a
 ``max_archive_members`` entries (default 100,000).
 
 Inside folders and archives, files that are clearly not media (.txt, .json, .xmp sidecars, .DS_Store ...)
-are ignored silently; other unknown types are skipped with a reason. A file named without a media extension
+are passed over without a reason each (only counted, :attr:`MediaSet.ignored`); other unknown types are skipped with a reason. A file named without a media extension
 is still taken when its first bytes are a photo, video or archive signature.
 
 :class:`DuplicateIndex` finds repeated photos: byte-identical files by SHA-256, and resized / re-encoded
@@ -125,12 +125,15 @@ class MediaSet:
         items: photos and videos in a deterministic order (inputs in the order given; folders sorted by
             name, depth first; archive members sorted by name). Each file appears once.
         skipped: inputs that cannot be used, with reasons, in the order found.
+        ignored: files inside folders and archives passed over without a word because they are clearly
+            not media (sidecars, documents, desktop litter); counted so a report can say how many.
         temp_dir: the private folder holding archive members, or None when no archive was opened.
     """
 
     def __init__(self) -> None:
         self.items: list[MediaItem] = []
         self.skipped: list[SkippedInput] = []
+        self.ignored = 0
         self.temp_dir: Path | None = None
         self._finalizer: weakref.finalize | None = None
 
@@ -259,6 +262,8 @@ class _Collector:
         if name.startswith("._") or name in _NON_MEDIA_NAMES:  # macOS resource forks, desktop litter
             if explicit:
                 self.skip(display, "not a photo or video (system file)")
+            else:
+                self.media.ignored += 1
             return 0
         if p.suffix.lower() in _RAW_SUFFIXES:  # before sniffing: many RAW files look like TIFF
             self.skip(display, "camera RAW photo: not supported; export it as JPEG")
@@ -288,6 +293,8 @@ class _Collector:
         if explicit or suffix not in _NON_MEDIA_SUFFIXES:
             what = f"'{suffix}'" if suffix else "no extension"
             self.skip(display, f"not a photo or video (unknown file type, {what})")
+        else:
+            self.media.ignored += 1
         return None
 
     def add_folder(self, root: Path, display: str) -> int:
@@ -411,7 +418,8 @@ class _Collector:
                 continue
             base = m.name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
             if base.startswith("._") or "__MACOSX/" in m.name or base.lower() in _NON_MEDIA_NAMES:
-                continue  # macOS resource forks and desktop litter
+                self.media.ignored += 1  # macOS resource forks and desktop litter
+                continue
             if Path(base).suffix.lower() in _RAW_SUFFIXES:
                 self.skip(member, "camera RAW photo: not supported; export it as JPEG")
                 continue
@@ -419,6 +427,8 @@ class _Collector:
             if kind is None:
                 if Path(base).suffix.lower() not in _NON_MEDIA_SUFFIXES:
                     self.skip(member, "not a photo or video (unknown file type)")
+                else:
+                    self.media.ignored += 1
                 continue
             if kind == "archive":
                 self.skip(member, "archive inside an archive: not opened; extract it first")

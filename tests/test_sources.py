@@ -57,9 +57,10 @@ def test_folder_recursive_sorted_with_reasons(shared_data: Path, tmp_path: Path)
         assert [i.kind for i in media.items] == ["photo", "photo", "video", "photo", "photo"]
         assert all(i.local_path.is_absolute() and i.local_path.is_file() for i in media.items)
         assert media.items[0].path == str(root / "a.jpg")
-        # notes.txt is ignored silently; an unknown type is reported.
+        # notes.txt is passed over (only counted); an unknown type is reported.
         assert [(s.path, s.problem) for s in media.skipped] == [
             (str(root / "odd.xyz"), "not a photo or video (unknown file type, '.xyz')")]
+        assert media.ignored == 1
         assert str(media.skipped[0]) == f"{root / 'odd.xyz'}: not a photo or video (unknown file type, '.xyz')"
         assert media.temp_dir is None  # no archive, no temp folder
     flat = collect_media(root, recursive=False)
@@ -143,6 +144,7 @@ def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
         assert "'..'" in reasons["../evil.jpg"] and "'..'" in reasons["..\\win_evil.jpg"]
         assert "absolute path" in reasons[str(outside)]
         assert "link" in reasons["day1/link.jpg"] and "archive inside an archive" in reasons["inner.zip"]
+        assert media.ignored == 2  # day1/notes.txt and the macOS resource fork
         assert sorted(p.suffix for p in tmp.rglob("*") if p.is_file()) == [".jpg", ".png"]  # only the 2 wanted
         assert _files_under(tmp_path) == before  # nothing written beside or above the archive
         assert not outside.exists() and not (tmp_path / "evil.jpg").exists()

@@ -53,11 +53,13 @@ def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shar
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "notes.jpg").write_text("this is not a photo")
     (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "good.xmp").write_text("<x:xmpmeta/>")  # a sidecar: passed over, only counted
     report = iv.track([tmp_path, tmp_path / "missing.jpg"], gallery=full_gallery, device="cpu", progress=False)
     skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
     assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg"}
     assert all(name in err for name, err in skipped.items())
     assert report.counts.inputs_seen == 6 and report.counts.skipped == 4 and report.counts.duplicates == 1
+    assert report.counts.ignored_files == 1 and "non-media files ignored: 1" in report.summary()
     assert report.people["barack_obama"].photo_count == 1  # the byte-identical copy is not counted again
 
 
