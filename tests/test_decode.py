@@ -349,3 +349,37 @@ def test_loader_refuses_videos_and_bad_settings(tmp_path: Path) -> None:
         iter_decoded([MediaItem("a.mp4", tmp_path / "a.mp4", "video")])
     with pytest.raises(ValueError):
         iter_decoded([], workers=0)
+
+
+def test_plain_jpegs_decode_through_libjpeg_to_pillows_pixels(shared_data: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast route (torchvision's libjpeg) gives Pillow's pixels for every kind of plain JPEG, is taken
+    for them (and only them), and a JPEG it refuses still decodes through Pillow."""
+    from influvision.decode import images as images_module
+
+    src = Image.open(shared_data / BASELINE).convert("RGB").crop((3, 5, 336, 256))  # odd sizes: 333 x 251
+    variants: dict[str, dict] = {f"sub{s}{'-prog' if p else ''}": {"subsampling": s, "progressive": p}
+                                 for s in (0, 1, 2) for p in (False, True)}
+    for name, kw in variants.items():
+        src.save(tmp_path / f"{name}.jpg", quality=85, **kw)
+    src.convert("L").save(tmp_path / "grey.jpg", quality=85)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src.save(tmp_path / "rotated.jpg", quality=85, exif=exif)
+    src.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=85)
+
+    used: list[int] = []
+    real = images_module._decode_with_libjpeg
+    monkeypatch.setattr(images_module, "_decode_with_libjpeg", lambda data: used.append(1) or real(data))
+    for path in sorted(tmp_path.glob("*.jpg")):
+        used.clear()
+        decoded = load_image(path)
+        pillow = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        assert np.array_equal(decoded.pixels, pillow), path.name
+        assert decoded.pixels.flags.writeable and decoded.pixels.flags.c_contiguous
+        assert used == ([] if path.name == "cmyk.jpg" else [1]), path.name
+    assert load_image(tmp_path / "rotated.jpg").pixels.shape == (333, 251, 3)
+    assert load_image(tmp_path / "grey.jpg").original_mode == "L"
+
+    monkeypatch.setattr(images_module, "_decode_with_libjpeg", lambda data: None)  # refused: Pillow decodes
+    assert np.array_equal(load_image(tmp_path / "sub2.jpg").pixels, np.asarray(Image.open(tmp_path / "sub2.jpg")))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +44,14 @@ from .images import (
     _open,
     _orientation,
     _read_file,
+    decode_jpeg_tensors,
     load_image,
+    plain_jpeg,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PendingJpeg", "cpu_fallback", "decode_pending", "gpu_decodable", "orient_tensor", "prepare_jpeg"]
-
-# Frame types nvJPEG decodes: baseline, extended sequential and progressive, all Huffman-coded.
-_GPU_SOF = frozenset({0xC0, 0xC1, 0xC2})
 
 
 @dataclass
@@ -100,12 +98,10 @@ def gpu_decodable(data: bytes, label: str, max_pixels: int = DEFAULT_MAX_PIXELS)
         im = _open(data, label, max_pixels)
     except MediaError:
         return None
-    if im.format != "JPEG" or im.mode not in ("RGB", "L"):
-        return None
-    if im.mode == "RGB" and im.info.get("adobe_transform") == 0:  # stored as RGB, not YCbCr
+    if im.format != "JPEG":
         return None
     rep = _check_jpeg(data)
-    if rep.damage or not rep.has_eoi or rep.ends_in_scan or rep.sof not in _GPU_SOF:
+    if not plain_jpeg(im, rep):
         return None
     if _jpeg_entropy_problem(data[:rep.end]):
         return None
@@ -172,13 +168,7 @@ def orient_tensor(image: Tensor, orientation: int) -> Tensor:
 
 
 def _decode(data: list[Tensor], device: torch.device) -> list[Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    with warnings.catch_warnings():  # torchvision 0.29 marks its image decoders deprecated (TorchCodec)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-    return out if isinstance(out, list) else [out]
+    return decode_jpeg_tensors(data, device)
 
 
 def _decode_each(pending: list[PendingJpeg], device: torch.device) -> list[Tensor | None]:

@@ -16,6 +16,12 @@ Conversions, chosen so that detectors see what a person would see:
 * the EXIF orientation tag is applied, so phone photos come out upright;
 * GIF, multi-page TIFF and animated WebP: the first frame only.
 
+Plain JPEGs (baseline, extended or progressive Huffman coding, greyscale or YCbCr, with an end marker) are
+decoded by libjpeg-turbo through torchvision rather than Pillow: the same library and the same pixels
+(compared over every JPEG of the shared data and all subsampling / progressive / greyscale variants), about
+2.5x faster for a 12-megapixel photo because the pixels are not copied out of Pillow through Python bytes.
+Every other file, or a JPEG torchvision refuses, goes through Pillow.
+
 Pillow silently decodes many damaged JPEGs into garbled or grey pictures, so JPEGs get two more checks: a
 walk over the markers (also inside the compressed data), and a strict second decode by FFmpeg
 (``verify=True``). A truncated JPEG is refused with the share of rows present, never decoded partially.
@@ -33,11 +39,15 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ..errors import MediaError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +149,16 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     jpeg = _check_jpeg(data) if fmt in ("JPEG", "MPO") else None
     if jpeg is not None and jpeg.damage:
         raise MediaError(label, f"damaged JPEG: {jpeg.damage}")
+    if jpeg is not None and plain_jpeg(im, jpeg):
+        if verify:
+            problem = _jpeg_entropy_problem(data[:jpeg.end])
+            if problem:
+                raise MediaError(label, problem)
+        fast = _decode_with_libjpeg(data)
+        if fast is not None and fast.shape[:2] == (im.height, im.width):
+            pixels = np.ascontiguousarray(_orient(fast, _orientation(im, label)))
+            return DecodedImage(path=label, pixels=pixels, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
+                                original_mode=im.mode, format=fmt, sha256=hashlib.sha256(data).hexdigest())
     try:
         im.load()
     except MemoryError:
@@ -165,6 +185,49 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
         pixels = pixels.copy()
     return DecodedImage(path=label, pixels=pixels, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
                         original_mode=mode, format=fmt, sha256=hashlib.sha256(data).hexdigest())
+
+
+# Frame types of a plain JPEG: baseline, extended sequential and progressive, all Huffman-coded.
+PLAIN_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2})
+
+
+def plain_jpeg(im: Image.Image, jpeg: _JpegReport) -> bool:
+    """Whether a JPEG (``im`` its opened header, ``jpeg`` its marker walk) is one libjpeg and nvJPEG decode
+    alike into the CPU loader's pixels: Huffman-coded, greyscale or YCbCr (no CMYK/YCCK, no Adobe "stored
+    as RGB"), whole (an end marker after the last scan) and undamaged."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+        return False
+    if im.mode == "RGB" and im.info.get("adobe_transform") == 0:  # stored as RGB, not YCbCr
+        return False
+    return (not jpeg.damage and jpeg.has_eoi and not jpeg.ends_in_scan
+            and jpeg.sof in PLAIN_JPEG_SOF)
+
+
+def decode_jpeg_tensors(data: list[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
+    """torchvision's ``decode_jpeg`` on 1-D uint8 tensors of JPEG files: (3, H, W) uint8 RGB tensors."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():  # torchvision 0.29 marks its image decoders deprecated (TorchCodec)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    return out if isinstance(out, list) else [out]
+
+
+def _decode_with_libjpeg(data: bytes) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB of a plain JPEG as stored (no orientation), or None when torchvision refuses it
+    (Pillow then decodes it and names the problem)."""
+    import torch
+
+    try:
+        [chw] = decode_jpeg_tensors([torch.frombuffer(bytearray(data), dtype=torch.uint8)], "cpu")
+    except Exception as e:
+        logger.debug("libjpeg through torchvision refused a JPEG (%s); decoding with Pillow", e)
+        return None
+    if chw.ndim != 3 or chw.shape[0] != 3:
+        return None
+    # decode_jpeg's (3, H, W) is a view of (H, W, 3) memory: no copy.
+    return chw.permute(1, 2, 0).numpy()
 
 
 def _read_file(path: Path, label: str) -> bytes:
