@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ShapeError
-from .tensors import index_tensor
+from .tensors import gather_rows, index_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -361,8 +361,8 @@ def sample_chips(
     x0 = torch.minimum((torch.where(inside, x0f, 0).long() - ox).clamp(min=0), row - 2)
     y0 = torch.minimum((torch.where(inside, y0f, 0).long() - oy).clamp(min=0), rows - 2)
     i00 = base.view(-1, 1) + y0 * row + x0
-    p00, p01 = buffer[i00], buffer[i00 + 1]
-    p10, p11 = buffer[i00 + row], buffer[i00 + row + 1]
+    p00, p01 = gather_rows(buffer, i00), gather_rows(buffer, i00 + 1)
+    p10, p11 = gather_rows(buffer, i00 + row), gather_rows(buffer, i00 + row + 1)
     top = p00 + (p01 - p00) * fx
     bottom = p10 + (p11 - p10) * fx
     value = (top + (bottom - top) * fy) * inside.unsqueeze(-1)

@@ -39,7 +39,7 @@ from torchvision.ops import batched_nms
 from ..errors import ShapeError
 from ..types import Faces
 from ..weights import load_torch_weights
-from .tensors import index_tensor
+from .tensors import gather_rows, index_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -552,19 +552,13 @@ def _area_resize(tables: _AreaTables, images: Tensor, size: tuple[int, int], out
     base = tables.offset[images][:, None, None]
 
     def corner(r: Tensor, c: Tensor) -> Tensor:
-        return _lookup(tables, base + (r[:, None] * (w + 1) + c[None, :]))  # (n, oh, ow, 3)
+        return gather_rows(tables.values, base + (r[:, None] * (w + 1) + c[None, :]))  # (n, oh, ow, 3)
 
     sums = (corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)).to(torch.float32)
     # Divided by the window's height, then its width, in float32, as PyTorch's pooling kernel does.
     rows = (r1 - r0).to(torch.float32)[None, :, None, None]
     cols = (c1 - c0).to(torch.float32)[None, None, :, None]
     return (sums / rows / cols).permute(0, 3, 1, 2)
-
-
-def _lookup(tables: _AreaTables, index: Tensor) -> Tensor:
-    """``tables.values[index]`` for an index tensor of any shape: (*index.shape, 3). ``index_select`` on the
-    flattened index is the same gather, about 2x faster on the CPU than advanced indexing."""
-    return tables.values.index_select(0, index.reshape(-1)).view(*index.shape, 3)
 
 
 def _pool_windows(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -604,7 +598,7 @@ def _area_crops(tables: _AreaTables, image_index: Tensor, lo: Tensor, hi: Tensor
     stride = (w + 1)[:, :, None]
 
     def corner(ys: Tensor, xs: Tensor) -> Tensor:
-        return _lookup(tables, base + ys[:, :, None] * stride + xs[:, None, :])  # (K, n, n, 3)
+        return gather_rows(tables.values, base + ys[:, :, None] * stride + xs[:, None, :])  # (K, n, n, 3)
 
     total = corner(ys1, xs1) - corner(ys0, xs1) - corner(ys1, xs0) + corner(ys0, xs0)
     return (total.to(torch.float32) / count[..., None]).permute(0, 3, 1, 2)  # channels-last memory

@@ -1,4 +1,4 @@
-"""Small helpers for moving host-side tables to the device without stalling it."""
+"""Small tensor helpers for the face stages: host tables to the device without stalling it, row gathers."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ def index_tensor(values: Sequence, device: torch.device) -> Tensor:
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+def gather_rows(values: Tensor, index: Tensor) -> Tensor:
+    """``values[index]`` for a (M, C) table and an int64 index of any shape: (*index.shape, C).
+
+    ``index_select`` on the flattened index is the same gather, about 2x faster on the CPU than advanced
+    indexing (summed-area tables, pyramid buffers)."""
+    return values.index_select(0, index.reshape(-1)).view(*index.shape, values.shape[1])
