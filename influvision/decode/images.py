@@ -203,14 +203,18 @@ def plain_jpeg(im: Image.Image, jpeg: _JpegReport) -> bool:
             and jpeg.sof in PLAIN_JPEG_SOF)
 
 
+# torchvision 0.29 marks its image decoders deprecated (in favour of TorchCodec) on every call. Decoding runs
+# in worker threads, where ``warnings.catch_warnings`` is not safe (it swaps the process-wide filter list), so
+# that one message is filtered once, here.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+
 def decode_jpeg_tensors(data: list[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
     """torchvision's ``decode_jpeg`` on 1-D uint8 tensors of JPEG files: (3, H, W) uint8 RGB tensors."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with warnings.catch_warnings():  # torchvision 0.29 marks its image decoders deprecated (TorchCodec)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     return out if isinstance(out, list) else [out]
 
 
