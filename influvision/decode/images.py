@@ -116,6 +116,10 @@ class DecodedImage:
 _OPEN_LOCK = threading.Lock()
 
 
+# Frame types of a plain JPEG: baseline, extended sequential and progressive, all Huffman-coded.
+PLAIN_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2})
+
+
 def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS, verify: bool = True) -> DecodedImage:
     """Decode a photo file (or its bytes) into RGB pixels.
@@ -149,24 +153,18 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     jpeg = _check_jpeg(data) if fmt in ("JPEG", "MPO") else None
     if jpeg is not None and jpeg.damage:
         raise MediaError(label, f"damaged JPEG: {jpeg.damage}")
-    if jpeg is not None and plain_jpeg(im, jpeg):
-        if verify:
-            problem = _jpeg_entropy_problem(data[:jpeg.end])
-            if problem:
-                raise MediaError(label, problem)
-        fast = _decode_with_libjpeg(data)
-        if fast is not None and fast.shape[:2] == (im.height, im.width):
-            pixels = np.ascontiguousarray(_orient(fast, _orientation(im, label)))
-            return DecodedImage(path=label, pixels=pixels, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
-                                original_mode=im.mode, format=fmt, sha256=hashlib.sha256(data).hexdigest())
-    try:
-        im.load()
-    except MemoryError:
-        raise MediaError(label, f"not enough memory to decode a {im.width} x {im.height} image") from None
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... for bad data
-        raise MediaError(label, _load_problem(e, data, fmt, jpeg)) from None
+    fast = _decode_with_libjpeg(data) if jpeg is not None and plain_jpeg(im, jpeg) else None
+    if fast is not None and fast.shape[:2] != (im.height, im.width):
+        fast = None
+    if fast is None:
+        try:
+            im.load()
+        except MemoryError:
+            raise MediaError(label, f"not enough memory to decode a {im.width} x {im.height} image") from None
+        except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... for bad data
+            raise MediaError(label, _load_problem(e, data, fmt, jpeg)) from None
     if jpeg is not None:
-        if verify and jpeg.sof in (0xC0, 0xC1, 0xC2):
+        if verify and jpeg.sof in PLAIN_JPEG_SOF:
             problem = _jpeg_entropy_problem(data[:jpeg.end] if jpeg.has_eoi else data)
             if problem:
                 raise MediaError(label, problem)
@@ -174,21 +172,20 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
             logger.warning("%s: JPEG has no end marker but every row decoded; using it", label)
 
     mode = im.mode
-    try:
-        pixels = _to_rgb(im)
-    except MemoryError:
-        raise MediaError(label, f"not enough memory to decode a {im.width} x {im.height} image") from None
-    except Exception as e:
-        raise MediaError(label, f"cannot convert colour mode {mode!r} to RGB: {e}") from None
+    if fast is not None:
+        pixels = fast
+    else:
+        try:
+            pixels = _to_rgb(im)
+        except MemoryError:
+            raise MediaError(label, f"not enough memory to decode a {im.width} x {im.height} image") from None
+        except Exception as e:
+            raise MediaError(label, f"cannot convert colour mode {mode!r} to RGB: {e}") from None
     pixels = np.ascontiguousarray(_orient(pixels, _orientation(im, label)))
     if not pixels.flags.writeable:  # a view of Pillow's read-only buffer; callers may write (torch.from_numpy)
         pixels = pixels.copy()
     return DecodedImage(path=label, pixels=pixels, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
                         original_mode=mode, format=fmt, sha256=hashlib.sha256(data).hexdigest())
-
-
-# Frame types of a plain JPEG: baseline, extended sequential and progressive, all Huffman-coded.
-PLAIN_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2})
 
 
 def plain_jpeg(im: Image.Image, jpeg: _JpegReport) -> bool:
