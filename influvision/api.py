@@ -114,7 +114,7 @@ def track(
             detector={"min_face_size": float(pipeline.detector.min_face_size)},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
             logo_trained_min_score=_trained_min_score(engine.logo_detector))
-        ckpt = Checkpoint(checkpoint, report_settings.model_dump_json()) if checkpoint else None
+        ckpt = Checkpoint(checkpoint, report_settings.model_dump_json(), g.content_key()) if checkpoint else None
         media: list[MediaEntry] = []
         skipped: list[Skipped] = []
         with collect_media(sources) as media_set:

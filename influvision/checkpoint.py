@@ -1,8 +1,9 @@
 """Resumable runs: finished media entries are recorded in a small SQLite file as they complete.
 
 A rerun of ``track(..., checkpoint=FILE)`` over the same sources and settings takes finished media from
-the file instead of analysing them again. An entry is reused only if the
-file's content is unchanged and the settings (embedder, thresholds, sampling, version) are identical.
+the file instead of analysing them again. An entry is reused only if the file's content is unchanged, the
+settings (embedder, thresholds, sampling, version) are identical and the gallery registers the same people,
+brands and references (a person removed since must not be named from an old result).
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from .sources import MediaItem
 
 
 class Checkpoint:
-    def __init__(self, path: str | Path, settings_json: str):
+    """Finished media entries of runs with one set of settings and one gallery content.
+
+    Args:
+        path: the SQLite file (created if missing; entries of other settings or galleries in it are kept,
+            not used).
+        settings_json: the report's settings.
+        gallery_key: :meth:`~influvision.gallery.Gallery.content_key` of the gallery tracked against.
+    """
+
+    def __init__(self, path: str | Path, settings_json: str, gallery_key: str):
         self.path = Path(path)
-        self.settings = hashlib.sha256(settings_json.encode()).hexdigest()[:16]
+        self.settings = hashlib.sha256(f"{settings_json}|{gallery_key}".encode()).hexdigest()[:16]
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")

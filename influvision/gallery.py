@@ -340,6 +340,18 @@ class Gallery:
             "SELECT s.name, r.source_path, r.data FROM subjects s JOIN refs r ON r.subject_id = s.id "
             "WHERE s.kind='brand' ORDER BY s.name, r.id").fetchall()
 
+    def content_key(self) -> str:
+        """sha256 over what a report depends on in this gallery: every person's and brand's name and reference
+        hashes, and the stored logo detector's hash and use flag. It changes whenever a subject or reference is
+        added or removed or a detector is trained, so results recorded with another key are not reused."""
+        rows = self._db.execute("SELECT s.kind, s.name, r.sha256 FROM subjects s LEFT JOIN refs r "
+                                "ON r.subject_id = s.id ORDER BY s.kind, s.name, r.sha256").fetchall()
+        try:
+            det = self._db.execute("SELECT sha256, use FROM logo_detector WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a read-only gallery made before trained logo detectors
+            det = None
+        return hashlib.sha256(json.dumps([rows, det]).encode()).hexdigest()
+
     # ---- trained logo detector ------------------------------------------------------------------------
 
     def _brand_refs_key(self) -> str:

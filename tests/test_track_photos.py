@@ -54,11 +54,15 @@ def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shar
     (tmp_path / "notes.jpg").write_text("this is not a photo")
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "good.xmp").write_text("<x:xmpmeta/>")  # a sidecar: passed over, only counted
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+    Image.fromarray(np.zeros((1, 300, 3), np.uint8)).save(tmp_path / "line.png")  # no face fits; must not stop the run
     report = iv.track([tmp_path, tmp_path / "missing.jpg"], gallery=full_gallery, device="cpu", progress=False)
     skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
-    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg"}
+    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png"}
     assert all(name in err for name, err in skipped.items())
-    assert report.counts.inputs_seen == 6 and report.counts.skipped == 4 and report.counts.duplicates == 1
+    assert "image too small: 300 x 1" in skipped["line.png"]
+    assert report.counts.inputs_seen == 7 and report.counts.skipped == 5 and report.counts.duplicates == 1
     assert report.counts.ignored_files == 1 and "non-media files ignored: 1" in report.summary()
     assert report.people["barack_obama"].photo_count == 1  # the byte-identical copy is not counted again
 
@@ -74,6 +78,22 @@ def test_resume_from_checkpoint_does_not_analyse_again(tmp_path, shared_data, fu
     monkeypatch.setattr(type(pipeline), "__call__", lambda self, images: calls.append(images))
     second = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=tmp_path / "run.ckpt", progress=False)
     assert calls == [] and second.people == first.people and second.media == first.media
+
+
+def test_a_checkpoint_is_not_reused_after_the_gallery_changes(tmp_path, shared_data):
+    """Results recorded against one gallery must not name a person removed since, nor miss one added."""
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    photo = shared_data / "scenes" / "obama_and_biden.jpg"
+    ckpt = tmp_path / "run.ckpt"
+    first = iv.track(photo, gallery=gallery, device="cpu", checkpoint=ckpt, progress=False)
+    assert first.people["barack_obama"].photo_count == 1
+    gallery.remove_person("barack_obama")
+    gallery.add_person("joe_biden", [shared_data / "faces" / "joe_biden" / "1.jpg"])
+    second = iv.track(photo, gallery=gallery, device="cpu", checkpoint=ckpt, progress=False)
+    assert "barack_obama" not in second.people
+    assert {f.identity for f in second.media[0].faces} == {"joe_biden", None}
+    assert second.people["joe_biden"].photo_count == 1
 
 
 def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared_data, monkeypatch):

@@ -116,6 +116,9 @@ class DecodedImage:
 _OPEN_LOCK = threading.Lock()
 
 
+# Smallest photo side analysed: the face alignment interpolates between neighbouring pixels.
+MIN_SIDE = 2
+
 # Frame types of a plain JPEG: baseline, extended sequential and progressive, all Huffman-coded.
 PLAIN_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2})
 
@@ -263,6 +266,8 @@ def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise MediaError(label, f"damaged image header: size {w} x {h}")
+    if min(w, h) < MIN_SIDE:
+        raise MediaError(label, f"image too small: {w} x {h} pixels (at least {MIN_SIDE} on each side are needed)")
     if w * h > max_pixels:
         raise MediaError(label, f"image too large: {w} x {h} = {w * h / 1e6:.1f} megapixels, above the limit of "
                                 f"{max_pixels / 1e6:.1f} megapixels (max_pixels)")
