@@ -340,20 +340,21 @@ class PhotoEngine:
             blur_unknown: blur unregistered faces in the annotated copies.
             progress: called with the number of photos finished, once per window.
         """
-        results: dict[str, MediaEntry] = {}
+        # Keyed by the item object, not its path: two inputs may be shown under one name.
+        results: dict[int, MediaEntry] = {}
         dups = DuplicateIndex()
         for window in self._windows(items):
             photos = self._triage(window, dups, checkpoint, results)
             # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
             photos.sort(key=lambda p: (p.image.height, p.image.width))
             for photo, entry in zip(photos, self.runner.run(photos, self.analyse), strict=True):
-                results[photo.item.path] = entry
+                results[id(photo.item)] = entry
                 if entry.error is None:
                     self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown)
             del photos
             if progress is not None:
                 progress(len(window))
-        return [results[i.path] for i in items]
+        return [results[id(i)] for i in items]
 
     def _windows(self, items: Sequence[MediaItem]) -> Iterator[list[tuple[MediaItem, Decoded]]]:
         decoded: Iterator[tuple[MediaItem, Decoded]]
@@ -387,21 +388,21 @@ class PhotoEngine:
         return out
 
     def _triage(self, window: list[tuple[MediaItem, Decoded]], dups: DuplicateIndex, ckpt: Checkpoint | None,
-                results: dict[str, MediaEntry]) -> list[Photo]:
+                results: dict[int, MediaEntry]) -> list[Photo]:
         """Errors, duplicates and resumed photos of a window go to ``results``; the rest is returned."""
         todo: list[Photo] = []
         for item, dec, on_device in self._decode_on_device(window):
             if isinstance(dec, MediaError):
-                results[item.path] = MediaEntry(path=item.path, kind="photo", error=str(dec))
+                results[id(item)] = MediaEntry(path=item.path, kind="photo", error=str(dec))
                 continue
             earlier = dups.add(item.path, dec.pixels, item.local_path, sha256=dec.sha256)
             if earlier is not None:
-                results[item.path] = MediaEntry(path=item.path, kind="photo", width=dec.width,
+                results[id(item)] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
             done = ckpt.get(item, _content_key(item, dec)) if ckpt is not None else None
             if done is not None:
-                results[item.path] = done
+                results[id(item)] = done
             else:
                 todo.append(Photo(item, dec, on_device))
         return todo

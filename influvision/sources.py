@@ -398,8 +398,14 @@ class _Collector:
     def _extract(self, display: str, dest: Path, members: Iterable[_Member]) -> int:
         found = 0
         extracted: list[MediaItem] = []
+        names: dict[str, int] = {}
         for count, m in enumerate(members):
             member = f"{display}!/{m.name}"
+            # An archive may hold several members of one name (zip appends, tar keeps every version): each is
+            # its own photo, so the second and later are shown as "name#2", "name#3"...
+            names[member] = names.get(member, 0) + 1
+            if names[member] > 1:
+                member = f"{member}#{names[member]}"
             if count >= self.max_members:
                 self.skip(display, f"archive lists more than {self.max_members} entries; the rest are not read")
                 break

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,19 @@ def test_resume_from_checkpoint_does_not_analyse_again(tmp_path, shared_data, fu
     monkeypatch.setattr(type(pipeline), "__call__", lambda self, images: calls.append(images))
     second = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=tmp_path / "run.ckpt", progress=False)
     assert calls == [] and second.people == first.people and second.media == first.media
+
+
+def test_archive_members_of_one_name_are_two_photos(tmp_path, shared_data, full_gallery):
+    archive = tmp_path / "dup.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated name
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("p.jpg", (shared_data / "faces" / "joe_biden" / "2.jpg").read_bytes())
+            zf.writestr("p.jpg", (shared_data / "faces" / "elton_john" / "2.jpg").read_bytes())
+    report = iv.track(archive, gallery=full_gallery, device="cpu", progress=False)
+    assert [m.path.rsplit("!/", 1)[1] for m in report.media] == ["p.jpg", "p.jpg#2"]
+    assert [{f.identity for f in m.faces} for m in report.media] == [{"joe_biden"}, {"elton_john"}]
+    assert report.people["joe_biden"].photo_count == report.people["elton_john"].photo_count == 1
 
 
 def test_a_checkpoint_is_not_reused_after_the_gallery_changes(tmp_path, shared_data):
