@@ -293,7 +293,8 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         t.exposure_seconds = round(sum(union_length(iv) for iv in t.intervals.values()), 3)
     faces = [f for m in media for f in m.faces]
     counts = Counts(
-        inputs_seen=inputs_seen, analysed=sum(1 for m in media if not m.duplicate_of and not m.error),
+        inputs_seen=inputs_seen, analysed=sum(1 for m in media if not m.duplicate_of),
+        partly_analysed=sum(1 for m in media if m.error),
         skipped=len(skipped), duplicates=sum(1 for m in media if m.duplicate_of), faces=len(faces),
         named_faces=sum(f.status == "named" for f in faces), unknown_faces=sum(f.status == "unknown" for f in faces),
         unidentifiable_faces=sum(f.status == "unidentifiable" for f in faces),

@@ -1,6 +1,7 @@
 """The ``influvision`` command: a thin layer over the same functions a Python user calls.
 
-Exit codes: 0 success; 1 the run finished but some inputs were skipped or references refused;
+Exit codes: 0 success; 1 the run finished but some inputs were skipped or analysed only in
+part (truncated videos), or references refused;
 2 a usage or setup error (bad arguments, damaged gallery, missing weights).
 """
 
@@ -156,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(report.summary())
             print(f"\nreport written to {args.out}")
-        return 1 if report.skipped else 0
+        return 1 if report.skipped or report.counts.partly_analysed else 0
     if args.command == "logos":
         return _train_logos(args)
     if args.command == "weights":

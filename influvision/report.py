@@ -133,6 +133,9 @@ class Counts(BaseModel):
     ignored_files: int = Field(0, description=(
         "Files in folders and archives passed over as clearly not media (sidecars, documents); not inputs"))
     analysed: int = 0
+    partly_analysed: int = Field(0, description=(
+        "Of the analysed: videos that stop early (truncated or damaged); counted up to where they stop, with "
+        "their media entry's `error` saying where"))
     skipped: int = 0
     duplicates: int = 0
     faces: int = 0
@@ -231,6 +234,7 @@ class Report(BaseModel):
         tables["timeline"] = (["video", "second", "person", "fraction"],
                               [[m.path, sec, person, frac] for m in self.media for sec, person, frac in (m.timeline or [])])
         tables["skipped"] = (["path", "error"], [[s.path, s.error] for s in self.skipped])
+        tables["partly_analysed"] = (["path", "error"], [[m.path, m.error] for m in self.media if m.error])
         written = []
         for name, (header, rows) in tables.items():
             path = out / f"{name}.csv"
@@ -246,6 +250,7 @@ class Report(BaseModel):
         c = self.counts
         lines = [f"influvision report: {c.analysed} analysed of {c.inputs_seen} inputs "
                  f"({c.skipped} skipped, {c.duplicates} duplicates"
+                 + (f", {c.partly_analysed} partly analysed" if c.partly_analysed else "")
                  + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "") + f"); faces: {c.faces} "
                  f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small/blurred)",
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
@@ -266,6 +271,10 @@ class Report(BaseModel):
                           + (f" ({p.with_count} next to the logo)" if title == "with brands" else "")
                           + (f", {p.seconds_together:.2f} s on screen together" if p.seconds_together else "")
                           for p in pairs]
+        partial = [m for m in self.media if m.error]
+        if partial:
+            lines += ["", f"partly analysed ({len(partial)}; counted up to where they stop):"]
+            lines += [f"  {m.error}" for m in partial]
         if self.skipped:
             lines += ["", f"skipped ({len(self.skipped)}):"] + [f"  {s.error}" for s in self.skipped]
         return "\n".join(lines)

@@ -31,3 +31,26 @@ def test_rick_astleys_exposure_and_intervals_match_the_labels(shared_data, full_
     assert per_second == {int(s) for s, people in label["per_second"].items() if "rick_astley" in people}
     report.to_csv(tmp_path / "csv")
     assert "rick_astley" in (tmp_path / "csv" / "timeline.csv").read_text()
+
+
+def test_a_truncated_video_is_counted_up_to_the_cut_and_reported(shared_data, full_gallery, tmp_path):
+    import av
+
+    whole = tmp_path / "whole.mp4"  # the clip remuxed with its index first, so that a cut file still opens
+    with av.open(str(shared_data / "videos" / "nggyup.mp4")) as src, \
+            av.open(str(whole), "w", options={"movflags": "faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    report = iv.track(cut, gallery=full_gallery, device="cpu", sample_fps=5, progress=False)
+    c = report.counts
+    assert c.inputs_seen == c.analysed == c.partly_analysed == 1 and c.skipped == 0
+    (entry,) = report.media
+    assert entry.error.startswith(f"{cut}: ") and "truncated" in entry.error
+    assert 1.0 < report.people["rick_astley"].exposure_seconds < 0.75 * 9.633
+    assert "1 partly analysed" in report.summary() and f"  {entry.error}" in report.summary()

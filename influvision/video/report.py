@@ -77,7 +77,8 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
               for name, ivs in sorted(va.person_intervals.items())}
     together = [PairTally(a=a, b=b, seconds_together=_r(sec)) for (a, b), sec in sorted(va.together_s.items())]
     return MediaEntry(
-        path=path, kind="video", width=va.info.width, height=va.info.height, error=va.error,
+        path=path, kind="video", width=va.info.width, height=va.info.height,
+        error=f"{path}: {va.error}" if va.error else None,
         duration_s=_r(va.info.duration_s), fps=round(float(va.info.fps), 3), frames_analysed=va.frames_analysed,
         sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), max_gap_s=va.max_gap_s,
         tracks=tracks, people=people, together=together, cuts_s=[_r(c) for c in va.cuts_s],
