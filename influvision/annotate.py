@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -15,11 +16,18 @@ UNKNOWN = (230, 60, 60)
 LOGO = (40, 140, 240)
 
 
-def output_path(directory: Path, media_path: str, suffix: str | None = None) -> Path:
-    """A file under ``directory`` for a media path (archive members included), never outside it."""
-    safe = re.sub(r"[^\w.\-]+", "_", media_path.replace("!/", "__")).strip("._") or "media"
-    path = directory / safe
-    return path.with_suffix(suffix) if suffix else path
+def output_path(directory: Path, media_path: str, suffix: str) -> Path:
+    """A file under ``directory`` for a media path (archive members included), never outside it.
+
+    The name is the media path made safe (``photos/a b.jpg`` -> ``photos_a_b``), cut to 120 characters, then
+    8 hex digits of the path's SHA-256, then ``suffix``: media whose safe names coincide (``a/b.jpg``,
+    ``a_b.jpg``, ``b.jpg`` beside ``b.png``) still get files of their own, and a rerun writes the same file.
+    """
+    stem = media_path.replace("!/", "__")
+    stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
+    safe = re.sub(r"[^\w.\-]+", "_", stem).strip("._")[-120:] or "media"
+    tag = hashlib.sha256(media_path.encode()).hexdigest()[:8]
+    return directory / f"{safe}.{tag}{suffix}"
 
 
 def blur_box(image: Image.Image, box: list[float]) -> None:

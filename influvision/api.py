@@ -270,6 +270,8 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
     for item in items:
         sha = sha256_file(item.local_path) if ckpt is not None else ""
         done = ckpt.get(item, sha) if ckpt is not None else None
+        if done is not None:
+            done = _resumed_video(done, annotate_dir, blur_unknown)
         if done is None:
             from .video.report import analyse_video_entry
 
@@ -281,6 +283,23 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
         out.append(done)
         bar.update(1)
     return out
+
+
+def _resumed_video(done: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool) -> MediaEntry | None:
+    """A video's recorded entry, or None when it must be analysed again to write the annotated copy asked for.
+
+    Drawing a video needs every analysed frame's boxes, which the checkpoint does not keep. Its earlier copy is
+    kept when it is in ``annotate_dir``; with ``blur_unknown`` it is made again, as nothing says the earlier
+    one was blurred.
+    """
+    if annotate_dir is None:
+        done.annotated = None
+        return done
+    folder = Path(annotate_dir).resolve()
+    written = [Path(p) for p in done.annotated or []]
+    if blur_unknown or not written or not all(p.is_file() and p.resolve().parent == folder for p in written):
+        return None
+    return done
 
 
 def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: int,

@@ -344,7 +344,9 @@ class PhotoEngine:
         results: dict[int, MediaEntry] = {}
         dups = DuplicateIndex()
         for window in self._windows(items):
-            photos = self._triage(window, dups, checkpoint, results)
+            photos, resumed = self._triage(window, dups, checkpoint, results)
+            for image, done in resumed:  # annotated again: the copy may be wanted elsewhere, or blurred now
+                _annotate(image.pixels, done, annotate_dir, blur_unknown)
             # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
             photos.sort(key=lambda p: (p.image.height, p.image.width))
             for photo, entry in zip(photos, self.runner.run(photos, self.analyse), strict=True):
@@ -388,9 +390,11 @@ class PhotoEngine:
         return out
 
     def _triage(self, window: list[tuple[MediaItem, Decoded]], dups: DuplicateIndex, ckpt: Checkpoint | None,
-                results: dict[int, MediaEntry]) -> list[Photo]:
-        """Errors, duplicates and resumed photos of a window go to ``results``; the rest is returned."""
+                results: dict[int, MediaEntry]) -> tuple[list[Photo], list[tuple[DecodedImage, MediaEntry]]]:
+        """Errors, duplicates and resumed photos of a window go to ``results``; returned: the photos to analyse,
+        and the resumed ones with their entries."""
         todo: list[Photo] = []
+        resumed: list[tuple[DecodedImage, MediaEntry]] = []
         for item, dec, on_device in self._decode_on_device(window):
             if isinstance(dec, MediaError):
                 results[id(item)] = MediaEntry(path=item.path, kind="photo", error=str(dec))
@@ -403,19 +407,26 @@ class PhotoEngine:
             done = ckpt.get(item, _content_key(item, dec)) if ckpt is not None else None
             if done is not None:
                 results[id(item)] = done
+                resumed.append((dec, done))
             else:
                 todo.append(Photo(item, dec, on_device))
-        return todo
+        return todo, resumed
 
     @staticmethod
     def _finish(photo: Photo, entry: MediaEntry, ckpt: Checkpoint | None, annotate_dir: str | Path | None,
                 blur_unknown: bool) -> None:
-        if annotate_dir is not None:
-            from .annotate import annotate_photo
-
-            annotate_photo(photo.image.pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown)
+        _annotate(photo.image.pixels, entry, annotate_dir, blur_unknown)
         if ckpt is not None:
             ckpt.put(photo.item, entry, _content_key(photo.item, photo.image))
+
+
+def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool) -> None:
+    """Write the photo's annotated copy when asked, and record it in ``entry.annotated`` (None otherwise)."""
+    entry.annotated = None
+    if annotate_dir is not None:
+        from .annotate import annotate_photo
+
+        entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown))]
 
 
 def _content_key(item: MediaItem, image: DecodedImage) -> str:

@@ -111,7 +111,7 @@ class MediaEntry(BaseModel):
     cuts_s: list[float] | None = None
     timeline: list[tuple[int, str, float]] | None = Field(
         None, description="Per whole second: (second, person, fraction of that second on screen)")
-    annotated: list[str] | None = Field(None, description="Annotated video / timeline files written")
+    annotated: list[str] | None = Field(None, description="Annotated copies written: the photo, or the video and its timeline")
 
 
 class SubjectTally(BaseModel):

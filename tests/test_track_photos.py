@@ -111,6 +111,51 @@ def test_a_checkpoint_is_not_reused_after_the_gallery_changes(tmp_path, shared_d
     assert second.people["joe_biden"].photo_count == 1
 
 
+def _sharpness(pixels, box) -> float:
+    """Laplacian variance inside the middle half of a box (clear of the drawn frame and label)."""
+    import numpy as np
+
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) / 4, (y2 - y1) / 4
+    g = np.asarray(pixels, dtype=np.float32).mean(axis=2)[int(y1 + dy):int(y2 - dy), int(x1 + dx):int(x2 - dx)]
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float(lap.var())
+
+
+def test_annotated_copies_blur_strangers_get_own_names_and_are_written_on_resume(tmp_path, shared_data,
+                                                                                  full_gallery, monkeypatch):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(shared_data / "scenes" / "group2.jpg", src / "g.jpg")
+    Image.open(shared_data / "scenes" / "obama_and_biden.jpg").save(src / "g.png")  # same name, other photo
+    ckpt = tmp_path / "run.ckpt"
+    first = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=ckpt, progress=False)
+    assert all(m.annotated is None for m in first.media)
+    calls = []
+    monkeypatch.setattr(type(full_gallery.pipeline), "__call__", lambda self, images: calls.append(images))
+    out = tmp_path / "annotated"
+    second = iv.track(src, gallery=full_gallery, device="cpu", checkpoint=ckpt, annotate_dir=out,
+                      blur_unknown=True, progress=False)
+    assert calls == []  # resumed, yet annotated
+    files = {m.path: Path(m.annotated[0]) for m in second.media}
+    assert len(set(files.values())) == 2 and all(p.parent == out and p.is_file() for p in files.values())
+    named = unknown = 0
+    for m in second.media:
+        original = Image.open(m.path).convert("RGB")
+        drawn = Image.open(files[m.path]).convert("RGB")
+        for f in m.faces:
+            before, after = _sharpness(original, f.box), _sharpness(drawn, f.box)
+            if f.identity is None:
+                unknown += 1
+                assert after < 0.2 * before, (m.path, f.box, before, after)
+            else:
+                named += 1
+                assert after > 0.5 * before, (m.path, f.identity, before, after)
+    assert named >= 2 and unknown >= 5
+
+
 def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared_data, monkeypatch):
     """On CUDA a batch's logo search runs in a thread while its faces are analysed; forced here on the CPU,
     the report is the same as one stage after the other."""

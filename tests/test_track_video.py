@@ -54,3 +54,23 @@ def test_a_truncated_video_is_counted_up_to_the_cut_and_reported(shared_data, fu
     assert entry.error.startswith(f"{cut}: ") and "truncated" in entry.error
     assert 1.0 < report.people["rick_astley"].exposure_seconds < 0.75 * 9.633
     assert "1 partly analysed" in report.summary() and f"  {entry.error}" in report.summary()
+
+
+def test_a_resumed_video_is_analysed_again_only_when_its_annotated_copy_is_missing_or_must_be_blurred(tmp_path):
+    from influvision.api import _resumed_video
+    from influvision.report import MediaEntry
+
+    out = tmp_path / "annotated"
+    out.mkdir()
+    drawn = out / "clip.0a1b2c3d.annotated.mp4"
+    drawn.write_bytes(b"mp4")
+
+    def entry(files):
+        return MediaEntry(path="clip.mp4", kind="video", frames_analysed=5, annotated=[str(f) for f in files])
+
+    assert _resumed_video(entry([drawn]), None, False).annotated is None  # no copy asked for: none reported
+    assert _resumed_video(entry([drawn]), out, False).annotated == [str(drawn)]
+    assert _resumed_video(entry([drawn]), out, True) is None  # the earlier copy may show strangers
+    assert _resumed_video(entry([drawn]), tmp_path / "elsewhere", False) is None
+    assert _resumed_video(entry([out / "gone.mp4"]), out, False) is None
+    assert _resumed_video(entry([]), out, False) is None
