@@ -142,6 +142,22 @@ def test_bad_svg_references_are_refused_with_the_reason(svg: bytes, problem: str
         load_reference("broken", svg)
 
 
+def test_svg_references_inside_the_document_are_allowed_in_every_quoting():
+    svg = FEDEX_SVG.read_bytes().replace(
+        b"<path ", b'<defs><linearGradient id="g"><stop offset="0" stop-color="#4d148c"/></linearGradient></defs>'
+                   b'<path style="fill: url( \'#g\' )" ', 1)
+    assert load_reference("fedex", svg).name == "fedex"
+    outside = svg.replace(b"url( '#g' )", b"url('file:///etc/hostname')")
+    with pytest.raises(LogoReferenceError, match="external"):
+        load_reference("fedex", outside)
+
+
+def test_a_file_that_is_no_image_is_refused_in_plain_words():
+    with pytest.raises(LogoReferenceError, match="not an image") as err:
+        load_reference("acme", b"this is a text file, not a logo")
+    assert "BytesIO" not in str(err.value)
+
+
 def test_a_brand_with_two_references_is_found_under_its_name(logo_data: Path, refs: list[LogoReference]):
     fedex = next(r for r in refs if r.name == "fedex")
     detector = LogoDetector([fedex, fedex])

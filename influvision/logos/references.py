@@ -34,7 +34,7 @@ PAD_FRACTION = 0.12
 SVG_RENDER_PX = 1024
 # href/src values an SVG may use: fragments inside the document and inline data.
 _INTERNAL_REF = re.compile(rb"""(?:xlink:)?href\s*=\s*["']\s*(#|data:)|src\s*=\s*["']\s*data:""", re.I)
-_ANY_REF = re.compile(rb"""(?:xlink:)?href\s*=|\bsrc\s*=|url\(\s*["']?\s*(?!#)""", re.I)
+_ANY_REF = re.compile(rb"""(?:xlink:)?href\s*=|\bsrc\s*=|url\((?!\s*["']?\s*(?:#|data:))""", re.I)
 
 
 class LogoReferenceError(InfluvisionError, ValueError):
@@ -117,7 +117,10 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
             img.load()
             has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
             arr = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UnidentifiedImageError:
+        raise LogoReferenceError(f"brand {name!r}: not an image (neither a PNG, a JPG nor an SVG that can be read)"
+                                 ) from None
+    except (OSError, ValueError) as err:
         raise LogoReferenceError(f"brand {name!r}: not a readable PNG/JPG image ({err})") from err
     src_h, src_w = arr.shape[:2]
 
