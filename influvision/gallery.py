@@ -182,7 +182,9 @@ class Gallery:
                 return ReferenceStatus(path, "error", str(e))
             if isinstance(face, ReferenceStatus):
                 return face
-            return (lambda ref_id: self._store_embeddings(ref_id, face)), self._consistency_warning(subject, face.vector)
+            warnings = [w for w in (self._consistency_warning(subject, face.vector),
+                                    self._lookalike_warning(subject, face.vector)) if w]
+            return (lambda ref_id: self._store_embeddings(ref_id, face)), "; ".join(warnings)
 
         return self._add_references("person", name, images, accept)
 
@@ -252,6 +254,25 @@ class Gallery:
             return (f"warning: this face is {nearest:.2f} from the person's other references "
                     f"(same person is usually < 0.5): check it shows the same person")
         return ""
+
+    def _lookalike_warning(self, subject: int, vector: np.ndarray) -> str:
+        """A warning when the face is within the match threshold of another person's reference: the same
+        person under two names, or a lookalike; either way faces close to both will stay unknown."""
+        rows = self._db.execute(
+            "SELECT s.name, r.source_path, e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
+            "JOIN subjects s ON s.id = r.subject_id WHERE s.kind='person' AND r.subject_id != ? AND e.embedder=?",
+            (subject, self.embedder_name)).fetchall()
+        if not rows:
+            return ""
+        existing = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        dist = np.linalg.norm(existing - vector, axis=1)
+        k = int(dist.argmin())
+        threshold = self.pipeline.embedder.threshold
+        if dist[k] > threshold:
+            return ""
+        return (f"warning: this face is {dist[k]:.2f} from {rows[k][0]}'s reference {rows[k][1]} (a match is "
+                f"<= {threshold}): the same person under two names, or a lookalike? Faces close to both will "
+                "stay unknown")
 
     def _store_embeddings(self, ref_id: int | None, face: _RefFace) -> None:
         """The full-resolution embedding under the embedder's name, each resolution variant under
@@ -436,9 +457,13 @@ class Gallery:
         if not create:
             known = self._names(kind)
             raise GalleryError(f"no {kind} named {name!r} in {self.path}; registered: {', '.join(known) or 'none'}")
-        other = "brand" if kind == "person" else "person"
-        if self._db.execute("SELECT 1 FROM subjects WHERE kind=? AND name=?", (other, name)).fetchone():
-            raise GalleryError(f"{name!r} is already registered as a {other}; choose another name")
+        for other_kind, other_name in self._db.execute("SELECT kind, name FROM subjects").fetchall():
+            if other_name.casefold() != name.casefold():
+                continue
+            if other_kind != kind:
+                raise GalleryError(f"{name!r} is already registered as a {other_kind}; choose another name")
+            raise GalleryError(f"{name!r} differs from the registered {kind} {other_name!r} only in letter case: "
+                               f"use {other_name!r} to add references, or choose another name")
         cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)", (kind, name, time.time()))
         return int(cur.lastrowid or 0)
 

@@ -31,6 +31,18 @@ def test_reference_photos_are_checked_one_by_one(gallery, shared_data):
     assert gallery.people() == ["joe_biden"] and len(gallery.references("joe_biden")) == 1
 
 
+def test_one_face_under_two_names_is_flagged_and_names_differing_in_case_are_refused(gallery, shared_data):
+    faces = shared_data / "faces"
+    gallery.add_person("elton_john", [faces / "elton_john" / "1.jpg"])
+    (again,) = gallery.add_person("sir_elton", [faces / "elton_john" / "1.jpg"])
+    assert again.status == "added" and "elton_john's reference" in again.message and "two names" in again.message
+    (other,) = gallery.add_person("madonna", [faces / "madonna" / "1.jpg"])  # someone else: no warning
+    assert other.status == "added" and other.message == ""
+    with pytest.raises(GalleryError, match="only in letter case"):
+        gallery.add_person("Elton_John", [faces / "elton_john" / "2.jpg"])
+    assert gallery.people() == ["elton_john", "madonna", "sir_elton"]
+
+
 def test_a_person_with_no_usable_reference_is_not_registered(gallery, shared_data):
     statuses = gallery.add_person("nobody", [shared_data / "logos" / "refs" / "nike.png"])
     assert statuses[0].status == "no_face" and gallery.people() == []
