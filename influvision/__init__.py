@@ -20,7 +20,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
 
 from ._version import __version__  # noqa: E402
 from .api import track  # noqa: E402
-from .errors import InfluvisionError, MediaError  # noqa: E402
+from .errors import GalleryError, InfluvisionError, MediaError  # noqa: E402
 from .faces.embed import load_embedder  # noqa: E402
 from .gallery import Gallery, ReferenceStatus  # noqa: E402
 from .match import MatchSettings  # noqa: E402
@@ -28,6 +28,7 @@ from .report import Report  # noqa: E402
 
 __all__ = [
     "Gallery",
+    "GalleryError",
     "InfluvisionError",
     "MatchSettings",
     "MediaError",

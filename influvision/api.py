@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ._version import __version__
 from .checkpoint import Checkpoint
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
+from .errors import GalleryError
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
@@ -95,10 +96,16 @@ def track(
             shared photos it finds nothing the matcher misses and doubles logo time, so it is off by default).
     Returns:
         the :class:`Report`; nothing is dropped silently: every input is analysed, a duplicate or skipped.
+
+    Raises:
+        GalleryError: ``gallery`` is a path with no file (a misspelt path would otherwise track against an
+            empty gallery and name nobody).
     """
     settings = settings or DEFAULT_SETTINGS
-    dev = resolve_device(device)
     own_gallery = not isinstance(gallery, Gallery)
+    if not isinstance(gallery, Gallery) and not Path(gallery).is_file():
+        raise GalleryError(f"no gallery file at {gallery}: create one with Gallery(path).add_person(...)")
+    dev = resolve_device(device)
     g = Gallery(gallery, device=str(dev)) if own_gallery else gallery
     try:
         # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.

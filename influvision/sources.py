@@ -430,11 +430,8 @@ class _Collector:
                 self.skip(member, "camera RAW photo: not supported; export it as JPEG")
                 continue
             kind = _kind_by_name(base)
-            if kind is None:
-                if Path(base).suffix.lower() not in _NON_MEDIA_SUFFIXES:
-                    self.skip(member, "not a photo or video (unknown file type)")
-                else:
-                    self.media.ignored += 1
+            if kind is None and Path(base).suffix.lower() in _NON_MEDIA_SUFFIXES:
+                self.media.ignored += 1
                 continue
             if kind == "archive":
                 self.skip(member, "archive inside an archive: not opened; extract it first")
@@ -464,6 +461,14 @@ class _Collector:
                 self.skip(member, f"damaged archive member: {e}")
                 continue
             self.budget -= written
+            if kind is None:  # no media extension: taken when its first bytes say what it is, like a loose file
+                kind = _sniff_kind(target)
+                if kind != "photo" and kind != "video":
+                    target.unlink(missing_ok=True)
+                    self.skip(member, "archive inside an archive: not opened; extract it first" if kind == "archive"
+                              else "not a photo or video (unknown file type)")
+                    continue
+                logger.info("%s has no media extension but looks like a %s; using it", member, kind)
             found += 1
             extracted.append(MediaItem(member, target, kind))
         self.media.items.extend(sorted(extracted, key=lambda i: i.path))

@@ -151,6 +151,20 @@ def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
     assert not tmp.exists()  # closing deletes the extracted members
 
 
+def test_archive_members_without_media_extension_are_taken_by_content(shared_data: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("IMG_0001", (shared_data / PHOTOS[0]).read_bytes())
+        zf.writestr("README", "shot list")
+        zf.writestr("notes.txt", "passed over")
+    with collect_media([archive]) as media:
+        assert [(i.path, i.kind) for i in media.items] == [(f"{archive}!/IMG_0001", "photo")]
+        assert load_image(media.items[0].local_path).width > 0
+        assert [(s.path, s.problem) for s in media.skipped] == [
+            (f"{archive}!/README", "not a photo or video (unknown file type)")]
+        assert media.ignored == 1
+
+
 def test_tar_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
     photo, png, outside = _bad_members(shared_data, tmp_path)
     work = tmp_path / "work"

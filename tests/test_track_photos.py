@@ -95,6 +95,12 @@ def test_archive_members_of_one_name_are_two_photos(tmp_path, shared_data, full_
     assert report.people["joe_biden"].photo_count == report.people["elton_john"].photo_count == 1
 
 
+def test_a_gallery_path_with_no_file_is_an_error_not_an_empty_gallery(tmp_path, shared_data):
+    with pytest.raises(iv.GalleryError, match="no gallery file"):
+        iv.track(shared_data / "scenes" / "couple.jpg", gallery=tmp_path / "typo.db", device="cpu", progress=False)
+    assert not (tmp_path / "typo.db").exists()
+
+
 def test_a_checkpoint_is_not_reused_after_the_gallery_changes(tmp_path, shared_data):
     """Results recorded against one gallery must not name a person removed since, nor miss one added."""
     gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
