@@ -331,7 +331,8 @@ class PhotoEngine:
         """One entry per photo item, in the order of ``items``.
 
         Every photo is decoded, resumed ones too: duplicates are found across runs, in input order. An
-        analysed photo is annotated (``annotate_dir``) and recorded in ``checkpoint`` as its batch ends.
+        analysed photo is annotated (``annotate_dir``) and recorded in ``checkpoint`` when its window ends (two
+        batches, at least 8 photos): an interrupted run loses at most the window in progress.
 
         Args:
             items: photo items.
