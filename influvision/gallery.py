@@ -342,10 +342,10 @@ class Gallery:
 
         def accept(subject: int, data: bytes, path: str) -> ReferenceStatus | tuple[_Store, str]:
             try:
-                load_reference(validate_name(name), data)
+                ref = load_reference(validate_name(name), data)
             except InfluvisionError as e:
                 return ReferenceStatus(path, "error", f"{path}: {e}")
-            return (lambda ref_id: None), ""
+            return (lambda ref_id: None), ref.texture_warning
 
         return self._add_references("brand", name, images, accept)
 

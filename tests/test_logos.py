@@ -98,6 +98,23 @@ def test_textureless_reference_raises():
         load_reference("square", buf.getvalue())
 
 
+@pytest.mark.parametrize(("figure", "draw"), [
+    ("rectangle", lambda d: d.polygon([(60, 120), (300, 40), (340, 160), (100, 240)], fill=(200, 0, 0, 255))),
+    ("ellipse", lambda d: d.ellipse((100, 50, 300, 250), fill=(200, 0, 0, 255))),
+])
+def test_plain_figures_are_refused_at_any_angle(figure, draw, logo_data: Path):
+    from PIL import ImageDraw
+
+    img = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    draw(ImageDraw.Draw(img))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    with pytest.raises(LogoReferenceError, match=f"plain filled {figure}"):
+        load_reference("plain", buf.getvalue())
+    for mark in ("vodafone", "bmw", "apple"):  # a disc with a cut-out, a ring, a silhouette: marks
+        assert load_reference(mark, logo_data / "refs" / f"{mark}.png").name == mark
+
+
 @pytest.mark.parametrize("name", ["Nike", "nike brand", "", "nïke", "-nike"])
 def test_brand_name_validated(logo_data: Path, name: str):
     with pytest.raises(LogoReferenceError, match="invalid brand name"):
@@ -127,6 +144,9 @@ def test_gallery_registers_an_svg_brand(tmp_path: Path):
     with Gallery(tmp_path / "g.db") as g:
         statuses = g.add_brand("fedex", FEDEX_SVG)
         assert [s.status for s in statuses] == ["added"] and g.brands() == ["fedex"]
+        assert statuses[0].message == ""  # a wordmark: plenty of corners
+        (swoosh,) = g.add_brand("nike", REPO / "examples" / "brands" / "nike.png")
+        assert swoosh.status == "added" and "few corners" in swoosh.message  # registered, with a warning
 
 
 @pytest.mark.parametrize("svg, problem", [

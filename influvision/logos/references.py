@@ -26,6 +26,9 @@ BRAND_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_SIDE_PX = 32
 # Fewest SIFT keypoints a normalised reference must give to be matchable.
 MIN_KEYPOINTS = 4
+# Below this many keypoints a mark is accepted with a warning: silhouettes such as the Nike swoosh (5) or the
+# Apple apple (15) are registered but the matcher found none of them in the shared photos.
+FEW_KEYPOINTS = 20
 # Working resolution of the normalised shape: the longer side of the content, in pixels.
 CANVAS_PX = 256
 # Background margin kept around the content, as a fraction of its longer side.
@@ -55,6 +58,7 @@ class LogoReference:
         colour: (3,) uint8 RGB, the mean colour of the mark (its brand colour for a flat icon).
         has_alpha: whether ``shape`` came from transparency.
         source_size: (width, height) of the image as given.
+        keypoints: SIFT keypoints on the mark (see :data:`FEW_KEYPOINTS`).
     """
 
     name: str
@@ -63,6 +67,15 @@ class LogoReference:
     colour: np.ndarray
     has_alpha: bool
     source_size: tuple[int, int]
+    keypoints: int = 0
+
+    @property
+    def texture_warning(self) -> str:
+        """A warning for marks with few corners, which the matcher rarely verifies (empty otherwise)."""
+        if self.keypoints >= FEW_KEYPOINTS:
+            return ""
+        return (f"warning: the mark has few corners ({self.keypoints} keypoints): the geometric matcher rarely "
+                "finds such marks (docs/logos.md, Limitations); a trained detector can (influvision logos train)")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,6 +87,26 @@ class LogoReference:
         """x1, y1, x2, y2 of the mark inside the canvas (the canvas minus its margin), in canvas pixels."""
         ys, xs = np.nonzero(self.shape > 0.5)
         return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def _plain_figure(fg: np.ndarray) -> str:
+    """``"rectangle"`` or ``"ellipse"`` when the mask is one of them filled (at any angle), else ``""``: such
+    a mark has no structure of its own and would stand for every sign, ball or lamp of its shape."""
+    ink = fg.astype(np.uint8) * 255
+    contours, _ = cv2.findContours(ink, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if len(contours) != 1 or len(contours[0]) < 5:
+        return ""
+    outline = contours[0]
+    rect = cv2.boxPoints(cv2.minAreaRect(outline))
+    for figure, draw in (("rectangle", lambda m: cv2.fillPoly(m, [np.round(rect).astype(np.int32)], 1)),
+                         ("ellipse", lambda m: cv2.ellipse(m, cv2.fitEllipse(outline), 1, -1))):
+        model = np.zeros(fg.shape, np.uint8)
+        draw(model)
+        inter = np.logical_and(model > 0, fg).sum()
+        union = np.logical_or(model > 0, fg).sum()
+        if union and inter / union > 0.98:
+            return figure
+    return ""
 
 
 def _is_svg(data: bytes) -> bool:
@@ -156,10 +189,9 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
     shape_c = np.clip(shape_c, 0.0, 1.0).astype(np.float32)
 
     fg = shape_c > 0.5
-    ink = (fg.astype(np.uint8) * 255)
-    x, y, bw, bh = cv2.boundingRect(ink)
-    if float(fg.sum()) > 0.97 * bw * bh:
-        raise LogoReferenceError(f"brand {name!r}: the reference is a plain filled rectangle, not a mark")
+    plain = _plain_figure(fg)
+    if plain:
+        raise LogoReferenceError(f"brand {name!r}: the reference is a plain filled {plain}, not a mark")
     # Matching needs distinctive local structure: a mark with only a few corners cannot be told apart.
     grey = (255 - 200 * shape_c).astype(np.uint8)
     n_kp = len(cv2.SIFT_create(contrastThreshold=0.02).detect(grey, None))
@@ -170,7 +202,7 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
     colour = np.median(rgb_c[fg], axis=0).astype(np.uint8) if fg.any() else np.zeros(3, np.uint8)
     log.debug("reference %s: %dx%d source, canvas %dx%d, alpha=%s", name, src_w, src_h, out_w, out_h, has_alpha)
     return LogoReference(name=name, shape=shape_c, rgb=rgb_c, colour=colour, has_alpha=has_alpha,
-                         source_size=(int(src_w), int(src_h)))
+                         source_size=(int(src_w), int(src_h)), keypoints=n_kp)
 
 
 def rasterise_svg(name: str, data: bytes) -> bytes:
