@@ -330,3 +330,21 @@ def test_trained_boxes_confirm_matcher_boxes_or_stand_alone(refs, photo):
     assert float(fused.scores[confirmed[0]]) > float(alone.scores[i])
     nike = [k for k in range(len(fused)) if names[int(fused.brand[k])] == "nike"]
     assert len(nike) == 1 and int(fused.columns["source"][nike[0]]) == SOURCE_TRAINED
+
+
+def test_loading_ultralytics_leaves_pillow_and_its_errors_alone(tmp_path):
+    """ultralytics wraps PIL.Image.open so that an unreadable file triggers a pip install; we undo that, so a
+    file that is no image still gets our plain refusal (and nothing is downloaded)."""
+    import PIL.Image
+
+    from influvision.decode.images import load_image
+    from influvision.errors import MediaError
+    from influvision.logos.references import LogoReferenceError
+
+    _need_ultralytics()
+    assert PIL.Image.open.__module__ == "PIL.Image"
+    with pytest.raises(LogoReferenceError, match="not an image"):
+        load_reference("acme", b"this is a text file, not a logo")
+    (tmp_path / "notes.jpg").write_text("this is not a photo")
+    with pytest.raises(MediaError, match="looks like text"):
+        load_image(tmp_path / "notes.jpg")

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -80,9 +81,25 @@ def require_ultralytics() -> Any:
             f"(the --no-deps keeps the headless OpenCV); import failed with: {e}") from e
     finally:
         cv2.setNumThreads(cv_threads)  # importing ultralytics makes OpenCV single-threaded for everyone
+        _undo_pillow_patch()
     if SETTINGS.get("sync"):
         SETTINGS.update(sync=False)
     return ultralytics
+
+
+def _undo_pillow_patch() -> None:
+    """Give ``PIL.Image.open`` back to Pillow.
+
+    Importing ultralytics replaces it, for every caller in the process, with a wrapper that, on the first file
+    Pillow cannot identify, tries to pip-install a HEIF plugin: a download at run time, and offline a
+    ``ModuleNotFoundError`` in place of Pillow's error, which turned "not an image" into a confusing message.
+    """
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
 
 
 # ---- the stored form -------------------------------------------------------------------------------------
