@@ -258,9 +258,9 @@ def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise MediaError(label, _sniff_problem(data)) from None
     except Image.DecompressionBombError:
-        raise MediaError(label, "image too large: its header declares more pixels than Pillow's safety limit "
-                                f"({2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels); it may be a "
-                                "decompression bomb") from None
+        raise MediaError(label, "image too large: its header declares more than "
+                                f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels (Pillow's safety limit); "
+                                "it may be a decompression bomb") from None
     except Exception as e:
         raise MediaError(label, f"damaged image header: {e}") from None
     w, h = im.size
