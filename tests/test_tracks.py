@@ -32,6 +32,16 @@ def test_two_moving_faces_keep_their_ids_including_the_first_frame():
     assert len(set(left)) == 1 and len(set(right)) == 1 and left[0] != right[0]
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.9, 1.0, 30.0])
+def test_a_still_face_is_one_track_at_any_sampling_rate(rate):
+    """Frames more than the lost-track time apart (under 1 per second) must still continue a track."""
+    tr = FaceTracker(frame_rate=rate)
+    for k in range(5):
+        tr.update(_boxes((200, 150)), np.array([0.99]), pts_s=k / rate)
+    ids = tr.track_ids
+    assert (ids >= 0).all() and len(set(ids.tolist())) == 1
+
+
 def test_cut_ends_tracks_and_ids_stay_unique():
     tr = FaceTracker(frame_rate=5.0)
     for k in range(3):

@@ -113,7 +113,8 @@ class FaceTracker:
 
     Args:
         frame_rate: sampled frames per second (scales ByteTrack's motion model and lost-track budget).
-        lost_track_s: how long a track survives without a matching detection, in seconds.
+        lost_track_s: how long a track survives without a matching detection, in seconds (at least two
+            sampled frames).
         min_iou: least IoU between a track's predicted box and a detection to continue the track.
         activation_score: least detector score that may start a track.
         high_score: detections below this score only continue existing tracks (ByteTrack's second stage).
@@ -126,6 +127,9 @@ class FaceTracker:
                  activation_score: float = 0.7, high_score: float = 0.6):
         if not frame_rate > 0:
             raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
+        # A track outlives one missed sampled frame at any rate: at under 1 sampled frame per second the gap
+        # between two frames alone would pass a budget of 1 s, and no track would ever be confirmed.
+        lost_track_s = max(lost_track_s, 2.0 / frame_rate)
         self._bt = _ByteTrack(lost_track_buffer=max(0, round(lost_track_s * 30)), frame_rate=frame_rate,
                               track_activation_threshold=activation_score, minimum_consecutive_frames=1,
                               minimum_iou_threshold=min_iou, high_conf_det_threshold=high_score)
