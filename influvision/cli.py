@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -33,6 +36,46 @@ def _batch_size(text: str) -> int | str:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
     return value
+
+
+def _sample_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected frames per second >= 0 (0: every frame), got {text!r}")
+    return value
+
+
+def _writable_file(path: str, what: str) -> None:
+    """Refuse, before any work, an output file that cannot be written (its folder is made if missing)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InfluvisionError(f"{what} {path} is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InfluvisionError(f"{what} {path}: cannot make its folder {p.parent} ({e.strerror or e})") from None
+    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise InfluvisionError(f"{what} {path}: not writable (permission denied)")
+
+
+def _writable_folder(path: str, what: str) -> None:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InfluvisionError(f"{what} {path} is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InfluvisionError(f"{what} {path}: cannot make the folder ({e.strerror or e})") from None
+    if not os.access(p, os.W_OK):
+        raise InfluvisionError(f"{what} {path}: not writable (permission denied)")
+
+
+def _existing_gallery(path: str, hint: str) -> None:
+    if not Path(path).exists():
+        raise InfluvisionError(f"gallery {path} does not exist; {hint}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--logo-text", action="store_true",
                    help="also read brand names with OCR (needs influvision[ocr]; slower, see docs/logos.md)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    t.add_argument("--sample-fps", type=float, default=10.0, help="video frames analysed per second (0: all)")
+    t.add_argument("--sample-fps", type=_sample_fps, default=10.0, help="video frames analysed per second (0: all)")
     t.add_argument("--checkpoint", metavar="FILE", help="record progress here; rerun with it to resume")
     t.add_argument("--batch-size", type=_batch_size, default="auto",
                    help="photos per device batch, or 'auto' (from free GPU memory; 8 on the CPU)")
@@ -111,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     except InfluvisionError as e:
         print(f"influvision: error: {e}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as e:  # damaged or read-only after opening (the gallery checks itself on open)
+        files = [f for f in (getattr(args, "gallery", None), getattr(args, "checkpoint", None)) if f]
+        print(f"influvision: error: database file {' or '.join(files)}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("influvision: interrupted", file=sys.stderr)
         return 130
@@ -120,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "gallery":
         from .gallery import Gallery
 
+        if args.action not in ("add-person", "add-brand"):
+            _existing_gallery(args.gallery, "only 'gallery add-person' and 'add-brand' create one")
         with Gallery(args.gallery, device=getattr(args, "device", "auto")) as gal:
             if args.action in ("add-person", "add-brand"):
                 add = gal.add_person if args.action == "add-person" else gal.add_brand
@@ -142,10 +191,13 @@ def _run(args: argparse.Namespace) -> int:
         from .api import track
         from .gallery import Gallery
 
-        if not Path(args.gallery).exists():
-            print(f"influvision: error: gallery {args.gallery} does not exist; create it with "
-                  "'influvision gallery add-person'", file=sys.stderr)
-            return 2
+        _existing_gallery(args.gallery, "create it with 'influvision gallery add-person'")
+        _writable_file(args.out, "--out")
+        if args.checkpoint:
+            _writable_file(args.checkpoint, "--checkpoint")
+        for folder, flag in ((args.csv, "--csv"), (args.annotate, "--annotate")):
+            if folder:
+                _writable_folder(folder, flag)
         report = track(args.sources, Gallery(args.gallery, device=args.device), device=args.device,
                        sample_fps=args.sample_fps or None, annotate_dir=args.annotate,
                        blur_unknown=args.blur_unknown, checkpoint=args.checkpoint, batch_size=args.batch_size,
@@ -198,10 +250,7 @@ def _train_logos(args: argparse.Namespace) -> int:
     )
 
     require_ultralytics()
-    if not Path(args.gallery).exists():
-        print(f"influvision: error: gallery {args.gallery} does not exist; register brands with "
-              "'influvision gallery add-brand'", file=sys.stderr)
-        return 2
+    _existing_gallery(args.gallery, "register brands with 'influvision gallery add-brand'")
     device = str(resolve_device(args.device))
     with Gallery(args.gallery, device=device) as gal:
         refs = [load_reference(name, data) for name, _path, data in gal.brand_images()]

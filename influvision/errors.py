@@ -29,6 +29,10 @@ class MediaError(InfluvisionError):
         self.path, self.problem = path, problem
 
 
+class DeviceError(InfluvisionError, ValueError):
+    """A device name torch does not know, or a device this machine does not have."""
+
+
 class GalleryError(InfluvisionError):
     """The gallery file is damaged, foreign, or the request does not fit it (unknown or invalid name)."""
 

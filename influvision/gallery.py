@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -23,6 +24,7 @@ import torch
 
 from .decode.images import load_image
 from .errors import GalleryError, InfluvisionError, MediaError
+from .faces.embed import resolve_device
 from .faces.resolution import RESOLUTION_LEVELS
 from .match import GalleryIndex
 
@@ -138,14 +140,32 @@ class Gallery:
     def __init__(self, path: str | Path, *, embedder: str = "dlib-resnet-v1", device: str = "auto"):
         self.path = Path(path)
         self.embedder_name = embedder
+        resolve_device(device)  # an unknown or absent device is said now, before anything is written
         self.device = device
         self._pipeline: FacePipeline | None = None
+        if not self.path.parent.is_dir():
+            raise GalleryError(f"{self.path}: the folder {self.path.parent} does not exist")
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path} is a folder, not a gallery file")
+        # A gallery in a folder we cannot write to (a shared, read-only copy) is read as it is: SQLite would
+        # otherwise try to create its journal files beside it and fail.
+        read_only = self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"{self.path} is not an influvision gallery (not a SQLite file: {e})") from e
+        try:
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            check = str(e)
+        if check != "ok":
+            raise GalleryError(f"{self.path} is damaged (SQLite's check: {check}); restore it from a backup")
         if tables and "meta" not in tables:
             raise GalleryError(f"{self.path} is a SQLite file but not an influvision gallery")
         if not tables:
@@ -197,10 +217,13 @@ class Gallery:
         if not paths:
             raise GalleryError(f"add_{kind}({name!r}) needs at least one reference image")
         subject = self._subject_id(kind, name, create=True)
-        statuses = [self._add_reference(subject, str(p), accept) for p in paths]
-        if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
-            self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
-            log.warning("no usable reference for %s: %s not registered", name, kind)
+        statuses: list[ReferenceStatus] = []
+        try:
+            statuses = [self._add_reference(subject, str(p), accept) for p in paths]
+        finally:  # also when a reference raised: no subject is left without references
+            if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
+                self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+                log.warning("no usable reference for %s: %s not registered", name, kind)
         return statuses
 
     def _add_reference(self, subject: int, path: str, accept: _Accept) -> ReferenceStatus:

@@ -47,3 +47,44 @@ def test_setup_errors_exit_2_with_a_message(tmp_path, capsys):
     bad.write_text("not a gallery at all" * 100)
     assert main(["gallery", "list", "-g", str(bad)]) == 2
     assert "not an influvision gallery" in capsys.readouterr().err
+
+
+def test_every_setup_problem_is_said_before_any_work_and_exits_2(tmp_path, shared_data, capsys):
+    import pytest
+
+    from influvision import Gallery
+
+    g = tmp_path / "g.db"
+    with Gallery(g, device="cpu") as gal:
+        gal.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    photo = str(shared_data / "scenes" / "obama_and_biden.jpg")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+
+    def fails(argv: list[str], says: str) -> None:
+        assert main(argv) == 2, argv
+        assert says in capsys.readouterr().err, argv
+
+    track = ["track", photo, "-g", str(g), "-q"]
+    fails([*track, "--device", "bogus"], "unknown device 'bogus'")
+    fails([*track, "--device", "cuda:7"], "'cuda:7'")
+    fails([*track, "--out", str(tmp_path)], "is a folder")
+    fails([*track, "--out", str(blocker / "r.json")], "cannot make its folder")
+    fails([*track, "--csv", str(blocker)], "is a file")
+    fails([*track, "--annotate", str(blocker)], "is a file")
+    fails([*track, "--checkpoint", str(blocker / "c.db")], "cannot make its folder")
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(SystemExit) as stop:  # argparse refuses it
+            main([*track, "--sample-fps", bad])
+        assert stop.value.code == 2
+    fails(["gallery", "list", "-g", str(tmp_path / "typo.db")], "does not exist")
+    assert not (tmp_path / "typo.db").exists()
+    fails(["gallery", "add-person", "zz", photo, "-g", str(g), "--device", "cuda:7"], "'cuda:7'")
+    with Gallery(g, device="cpu") as gal:
+        assert gal.people() == ["barack_obama"]  # nothing half-registered
+    damaged = tmp_path / "damaged.db"
+    data = bytearray(g.read_bytes())
+    for page in range(1, len(data) // 4096):  # every page after the header page
+        data[page * 4096:page * 4096 + 64] = bytes(range(64))
+    damaged.write_bytes(bytes(data))
+    fails(["gallery", "list", "-g", str(damaged)], "damaged")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -41,6 +42,21 @@ def test_one_face_under_two_names_is_flagged_and_names_differing_in_case_are_ref
     with pytest.raises(GalleryError, match="only in letter case"):
         gallery.add_person("Elton_John", [faces / "elton_john" / "2.jpg"])
     assert gallery.people() == ["elton_john", "madonna", "sir_elton"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
+def test_a_gallery_in_a_read_only_folder_is_read(tmp_path, shared_data):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    with Gallery(folder / "g.db", device="cpu") as g:
+        g.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    (folder / "g.db").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        with Gallery(folder / "g.db", device="cpu") as g:
+            assert g.people() == ["barack_obama"] and g.index().embeddings.shape == (1, 128)
+    finally:
+        folder.chmod(0o755)
 
 
 def test_a_person_with_no_usable_reference_is_not_registered(gallery, shared_data):

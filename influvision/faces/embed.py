@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import InfluvisionError, ShapeError, UnknownModelError
+from ..errors import DeviceError, InfluvisionError, ShapeError, UnknownModelError
 from ..weights import load_manifest
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,26 @@ def register_embedder(name: str, *, input_size: int, dim: int, metric: str, weig
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else through ``torch.device``."""
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else through ``torch.device``.
+
+    Raises:
+        DeviceError: a name torch does not know, or a CUDA device this machine does not have (said before
+            any model loads, not as a driver error half-way).
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: no CUDA device is available on this machine; use 'cpu' or 'auto'")
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+        dev = torch.device("cuda", index)
     return dev
 
 
