@@ -324,6 +324,8 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         skipped=len(skipped), duplicates=sum(1 for m in media if m.duplicate_of), faces=len(faces),
         named_faces=sum(f.status == "named" for f in faces), unknown_faces=sum(f.status == "unknown" for f in faces),
         unidentifiable_faces=sum(f.status == "unidentifiable" for f in faces),
-        logos=sum(len(m.logos) for m in media))
+        logos=sum(len(m.logos) for m in media),
+        face_tracks=sum(len(m.tracks or []) for m in media),
+        named_tracks=sum(1 for m in media for t in m.tracks or [] if t.identity))
     return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
                   co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)

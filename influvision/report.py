@@ -142,6 +142,8 @@ class Counts(BaseModel):
     named_faces: int = 0
     unknown_faces: int = Field(0, description="Faces compared but not close enough to anyone registered")
     unidentifiable_faces: int = Field(0, description="Faces too small or blurred to compare")
+    face_tracks: int = Field(0, description="Faces followed through videos (one per track, see video.md)")
+    named_tracks: int = Field(0, description="Of the face tracks: named after a registered person")
     logos: int = 0
     batch_sizes: list[int] = Field(default_factory=list, description=(
         "Photos per device batch: the starting size, then each size after the device ran out of memory"))
@@ -252,7 +254,8 @@ class Report(BaseModel):
                  f"({c.skipped} skipped, {c.duplicates} duplicates"
                  + (f", {c.partly_analysed} partly analysed" if c.partly_analysed else "")
                  + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "") + f"); faces: {c.faces} "
-                 f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small/blurred)",
+                 f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small/blurred)"
+                 + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else ""),
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
                  f"margin {self.settings.margin}, device {self.settings.device}", ""]
         width = max([len(n) for n in [*self.people, *self.brands]] + [12])

@@ -27,6 +27,9 @@ def test_rick_astleys_exposure_and_intervals_match_the_labels(shared_data, full_
     written = {p.split(".")[-1] for p in entry.annotated}
     assert written == {"mp4", "png"}
     assert report.counts.inputs_seen == 2 and report.counts.analysed == 2
+    assert report.counts.face_tracks == len(entry.tracks)
+    assert report.counts.named_tracks == sum(t.identity == "rick_astley" for t in entry.tracks) >= 1
+    assert f"video face tracks: {len(entry.tracks)}" in report.summary()
     per_second = {sec for sec, person, frac in entry.timeline if person == "rick_astley" and frac > 0.5}
     assert per_second == {int(s) for s, people in label["per_second"].items() if "rick_astley" in people}
     report.to_csv(tmp_path / "csv")
