@@ -12,6 +12,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+from .errors import InfluvisionError
 from .report import MediaEntry
 from .sources import MediaItem
 
@@ -29,9 +30,13 @@ class Checkpoint:
     def __init__(self, path: str | Path, settings_json: str, gallery_key: str):
         self.path = Path(path)
         self.settings = hashlib.sha256(f"{settings_json}|{gallery_key}".encode()).hexdigest()[:16]
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
+        except (OSError, sqlite3.DatabaseError) as e:
+            raise InfluvisionError(f"checkpoint {self.path}: cannot be opened or written ({e})") from None
 
     def _key(self, item: MediaItem, sha256: str) -> str:
         # Content, not modification time: archive members are re-extracted (new mtimes) on every run.

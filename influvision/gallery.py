@@ -499,7 +499,10 @@ class Gallery:
         return [r[0] for r in self._db.execute("SELECT name FROM subjects WHERE kind=? ORDER BY name", (kind,))]
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file; using the gallery afterwards raises :class:`GalleryError`."""
+        if not isinstance(self._db, _Closed):
+            self._db.close()
+            self._db = _Closed(self.path)  # type: ignore[assignment]
 
     def __enter__(self) -> Gallery:
         return self
@@ -508,4 +511,16 @@ class Gallery:
         self.close()
 
     def __repr__(self) -> str:
+        if isinstance(self._db, _Closed):
+            return f"Gallery({str(self.path)!r}, closed)"
         return f"Gallery({str(self.path)!r}, people={len(self.people())}, brands={len(self.brands())})"
+
+
+class _Closed:
+    """Stands in for the connection of a closed gallery: any use says so."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __getattr__(self, name: str) -> object:
+        raise GalleryError(f"the gallery {self.path} is closed; open it again with Gallery(path)")

@@ -13,6 +13,7 @@ total distance over the candidate pairs (Hungarian), it is not an independent ar
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,22 @@ class MatchSettings:
     min_face_px: float = 24.0
     min_sharpness: float = 0.0
     resolution_match: bool = False
+
+    def __post_init__(self) -> None:
+        def number(name: str, value: object, *, positive: bool) -> None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+                and (value > 0 if positive else value >= 0)
+            if not ok:
+                need = "a finite number > 0" if positive else "a finite number >= 0"
+                raise ValueError(f"MatchSettings.{name} must be {need}, got {value!r}")
+
+        if self.threshold is not None:
+            number("threshold", self.threshold, positive=True)
+        number("margin", self.margin, positive=False)
+        number("min_face_px", self.min_face_px, positive=False)
+        number("min_sharpness", self.min_sharpness, positive=False)
+        if not isinstance(self.resolution_match, bool):
+            raise ValueError(f"MatchSettings.resolution_match must be True or False, got {self.resolution_match!r}")
 
     def resolved(self, default_threshold: float) -> MatchSettings:
         """These settings with ``threshold`` filled in from the embedder's default when unset."""

@@ -75,9 +75,17 @@ _NON_MEDIA_SUFFIXES = frozenset({
     ".lnk", ".db", ".sqlite", ".xmp", ".aae", ".thm", ".lrv", ".srt", ".vtt", ".py", ".sh", ".js", ".css",
     ".ds_store", ".pp3", ".dop", ".mp3", ".wav", ".m4a",
     ".aac", ".flac", ".ogg", ".sha256", ".md5", ".sfv", ".par2", ".torrent", ".exe", ".dll", ".bin", ".tmp",
-    ".part", ".crdownload", ".bak",
+    ".part", ".crdownload", ".bak", ".ckpt", ".sqlite3",
 })
 _NON_MEDIA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".picasa.ini", "icon\r"})
+# SQLite's side files, e.g. of a gallery or checkpoint kept beside the photos (event.db-wal, run.ckpt-shm).
+_SIDE_FILE_ENDINGS = ("-wal", "-shm", "-journal")
+
+
+def _non_media(name: str) -> bool:
+    """Whether a file name is clearly not media: passed over in folders and archives, only counted."""
+    lower = name.lower()
+    return Path(lower).suffix in _NON_MEDIA_SUFFIXES or lower.endswith(_SIDE_FILE_ENDINGS)
 _RAW_SUFFIXES = frozenset({".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf",
                            ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"})
 
@@ -233,6 +241,9 @@ class _Collector:
     # --- sources
 
     def add_source(self, text: str) -> None:
+        if not text.strip():  # Path("") is the working directory: never scan it by accident
+            self.skip(repr(text), "empty path: give a file, folder, archive or pattern")
+            return
         p = Path(text)
         if os.path.lexists(p):
             self.add_path(p, text, explicit=True)
@@ -290,7 +301,7 @@ class _Collector:
         if sniffed is not None:
             logger.info("%s has no media extension but looks like a %s; using it", display, sniffed)
             return sniffed
-        if explicit or suffix not in _NON_MEDIA_SUFFIXES:
+        if explicit or not _non_media(p.name):
             what = f"'{suffix}'" if suffix else "no extension"
             self.skip(display, f"not a photo or video (unknown file type, {what})")
         else:
@@ -430,7 +441,7 @@ class _Collector:
                 self.skip(member, "camera RAW photo: not supported; export it as JPEG")
                 continue
             kind = _kind_by_name(base)
-            if kind is None and Path(base).suffix.lower() in _NON_MEDIA_SUFFIXES:
+            if kind is None and _non_media(base):
                 self.media.ignored += 1
                 continue
             if kind == "archive":

@@ -59,6 +59,15 @@ def test_a_gallery_in_a_read_only_folder_is_read(tmp_path, shared_data):
         folder.chmod(0o755)
 
 
+def test_a_closed_gallery_says_so(tmp_path):
+    with Gallery(tmp_path / "g.db", device="cpu") as g:
+        pass
+    assert "closed" in repr(g)
+    with pytest.raises(GalleryError, match="is closed"):
+        g.people()
+    g.close()  # closing twice is harmless
+
+
 def test_a_person_with_no_usable_reference_is_not_registered(gallery, shared_data):
     statuses = gallery.add_person("nobody", [shared_data / "logos" / "refs" / "nike.png"])
     assert statuses[0].status == "no_face" and gallery.people() == []

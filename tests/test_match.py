@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from influvision.match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
@@ -56,3 +57,13 @@ def test_empty_gallery_names_nobody():
 def test_leaving_people_out_of_the_index_removes_their_references():
     idx = _index().without(["ann"])
     assert idx.names == ["bob", "cy"] and idx.owner.tolist() == [0, 1] and idx.embeddings.shape == (2, 2)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"threshold": -0.1}, {"threshold": 0.0}, {"threshold": float("nan")}, {"threshold": "0.5"},
+    {"margin": -0.01}, {"margin": float("inf")}, {"min_face_px": -3}, {"min_sharpness": None},
+    {"resolution_match": "yes"},
+])
+def test_settings_out_of_range_are_refused_when_made(kwargs):
+    with pytest.raises(ValueError, match="MatchSettings"):
+        MatchSettings(**kwargs)

@@ -151,6 +151,15 @@ def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
     assert not tmp.exists()  # closing deletes the extracted members
 
 
+def test_a_gallery_or_checkpoint_kept_beside_the_photos_is_passed_over(shared_data: Path, tmp_path: Path) -> None:
+    shutil.copyfile(shared_data / PHOTOS[0], tmp_path / "a.jpg")
+    for name in ("event.db", "event.db-wal", "event.db-shm", "run.ckpt", "run.ckpt-wal", "run.ckpt-journal"):
+        (tmp_path / name).write_bytes(b"SQLite format 3\x00" + bytes(100))
+    with collect_media([tmp_path]) as media:
+        assert [Path(i.path).name for i in media.items] == ["a.jpg"]
+        assert media.skipped == [] and media.ignored == 6
+
+
 def test_archive_members_without_media_extension_are_taken_by_content(shared_data: Path, tmp_path: Path) -> None:
     archive = tmp_path / "scans.zip"
     with zipfile.ZipFile(archive, "w") as zf:

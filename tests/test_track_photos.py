@@ -95,6 +95,20 @@ def test_archive_members_of_one_name_are_two_photos(tmp_path, shared_data, full_
     assert report.people["joe_biden"].photo_count == report.people["elton_john"].photo_count == 1
 
 
+def test_an_empty_source_is_skipped_not_the_working_directory(tmp_path, shared_data, full_gallery, monkeypatch):
+    shutil.copy(shared_data / "scenes" / "couple.jpg", tmp_path / "here.jpg")
+    monkeypatch.chdir(tmp_path)
+    report = iv.track("", gallery=full_gallery, device="cpu", progress=False)
+    assert report.media == [] and report.counts.skipped == 1 and "empty path" in report.skipped[0].error
+
+
+def test_a_checkpoint_folder_is_made_when_missing(tmp_path, shared_data, full_gallery):
+    ckpt = tmp_path / "not" / "yet" / "run.ckpt"
+    report = iv.track(shared_data / "scenes" / "couple.jpg", gallery=full_gallery, device="cpu", checkpoint=ckpt,
+                      progress=False)
+    assert report.counts.analysed == 1 and ckpt.is_file()
+
+
 def test_a_gallery_path_with_no_file_is_an_error_not_an_empty_gallery(tmp_path, shared_data):
     with pytest.raises(iv.GalleryError, match="no gallery file"):
         iv.track(shared_data / "scenes" / "couple.jpg", gallery=tmp_path / "typo.db", device="cpu", progress=False)
