@@ -289,14 +289,22 @@ def _train_logos(args: argparse.Namespace) -> int:
             print(f"{name} ({len(photos)} photos), IoU 0.5:\n  trained: {t}\n  matcher: {m}\n"
                   f"  matcher+trained (what tracking runs): {f}")
         # The labelled photos, when given, decide; they are real, the synthetic split is not.
-        deciding = metrics[list(sets)[-1]]
-        use = deciding["matcher+trained"]["f1"] > deciding["matcher"]["f1"]
+        use, verdict = use_trained(list(sets)[-1], metrics[list(sets)[-1]])
         gal.save_detector(res.blob.data, res.blob.sha256, brands=res.brands,
                           metrics={"validation": metrics, "synthetic": res.metrics, **calibration}, use=use)
-        print(f"stored the trained detector in {args.gallery} (sha256 {res.blob.sha256[:12]}); "
-              + ("it measured better than the matcher and will be used" if use
-                 else "the matcher measured better, so the matcher stays in use"))
+        print(f"stored the trained detector in {args.gallery} (sha256 {res.blob.sha256[:12]}); {verdict}")
     return 0
+
+
+def use_trained(name: str, scores: dict[str, dict]) -> tuple[bool, str]:
+    """Whether tracking should run the trained model beside the matcher, from their scores on the validation
+    set ``name``, and the sentence that says why: only when the pair's F1 beats the matcher's on labelled logos."""
+    if scores["matcher"]["gt"] == 0:
+        return False, (f"the {name} holds no labelled logo, so nothing was compared and the matcher stays in use; "
+                       "give --validation with labelled photos, or more --images")
+    if scores["matcher+trained"]["f1"] > scores["matcher"]["f1"]:
+        return True, "it measured better than the matcher and will be used"
+    return False, "the matcher measured better, so the matcher stays in use"
 
 
 if __name__ == "__main__":

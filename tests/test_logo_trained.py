@@ -348,3 +348,16 @@ def test_loading_ultralytics_leaves_pillow_and_its_errors_alone(tmp_path):
     (tmp_path / "notes.jpg").write_text("this is not a photo")
     with pytest.raises(MediaError, match="looks like text"):
         load_image(tmp_path / "notes.jpg")
+
+
+def test_the_trained_model_is_used_only_when_it_beat_the_matcher_on_labelled_logos():
+    from influvision.cli import use_trained
+
+    def scores(pair_f1: float, matcher_f1: float, gt: int) -> dict[str, dict]:
+        return {"matcher+trained": {"f1": pair_f1, "gt": gt}, "matcher": {"f1": matcher_f1, "gt": gt}}
+
+    assert use_trained("labelled photos", scores(0.6, 0.4, 10)) == (True, "it measured better than the matcher "
+                                                                          "and will be used")
+    assert use_trained("labelled photos", scores(0.4, 0.4, 10))[0] is False
+    use, why = use_trained("synthetic validation split", scores(0.0, 0.0, 0))
+    assert use is False and "holds no labelled logo" in why and "nothing was compared" in why
