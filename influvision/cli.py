@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     gs = g.add_subparsers(dest="action", required=True, metavar="ACTION")
     for kind in ("person", "brand"):
         a = gs.add_parser(f"add-{kind}", help=f"register a {kind} from reference images")
-        a.add_argument("name", help="e.g. rick_astley (letters, digits, space, _ - . ')")
+        a.add_argument("name", help="e.g. rick_astley (letters, digits, space, _ - . ')" if kind == "person"
+                       else "e.g. acme (lowercase letters, digits, _ and -)")
         a.add_argument("images", nargs="+", help="reference images" + (
             ": one clear face each" if kind == "person" else ": logo PNG (transparent), JPG crop or SVG"))
         a.add_argument("--gallery", "-g", required=True, help="gallery file (created if missing)")
@@ -226,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_logos(args: argparse.Namespace) -> int:
-    """Train, compare with the matcher on validation data, store the model with ``use = trained better``."""
+    """Train, compare with the matcher on validation data, store the model with ``use`` from :func:`use_trained`."""
     import tempfile
 
     from .faces.embed import resolve_device

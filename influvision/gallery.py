@@ -413,7 +413,7 @@ class Gallery:
             sha256: its hex digest (checked here and again on loading).
             brands: its class names; must be the gallery's registered brands.
             metrics: JSON-able validation numbers to keep beside it.
-            use: whether tracking should use it instead of the matcher.
+            use: whether tracking should run it beside the matcher (its boxes confirm the matcher's or add their own).
 
         Raises:
             GalleryError: the brands differ from the registered ones, or ``sha256`` does not match ``data``.

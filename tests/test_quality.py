@@ -17,8 +17,8 @@ from influvision.faces.quality import (
     face_quality,
     face_size_px,
     frontalness,
-    is_identifiable,
 )
+from influvision.match import MatchSettings
 from influvision.types import Faces
 
 
@@ -79,11 +79,12 @@ def test_blur_lowers_sharpness(obama: tuple[np.ndarray, Faces]) -> None:
     assert sharp[1] < 0.3 * sharp[0]
 
 
-def test_tiny_face_is_not_identifiable(obama: tuple[np.ndarray, Faces]) -> None:
+def test_a_tiny_face_measures_under_the_photo_rule(obama: tuple[np.ndarray, Faces]) -> None:
     image, faces = obama
     quality = face_quality(faces, images=[image])
     assert set(quality) == {"size_px", "frontalness", "sharpness", "score"}
-    assert is_identifiable(quality).tolist() == [True]
+    photo_rule = MatchSettings().min_face_px
+    assert float(quality["size_px"][0]) > photo_rule
     # Shrink the photo so the face is ~20 px high; the landmarks follow.
     k = 20.0 / float(quality["size_px"][0])
     small = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_AREA)
@@ -91,12 +92,9 @@ def test_tiny_face_is_not_identifiable(obama: tuple[np.ndarray, Faces]) -> None:
     q_tiny = face_quality(tiny, images=[small])
     assert float(q_tiny["size_px"][0]) == pytest.approx(20.0, rel=0.05)
     assert q_tiny["sharpness"][0] < quality["sharpness"][0]
-    assert is_identifiable(q_tiny).tolist() == [False]
-    # Size alone decides it too, and Faces with the columns work as input.
-    assert is_identifiable(tiny.with_columns(**{k: v for k, v in q_tiny.items() if k != "sharpness"})).tolist() == [False]
+    assert float(q_tiny["size_px"][0]) < photo_rule  # too small to be named in a photo
 
 
 def test_empty_batch() -> None:
     quality = face_quality(Faces.empty(), chips=torch.zeros(0, 150, 150, 3, dtype=torch.uint8))
     assert all(v.shape == (0,) for v in quality.values())
-    assert is_identifiable(quality).shape == (0,)

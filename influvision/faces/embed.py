@@ -246,7 +246,7 @@ class TorchEmbedder:
             batch_size: chips per forward pass; lower it if the device runs out of memory.
             precision: ``"fp32"``, or ``"bf16"`` to run the network under bfloat16 autocast (inputs and
                 descriptors stay float32). On the shared dlib fixture chips bf16 moves descriptors by at
-                most about 0.01 Euclidean (cosine >= 0.99997) on the CPU; see docs/performance.md.
+                most about 0.01 Euclidean (cosine >= 0.99997) on the CPU; see docs/models.md.
 
         Returns:
             (N, D) float32 on :attr:`device`, the model's raw descriptors (dlib's are not L2-normalised;

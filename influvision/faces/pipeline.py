@@ -22,7 +22,7 @@ from .resolution import RESOLUTION_LEVELS, at_resolution
 
 Precision = Literal["auto", "fp32", "bf16"]
 
-# Whether precision="auto" embeds in bfloat16 on CUDA. Measured on the CPU (docs/performance.md): bf16 moves
+# Whether precision="auto" embeds in bfloat16 on CUDA. Measured on the CPU (docs/models.md): bf16 moves
 # dlib descriptors by at most 0.010 Euclidean (cosine >= 0.99997) against a threshold of 0.5 and a margin
 # of 0.04, and changes no identity on the shared scenes. The CPU stays float32 (bf16 is slower there).
 BF16_ON_CUDA = True

@@ -7,8 +7,8 @@ All measures are batched tensor ops on the faces' device (no loop over faces, no
 - ``sharpness``: high-frequency energy of the aligned chip (Laplacian variance over grey variance);
 - ``score``: the detector's confidence, passed through.
 
-:func:`is_identifiable` turns them into the yes/no that later stages use to refuse faces too small, blurred or
-turned away to name.
+Which faces may be named is decided later, from these columns: photos by ``MatchSettings`` (``min_face_px``,
+``min_sharpness``) in ``api.identify``, video tracks by ``video.identity.identifiable`` (frontalness too).
 """
 
 from __future__ import annotations
@@ -28,14 +28,10 @@ from .align import DLIB_MTCNN_TEMPLATE, align_to_chip
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_MIN_FRONTALNESS",
-    "DEFAULT_MIN_SHARPNESS",
-    "DEFAULT_MIN_SIZE_PX",
     "chip_sharpness",
     "face_quality",
     "face_size_px",
     "frontalness",
-    "is_identifiable",
 ]
 
 # Reference geometry of a frontal face: the MTCNN template in dlib's chip (eyes ~54.6 px apart, eye midpoint
@@ -59,7 +55,7 @@ _NOSE_DEPTH = 0.45
 _HEIGHT_PER_EYE_MOUTH = 2.82
 _HEIGHT_PER_EYE_DIST = 2.91
 
-# Defaults of is_identifiable, measured on the 105 photos of shared faces/ (MTCNN landmarks, dlib port):
+# What size and blur do to a descriptor, measured on the 105 photos of shared faces/ (MTCNN landmarks, dlib port):
 # each photo's face was shrunk (INTER_AREA) to a given size_px, or Gaussian-blurred with sigma 2 % of its
 # size, re-aligned with the landmarks scaled along, and embedded. "dist" is the Euclidean distance to the same
 # photo's full-quality descriptor (dlib's same-person threshold is 0.6), over every second photo (53):
@@ -74,16 +70,13 @@ _HEIGHT_PER_EYE_DIST = 2.91
 #   blurred (2 %)        0.43 / 0.50          0.0028
 #   original             0                    0.174 (5th percentile 0.045)
 #
-# - size: below 40 px the degradation alone eats more than half of the 0.6 budget, so 40.
+# - size: below 40 px the degradation alone eats more than half of dlib's 0.6 budget (the photo rule,
+#   MatchSettings.min_face_px = 24, was chosen on whole-pipeline accuracy instead: docs/accuracy.md).
 # - sharpness: of the 530 degraded versions of those 53 photos, 21 % of those at >= 0.015 moved > 0.3,
 #   against 96 % of those under it; only 1 of the 105 originals (ben_affleck/5.jpg, a soft 64 px face,
 #   0.009) is under it.
 # - frontalness: the 115 confident faces have median 0.93, 5th percentile 0.67, minimum 0.31: the one real
-#   near-profile (ben_affleck/4.jpg, about 60° yaw). 0.25 keeps such faces (dlib still matches them, with less
-#   similarity) and refuses anything more turned; later stages weight by the value itself.
-DEFAULT_MIN_SIZE_PX = 40.0
-DEFAULT_MIN_SHARPNESS = 0.015
-DEFAULT_MIN_FRONTALNESS = 0.25
+#   near-profile (ben_affleck/4.jpg, about 60° yaw).
 
 # Sharpness is measured on the central part of the chip (the face itself, not hair or background).
 _CENTRAL_FRACTION = (0.2, 0.85, 0.2, 0.8)  # top, bottom, left, right as fractions of the chip side
@@ -180,8 +173,8 @@ def chip_sharpness(chips: Tensor) -> Tensor:
     dividing by the grey variance removes contrast and exposure, leaving the share of the face's detail at the
     finest scale. A face upscaled from few source pixels or blurred by motion or focus scores low. Values are
     comparable between chips of the same side (150 px for the dlib embedder); the reference photos of shared
-    faces/ measure median 0.17 (5th percentile 0.045), the same faces shrunk to 24 px 0.006: see
-    :data:`DEFAULT_MIN_SHARPNESS`.
+    faces/ measure median 0.17 (5th percentile 0.045), the same faces shrunk to 24 px 0.006 (the table above
+    ``face_quality`` in this module's source).
 
     Args:
         chips: (N, S, S, 3) uint8 RGB chips (any device), e.g. from :func:`~influvision.faces.align.align_to_chip`.
@@ -232,7 +225,7 @@ def face_quality(
     Returns:
         ``size_px`` (N,) float32 source pixels, ``frontalness`` (N,) float32 in [0, 1], ``score`` (N,) the
         detector confidence, and ``sharpness`` (N,) float32 when chips or images are given (without either,
-        the key is absent and :func:`is_identifiable` does not check sharpness). All on the faces' device.
+        the key is absent). All on the faces' device.
     """
     out = {
         "size_px": face_size_px(faces.landmarks, faces.boxes),
@@ -246,28 +239,3 @@ def face_quality(
             raise ShapeError("chips", f"{len(faces)} chips, one per face", chips.shape[0])
         out["sharpness"] = chip_sharpness(chips).to(faces.device)
     return out
-
-
-def is_identifiable(
-    quality: dict[str, Tensor] | Faces,
-    min_size_px: float = DEFAULT_MIN_SIZE_PX,
-    min_sharpness: float = DEFAULT_MIN_SHARPNESS,
-    min_frontalness: float = DEFAULT_MIN_FRONTALNESS,
-) -> Tensor:
-    """Whether each face is large, sharp and frontal enough to be named.
-
-    Args:
-        quality: the dict from :func:`face_quality`, or a :class:`Faces` carrying those columns.
-        min_size_px, min_sharpness, min_frontalness: thresholds (see the defaults' measurements).
-
-    Returns:
-        (N,) bool on the quality tensors' device. A missing ``sharpness`` is not checked.
-    """
-    cols = quality.columns if isinstance(quality, Faces) else quality
-    for key in ("size_px", "frontalness"):
-        if key not in cols:
-            raise ShapeError("quality", f"a mapping with {key!r} (from face_quality)", sorted(cols))
-    ok = (cols["size_px"] >= min_size_px) & (cols["frontalness"] >= min_frontalness)
-    if "sharpness" in cols:
-        ok &= cols["sharpness"] >= min_sharpness
-    return ok

@@ -1,7 +1,7 @@
 """Brand reference images: load, validate and normalise one registered logo.
 
 A reference is one flat picture of the mark: a PNG with transparency (simple-icons style silhouettes, the
-alpha channel is the shape), an opaque JPG/PNG crop of the logo (its luminance is the shape), or an SVG,
+alpha channel is the shape), an opaque JPG/PNG crop of the logo (each pixel's colour distance to the crop's border colour is the shape), or an SVG,
 rasterised with resvg onto a transparent canvas (so it is read like a transparent PNG). SVGs that refer to
 anything outside themselves (files, URLs) are refused: a reference must not read other files.
 """
@@ -52,8 +52,8 @@ class LogoReference:
         name: brand name (lowercase letters, digits, ``_`` and ``-``).
         shape: (H, W) float32 in [0, 1], the mark's shape on a background of 0 with a margin of
             ``PAD_FRACTION`` around the content; the longer side of the content is ``CANVAS_PX``. For a
-            transparent PNG it is the alpha channel; for an opaque crop the luminance contrast to the
-            crop's border, so either polarity of the mark is 1.
+            transparent PNG it is the alpha channel; for an opaque crop each pixel's colour distance to the
+            crop's border colour, so either polarity of the mark is 1.
         rgb: (H, W, 3) uint8, the mark's colours on the same canvas (undefined where ``shape`` is 0).
         colour: (3,) uint8 RGB, the mean colour of the mark (its brand colour for a flat icon).
         has_alpha: whether ``shape`` came from transparency.

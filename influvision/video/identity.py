@@ -41,7 +41,7 @@ from ..types import Faces
 
 log = logging.getLogger(__name__)
 
-#: Detections at least this frontal (≈ cos yaw × cos pitch, from the quality stage) can be evidence.
+#: Detections at least this frontal (≈ cos² yaw × cos² pitch, from the quality stage) can be evidence.
 DEFAULT_MIN_FRONTALNESS = 0.3
 #: Evidence kept per track: its best detections by quality.
 DEFAULT_TOP_K = 10
