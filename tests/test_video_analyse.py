@@ -239,3 +239,26 @@ def test_nobody_registered_is_named_in_negative_clips(analysed, clip):
     assert all(t.identity is None for t in res.tracks)
     assert res.tracks, "faces of unregistered people must still be tracked"
     assert (res.detections.identity == -1).all()
+
+
+def test_frames_between_analysed_ones_move_the_boxes_and_blur_where_a_stranger_may_be():
+    import numpy as np
+
+    from influvision.report import FaceEntry
+    from influvision.video.report import _faces_at
+
+    def face(box, name=None):
+        return FaceEntry(identity=name, box=box, score=1.0, similarity=0.0)
+
+    shown = {0.0: [(1, face([0.0, 0.0, 10.0, 10.0]), "unknown #1"), (2, face([50.0, 50.0, 60.0, 60.0], "ann"), "ann #2")],
+             0.1: [(1, face([20.0, 0.0, 30.0, 10.0]), "unknown #1"), (2, face([50.0, 50.0, 60.0, 60.0], "ann"), "ann #2"),
+                   (3, face([80.0, 0.0, 90.0, 10.0]), "unknown #3")]}
+    analysed = np.array([0.0, 0.1])
+    faces, labels, hide = _faces_at(shown, analysed, 0.05)
+    assert labels == ["unknown #1", "ann #2"]
+    assert faces[0].box == pytest.approx([10.0, 0.0, 20.0, 10.0])  # half-way along its track
+    # The stranger is blurred over the whole span of both positions (widened 10 %), the one who appears in the
+    # next analysed frame already now; the registered person is not blurred.
+    assert hide == [pytest.approx([-3.0, -1.0, 33.0, 11.0]), pytest.approx([79.0, -1.0, 91.0, 11.0])]
+    faces, _, hide = _faces_at(shown, analysed, 0.1)  # an analysed frame: its own boxes
+    assert [f.box for f in faces][0] == [20.0, 0.0, 30.0, 10.0] and len(hide) == 2

@@ -10,7 +10,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..annotate import draw_detections, output_path, timeline_png
+from ..annotate import blur_box, draw_detections, output_path, timeline_png
 from ..decode.video import iter_frames
 from ..engine import split_on_oom
 from ..errors import MediaError
@@ -157,8 +157,10 @@ def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
 def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool,
                    logo_tracks: list[LogoTrack] | None = None) -> list[Path]:
     """Write an MP4 with boxes, names and track ids, and a timeline PNG. Frames between analysed frames
-    show the boxes of the latest analysed frame (what the counts are based on); counted logo tracks' boxes
-    show for the time their searched frame stands for."""
+    show each track's box moved linearly from the analysed frame before to the one after (a track in only one
+    of them keeps its box); with ``blur_unknown`` they blur, for every unknown face of either frame, the box
+    spanning both its positions, so a stranger walking between two analysed frames stays blurred. Counted logo
+    tracks' boxes show for the time their searched frame stands for."""
     directory.mkdir(parents=True, exist_ok=True)
     out = output_path(directory, item.path, ".annotated.mp4")
     fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
@@ -174,16 +176,17 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
             logo_times = np.array(sorted(logos_at), dtype=np.float64)
             for batch in iter_frames(item.local_path, sample_fps=None, batch_size=16):
                 for frame, pts in zip(batch.frames, batch.pts_s, strict=True):
-                    # The latest analysed frame at or before this one decides what is shown.
-                    i = int(np.searchsorted(va.frame_pts_s, pts + 1e-6)) - 1
-                    faces, labels = shown.get(round(float(va.frame_pts_s[i]), 6), ([], [])) if i >= 0 else ([], [])
+                    faces, labels, hide = _faces_at(shown, va.frame_pts_s, float(pts))
                     j = int(np.searchsorted(logo_times, pts + 1e-6)) - 1
                     logos = []
                     if j >= 0:
                         until, logos = logos_at[float(logo_times[j])]
                         logos = logos if pts < until else []
-                    image = draw_detections(Image.fromarray(np.asarray(frame)), faces, logos,
-                                            blur_unknown=blur_unknown, labels=labels)
+                    image = Image.fromarray(np.asarray(frame))
+                    if blur_unknown:
+                        for box in hide:
+                            blur_box(image, box)
+                    image = draw_detections(image, faces, logos, blur_unknown=False, labels=labels)
                     image = image.crop((0, 0, stream.width, stream.height))
                     for packet in stream.encode(av.VideoFrame.from_image(image)):
                         container.mux(packet)
@@ -210,16 +213,54 @@ def _logos_by_frame(tracks: list[LogoTrack]) -> dict[float, tuple[float, list[Lo
     return out
 
 
-def _detections_by_frame(va: VideoAnalysis) -> dict[float, tuple[list[FaceEntry], list[str]]]:
-    """Analysed frame time -> its faces (named by their track's identity) and box labels."""
+_Shown = dict[float, list[tuple[int, FaceEntry, str]]]
+# Blurred regions reach this fraction of a box's side beyond it on every side.
+_BLUR_MARGIN = 0.1
+
+
+def _detections_by_frame(va: VideoAnalysis) -> _Shown:
+    """Analysed frame time -> its faces as (track id, face named by its track's identity, box label)."""
     det = va.detections
     track_name = {t.track_id: t.identity for t in va.tracks}
-    out: dict[float, tuple[list[FaceEntry], list[str]]] = {}
+    out: _Shown = {}
     for j in range(len(det)):
         tid, ident = int(det.track_id[j]), int(det.identity[j])
         name = va.names[ident] if ident >= 0 else track_name.get(tid)
-        faces, labels = out.setdefault(round(float(det.pts_s[j]), 6), ([], []))
-        faces.append(FaceEntry(identity=name, box=[float(v) for v in det.boxes[j]], score=float(det.scores[j]),
-                               similarity=0.0))
-        labels.append(f"{name or 'unknown'} #{tid}" if tid >= 0 else (name or "unknown"))
+        face = FaceEntry(identity=name, box=[float(v) for v in det.boxes[j]], score=float(det.scores[j]),
+                         similarity=0.0)
+        out.setdefault(round(float(det.pts_s[j]), 6), []).append(
+            (tid, face, f"{name or 'unknown'} #{tid}" if tid >= 0 else (name or "unknown")))
     return out
+
+
+def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
+              ) -> tuple[list[FaceEntry], list[str], list[list[float]]]:
+    """Faces and labels to draw on the frame at ``pts``, and the regions to blur for privacy."""
+    i = int(np.searchsorted(analysed_pts, pts + 1e-6)) - 1
+    before = shown.get(round(float(analysed_pts[i]), 6), []) if i >= 0 else []
+    after: list[tuple[int, FaceEntry, str]] = []
+    a = 0.0
+    if i + 1 < len(analysed_pts) and (i < 0 or pts > analysed_pts[i] + 1e-6):
+        t0 = float(analysed_pts[i]) if i >= 0 else pts
+        t1 = float(analysed_pts[i + 1])
+        after = shown.get(round(t1, 6), [])
+        a = (pts - t0) / (t1 - t0) if t1 > t0 else 0.0
+    later = {tid: f for tid, f, _ in after if tid >= 0}
+    faces, labels, hide = [], [], []
+    for tid, f, label in before:
+        nxt = later.get(tid) if tid >= 0 else None
+        box = f.box if nxt is None else [(1 - a) * p + a * q for p, q in zip(f.box, nxt.box, strict=True)]
+        faces.append(f.model_copy(update={"box": box}))
+        labels.append(label)
+        if f.identity is None:
+            hide.append(_span(f.box, nxt.box if nxt is not None else f.box))
+    seen = {tid for tid, _, _ in before if tid >= 0}
+    hide += [_span(f.box, f.box) for tid, f, _ in after if f.identity is None and (tid < 0 or tid not in seen)]
+    return faces, labels, hide
+
+
+def _span(p: list[float], q: list[float]) -> list[float]:
+    """The box covering both boxes, widened by ``_BLUR_MARGIN`` of its size on every side."""
+    x1, y1, x2, y2 = min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])
+    dx, dy = _BLUR_MARGIN * (x2 - x1), _BLUR_MARGIN * (y2 - y1)
+    return [x1 - dx, y1 - dy, x2 + dx, y2 + dy]
