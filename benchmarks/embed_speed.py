@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precisions", nargs="+", default=None, help="default: fp32 and bf16 on CUDA, fp32 on the CPU")
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
+    if reason := cuda_skip_reason(args.device):
+        print(f"skipped: {reason}")
+        return
     device = str(resolve_device(args.device))
-    if reason := cuda_skip_reason(device):
-        raise SystemExit(reason)
     precisions = args.precisions or (["fp32", "bf16"] if device.startswith("cuda") else ["fp32"])
     embedder = load_embedder("dlib-resnet-v1", device=device)
     chips = torch.from_numpy(load_chips(args.chips)).to(device)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from benchmarks.common import cuda_skip_reason
 from influvision.decode.images import load_image
 from influvision.faces.pipeline import FacePipeline
 from influvision.match import GalleryIndex, MatchSettings, assign_identities, person_distances
@@ -47,6 +48,7 @@ class PhotoFaces:
     sharpness: torch.Tensor   # (F,)
     main: int                 # index of the largest face, -1 when none
     variants: torch.Tensor | None = None  # (L, D) resolution variants of the main face (references)
+    score: torch.Tensor | None = None     # (F,) detector scores; None: not checked
 
 
 def degrade(pixels: np.ndarray, face_px: float, target_px: float = 30.0, dark: float = 0.45) -> np.ndarray:
@@ -73,7 +75,7 @@ def embed_all(pipe: FacePipeline, items: list[tuple[str, str | None, np.ndarray]
         variants = pipe.embed_resolution_variants(c["chip"][main:main + 1])[:, 0].cpu() \
             if references and main >= 0 else None
         out.append(PhotoFaces(path, person, c["embedding"].cpu(), c["size_px"].cpu(), c["sharpness"].cpu(), main,
-                              variants))
+                              variants, f.scores.cpu()))
     return out
 
 
@@ -92,6 +94,8 @@ def named_people(photo: PhotoFaces, index: GalleryIndex, s: MatchSettings) -> li
     if photo.emb.shape[0] == 0 or index.size == 0:
         return []
     eligible = (photo.size_px >= s.min_face_px) & (photo.sharpness >= s.min_sharpness)
+    if photo.score is not None:  # as track() does for faces in photos
+        eligible &= photo.score >= s.min_score
     dist = person_distances(photo.emb, index, photo.size_px if s.resolution_match else None)
     ident, _ = assign_identities(dist, torch.zeros(len(eligible), dtype=torch.long), eligible, s)
     return [index.names[i] for i in ident.tolist() if i >= 0]
@@ -113,7 +117,9 @@ def loo(faces: list[PhotoFaces], s: MatchSettings, probes: dict[str, PhotoFaces]
             probe = probes.get(photo.path, photo)
             names = named_people(PhotoFaces(probe.path, person, probe.emb[probe.main:probe.main + 1],
                                             probe.size_px[probe.main:probe.main + 1],
-                                            probe.sharpness[probe.main:probe.main + 1], 0), index, s) \
+                                            probe.sharpness[probe.main:probe.main + 1], 0,
+                                            score=None if probe.score is None else probe.score[probe.main:probe.main + 1]),
+                                 index, s) \
                 if probe.main >= 0 else []
             if names == [person]:
                 correct += 1
@@ -224,6 +230,9 @@ def main() -> None:
                     help="also compare small faces with and without resolution-matched references at equal "
                          "false-accept rates (about a minute more)")
     args = ap.parse_args()
+    if reason := cuda_skip_reason(args.device):
+        print(f"skipped: {reason}")
+        return
     t0 = time.perf_counter()
     pipe = FacePipeline(args.embedder, args.device)
     items = [(str(p.relative_to(SHARED)), p.parent.name, load_image(p).pixels)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import influvision as iv
-from benchmarks.common import SHARED, publish, register_shared_faces
+from benchmarks.common import SHARED, cuda_skip_reason, publish, register_shared_faces
 from influvision.video.exposure import interval_iou
 
 
@@ -25,6 +25,9 @@ def main() -> None:
     ap.add_argument("--gallery", default="out/bench_gallery.db")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if reason := cuda_skip_reason(args.device):
+        print(f"skipped: {reason}")
+        return
     labels = json.loads((SHARED / "videos" / "labels.json").read_text())["videos"]
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
     gallery = iv.Gallery(args.gallery, device=args.device)

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import torch
 
-from benchmarks.common import SHARED, publish
+from benchmarks.common import SHARED, cuda_skip_reason, publish
 
 
 def loop_video(src: Path, dst: Path, times: int) -> Path:
@@ -93,6 +93,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         _child(args.child[0], args.child[1], float(args.child[2]))
+        return
+    if reason := cuda_skip_reason(args.device):
+        print(f"skipped: {reason}")
         return
     video = Path(args.video)
     rows = []

@@ -116,7 +116,7 @@ def track(
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev, logo_text))
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
-            min_face_px=settings.min_face_px, resolution_match=settings.resolution_match, device=str(dev),
+            min_face_px=settings.min_face_px, min_score=settings.min_score, resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
@@ -242,7 +242,7 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,
 def identify(faces: Faces, index: GalleryIndex, settings: MatchSettings) -> Faces:
     """Add ``identity`` (person index or -1), ``distance``, ``nearest`` and ``eligible`` columns."""
     eligible = (faces.columns["size_px"] >= settings.min_face_px) & \
-               (faces.columns["sharpness"] >= settings.min_sharpness)
+               (faces.columns["sharpness"] >= settings.min_sharpness) & (faces.scores >= settings.min_score)
     dist = person_distances(faces.columns["embedding"], index,
                             faces.columns["size_px"] if settings.resolution_match else None)
     identity, distance = assign_identities(dist, faces.image_index, eligible, settings)

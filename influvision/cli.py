@@ -142,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     wa = ws.add_parser("add", help="install a weights file you obtained elsewhere")
     wa.add_argument("name", help="model name, e.g. facenet-vggface2")
     wa.add_argument("file")
-    wa.add_argument("--sha256", help="expected sha256 of the file (required where the manifest has none)")
+    wa.add_argument("--sha256", help="expected sha256 of the file; where the manifest has none, the first file "
+                                     "added (a loadable state dict) is pinned, and replacing it needs its sha256")
     ws.add_parser("list", help="list known models and whether their weights are available")
     return p
 

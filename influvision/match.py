@@ -36,6 +36,11 @@ class MatchSettings:
         margin: the second-closest person must be at least this much further away than the closest.
         min_face_px: faces smaller than this (height in source pixels) are never named.
         min_sharpness: faces blurrier than this (quality.sharpness) are never named.
+        min_score: faces the detector itself scores under this (O-Net's face probability) are never named in
+            photos: a hand or a pattern that MTCNN half-believes is a face can embed close to somebody. On the
+            105 shared face photos the main face scores at least 0.93 clean, 0.88 at ~44 px and 0.81 at ~30 px
+            darkened and recompressed (benchmarks/RESULTS.md, 2026-12-06); a wrist at 0.72 came within the
+            threshold of a registered person. Video tracks decide from several frames instead (video/identity.py).
         resolution_match: compare faces under 64 px with references re-rendered at a matching
             resolution (faces/resolution.py). Off by default: it raised recall on degraded photos
             (0.15 -> 0.54) but brought a real 34 px stranger in a street video to 0.44 of a registered
@@ -46,6 +51,7 @@ class MatchSettings:
     margin: float = 0.04
     min_face_px: float = 24.0
     min_sharpness: float = 0.0
+    min_score: float = 0.8
     resolution_match: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +67,9 @@ class MatchSettings:
         number("margin", self.margin, positive=False)
         number("min_face_px", self.min_face_px, positive=False)
         number("min_sharpness", self.min_sharpness, positive=False)
+        number("min_score", self.min_score, positive=False)
+        if self.min_score > 1:
+            raise ValueError(f"MatchSettings.min_score must be a probability in [0, 1], got {self.min_score!r}")
         if not isinstance(self.resolution_match, bool):
             raise ValueError(f"MatchSettings.resolution_match must be True or False, got {self.resolution_match!r}")
 

@@ -401,6 +401,8 @@ def add_weights(name: str, file: str | Path, sha256: str | None = None) -> Path:
     """
     manifest = load_manifest(name)
     src = Path(file).expanduser()
+    if src.is_dir():
+        raise WeightsError(f"{src} is a folder; give the path of the downloaded {name!r} weights file")
     if not src.is_file():
         raise WeightsError(f"{src} does not exist; give the path of the downloaded {name!r} weights file")
     entry = manifest.entry(src.name if len(manifest.files) > 1 else None)
@@ -417,6 +419,14 @@ def add_weights(name: str, file: str | Path, sha256: str | None = None) -> Path:
             f"; a different file was added before and its hash is pinned. If you mean to replace it, "
             f"pass its hash: influvision weights add {name} FILE --sha256 {actual}")
         raise WeightsError(f"{src} fails its checksum for {name!r}: sha256 is {actual}, expected {expected}{extra}")
+    if entry.sha256 is None and manifest.raw.get("format") == "torch-state-dict":
+        # Nothing published to check it against: at least it must be what the loader will read.
+        try:
+            state = torch.load(src, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for a file that is not a safe state dict
+            raise WeightsError(f"{src} is not a loadable PyTorch state dict ({err}); nothing installed") from None
+        if not isinstance(state, dict):
+            raise WeightsError(f"{src} holds a {type(state).__name__}, not a state dict; nothing installed")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
     os.close(fd)

@@ -67,3 +67,18 @@ def test_leaving_people_out_of_the_index_removes_their_references():
 def test_settings_out_of_range_are_refused_when_made(kwargs):
     with pytest.raises(ValueError, match="MatchSettings"):
         MatchSettings(**kwargs)
+
+
+def test_a_detection_the_detector_doubts_is_never_named_in_a_photo():
+    from influvision.api import identify
+    from influvision.types import Faces
+
+    index = GalleryIndex(["ann"], torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
+    faces = Faces(image_index=torch.tensor([0, 1]), boxes=torch.tensor([[0.0, 0, 40, 40], [0, 0, 40, 40]]),
+                  scores=torch.tensor([0.99, 0.72]), landmarks=torch.zeros(2, 5, 2)).with_columns(
+        embedding=torch.tensor([[0.1, 0.0], [0.1, 0.0]]), size_px=torch.tensor([40.0, 40.0]),
+        sharpness=torch.tensor([0.1, 0.1]))
+    out = identify(faces, index, MatchSettings(threshold=0.5))
+    assert out.columns["identity"].tolist() == [0, UNKNOWN]  # same embedding, but 0.72 < min_score 0.8
+    assert out.columns["eligible"].tolist() == [True, False]
+    assert identify(faces, index, MatchSettings(threshold=0.5, min_score=0.7)).columns["identity"].tolist() == [0, 0]

@@ -149,6 +149,19 @@ def test_add_weights_pins_the_first_file_when_upstream_has_no_hash(toy_manifests
         weights.resolve_weights("toy")
 
 
+def test_a_file_without_a_published_hash_must_at_least_load(tmp_path, _private_cache):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(WeightsError, match="not a loadable PyTorch state dict .*; nothing installed"):
+        weights.add_weights("facenet-casia", junk)
+    with pytest.raises(WeightsError, match="is a folder"):
+        weights.add_weights("facenet-casia", tmp_path)
+    assert not any(_private_cache.rglob("*.pt"))
+    state = tmp_path / "casia.pt"
+    torch.save({"w": torch.zeros(2)}, state)
+    assert weights.add_weights("facenet-casia", state).is_file()  # pinned; the network checks the keys later
+
+
 # --- downloads -------------------------------------------------------------------------------------------------
 
 
