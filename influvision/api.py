@@ -116,7 +116,8 @@ def track(
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev, logo_text))
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
-            min_face_px=settings.min_face_px, min_score=settings.min_score, resolution_match=settings.resolution_match, device=str(dev),
+            min_face_px=settings.min_face_px, min_score=settings.min_score,
+            resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
