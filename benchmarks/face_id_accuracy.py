@@ -118,7 +118,8 @@ def loo(faces: list[PhotoFaces], s: MatchSettings, probes: dict[str, PhotoFaces]
             names = named_people(PhotoFaces(probe.path, person, probe.emb[probe.main:probe.main + 1],
                                             probe.size_px[probe.main:probe.main + 1],
                                             probe.sharpness[probe.main:probe.main + 1], 0,
-                                            score=None if probe.score is None else probe.score[probe.main:probe.main + 1]),
+                                            score=None if probe.score is None
+                                            else probe.score[probe.main:probe.main + 1]),
                                  index, s) \
                 if probe.main >= 0 else []
             if names == [person]:

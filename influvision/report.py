@@ -27,7 +27,8 @@ class FaceEntry(BaseModel):
     sharpness: float = Field(0.0, description="Focus measure of the aligned face (higher is sharper)")
     frontalness: float = Field(0.0, description="1 = frontal, 0 = profile, from the landmarks")
     status: Literal["named", "unknown", "unidentifiable"] = Field(
-        "unknown", description="unidentifiable: under min_face_px or min_score (or blurrier than min_sharpness, when set); never named")
+        "unknown", description=("unidentifiable: under min_face_px or min_score (or blurrier than min_sharpness, "
+                                "when set); never named"))
     area_share: float = Field(0.0, description="Face box area / photo area")
     centrality: float = Field(0.0, description="1 at the photo centre, 0 at a corner")
 
@@ -111,7 +112,8 @@ class MediaEntry(BaseModel):
     cuts_s: list[float] | None = None
     timeline: list[tuple[int, str, float]] | None = Field(
         None, description="Per whole second: (second, person, fraction of that second on screen)")
-    annotated: list[str] | None = Field(None, description="Annotated copies written: the photo, or the video and its timeline")
+    annotated: list[str] | None = Field(
+        None, description="Annotated copies written: the photo, or the video and its timeline")
 
 
 class SubjectTally(BaseModel):
@@ -141,7 +143,8 @@ class Counts(BaseModel):
     faces: int = 0
     named_faces: int = 0
     unknown_faces: int = Field(0, description="Faces compared but not close enough to anyone registered")
-    unidentifiable_faces: int = Field(0, description="Faces under min_face_px or min_score (or blurrier than min_sharpness, when set)")
+    unidentifiable_faces: int = Field(0, description=(
+        "Faces under min_face_px or min_score (or blurrier than min_sharpness, when set)"))
     face_tracks: int = Field(0, description="Faces followed through videos (one per track, see video.md)")
     named_tracks: int = Field(0, description="Of the face tracks: named after a registered person")
     logos: int = 0
@@ -256,7 +259,8 @@ class Report(BaseModel):
                  f"({c.skipped} skipped, {c.duplicates} duplicates"
                  + (f", {c.partly_analysed} partly analysed" if c.partly_analysed else "")
                  + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "") + f"); faces: {c.faces} "
-                 f"({c.named_faces} named, {c.unknown_faces} unknown, {c.unidentifiable_faces} too small or unsure to compare)"
+                 f"({c.named_faces} named, {c.unknown_faces} unknown, "
+                 f"{c.unidentifiable_faces} too small or unsure to compare)"
                  + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else ""),
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
                  f"margin {self.settings.margin}, device {self.settings.device}", ""]

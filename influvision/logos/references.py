@@ -1,8 +1,9 @@
 """Brand reference images: load, validate and normalise one registered logo.
 
 A reference is one flat picture of the mark: a PNG with transparency (simple-icons style silhouettes, the
-alpha channel is the shape), an opaque JPG/PNG crop of the logo (each pixel's colour distance to the crop's border colour is the shape), or an SVG,
-rasterised with resvg onto a transparent canvas (so it is read like a transparent PNG). SVGs that refer to
+alpha channel is the shape), an opaque JPG/PNG crop of the logo (each pixel's colour distance to the crop's
+border colour is the shape), or an SVG, rasterised with resvg onto a transparent canvas (so it is read like a
+transparent PNG). SVGs that refer to
 anything outside themselves (files, URLs) are refused: a reference must not read other files.
 """
 
