@@ -39,3 +39,14 @@ def test_tracks_break_at_cuts_long_gaps_other_places_and_other_brands():
     assert [(t.brand, t.frames) for t in tracks] == [("fedex", 3), ("nike", 1), ("fedex", 1), ("fedex", 1)]
     cut = link_logo_tracks([_det(0.0), _det(0.5), _det(1.0)], [0.9], STEP)
     assert [t.frames for t in cut] == [2, 1]
+
+
+def test_one_missed_frame_is_tolerated_at_broadcast_frame_rates():
+    """Searched frames fall on whole source frames: one missed frame leaves a gap a little over the step."""
+    def det(t: float, duration: float) -> LogoDetection:
+        return LogoDetection(pts_s=t, duration_s=duration, brand="fedex", box=BOX, score=0.74, area_share=0.01)
+
+    ntsc = link_logo_tracks([det(1.001, 0.5005), det(2.002, 0.5005)], [], STEP)  # 29.97 fps, 1.502 missed
+    pal = link_logo_tracks([det(0.52, 0.48), det(1.52, 0.48)], [], STEP)  # 25 fps, 1.00 missed
+    assert [t.frames for t in ntsc] == [2] and ntsc[0].counted
+    assert [t.frames for t in pal] == [2] and pal[0].counted

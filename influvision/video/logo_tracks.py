@@ -75,7 +75,9 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
     Args:
         detections: every brand box of every searched frame, any order.
         cuts_s: shot cut times; no track spans a cut.
-        step_s: time between searched frames; a track tolerates one missed frame (a gap up to ``step_s``).
+        step_s: time between searched frames; a track tolerates one missed frame: a gap up to 1.5 ``step_s``,
+            as searched frames fall on whole source frames (at 29.97 or 25 frames per second one missed
+            frame leaves a gap of 0.5005 or 0.52 s for a step of 0.5 s), while two missed frames close it.
 
     Returns:
         Tracks in order of their first detection, ``track_id`` from 0.
@@ -90,7 +92,7 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
         # Tracks whose last frame is too old, or lies before a cut that precedes t, are closed.
         def alive(tr: LogoTrack, t: float = t) -> bool:
             last = tr.detections[-1]
-            if t - (last.pts_s + last.duration_s) > step_s + 1e-6:
+            if t - (last.pts_s + last.duration_s) > 1.5 * step_s:
                 return False
             return not np.any((cuts > last.pts_s + 1e-6) & (cuts <= t + 1e-6))
 
