@@ -275,8 +275,14 @@ def face_entries(faces: Faces, index: GalleryIndex, width: int, height: int) -> 
 def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | None, ckpt: Checkpoint | None,
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool) -> list[MediaEntry]:
     out = []
+    first: dict[str, str] = {}  # content hash -> the first video with it
     for item in items:
-        sha = sha256_file(item.local_path) if ckpt is not None else ""
+        sha = sha256_file(item.local_path)
+        if sha in first:  # a byte-identical copy: listed, its seconds not counted again
+            out.append(MediaEntry(path=item.path, kind="video", duplicate_of=first[sha]))
+            bar.update(1)
+            continue
+        first[sha] = item.path
         done = ckpt.get(item, sha) if ckpt is not None else None
         if done is not None:
             done = _resumed_video(done, annotate_dir, blur_unknown)

@@ -77,3 +77,17 @@ def test_a_resumed_video_is_analysed_again_only_when_its_annotated_copy_is_missi
     assert _resumed_video(entry([drawn]), tmp_path / "elsewhere", False) is None
     assert _resumed_video(entry([out / "gone.mp4"]), out, False) is None
     assert _resumed_video(entry([]), out, False) is None
+
+
+def test_a_byte_identical_copy_of_a_video_is_listed_but_not_counted_again(shared_data, full_gallery, tmp_path):
+    import shutil
+
+    video = shared_data / "videos" / "nggyup.mp4"
+    copy = tmp_path / "copy_of_clip.mp4"
+    shutil.copy(video, copy)
+    report = iv.track([video, copy], gallery=full_gallery, device="cpu", sample_fps=2, progress=False)
+    original, duplicate = report.media
+    assert duplicate.duplicate_of == original.path and duplicate.people is None
+    assert list(report.people["rick_astley"].intervals) == [original.path]
+    c = report.counts
+    assert c.inputs_seen == 2 and c.analysed == 1 and c.duplicates == 1 and c.skipped == 0
