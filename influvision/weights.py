@@ -298,11 +298,15 @@ def load_torch_weights(name: str, file: str | None = None, *, path: str | Path |
     Raises:
         WeightsError: missing, failing the checksum, or not a state dict.
     """
-    src = resolve_weights(name, file, path=path, download=download)
+    return _read_state_dict(resolve_weights(name, file, path=path, download=download))
+
+
+def _read_state_dict(src: Path) -> dict:
+    """``torch.load(weights_only=True)`` of a file that must hold a state dict."""
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a file that is not a safe state dict
-        raise WeightsError(f"{src} is not a loadable PyTorch state dict ({err})") from err
+        raise WeightsError(f"{src} is not a loadable PyTorch state dict ({err})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{src} holds a {type(state).__name__}, expected a state dict")
     return state
@@ -422,11 +426,9 @@ def add_weights(name: str, file: str | Path, sha256: str | None = None) -> Path:
     if entry.sha256 is None and manifest.raw.get("format") == "torch-state-dict":
         # Nothing published to check it against: at least it must be what the loader will read.
         try:
-            state = torch.load(src, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for a file that is not a safe state dict
-            raise WeightsError(f"{src} is not a loadable PyTorch state dict ({err}); nothing installed") from None
-        if not isinstance(state, dict):
-            raise WeightsError(f"{src} holds a {type(state).__name__}, not a state dict; nothing installed")
+            _read_state_dict(src)
+        except WeightsError as err:
+            raise WeightsError(f"{err}; nothing installed") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
     os.close(fd)
