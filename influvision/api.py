@@ -278,11 +278,10 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
     first: dict[str, str] = {}  # content hash -> the first video with it
     for item in items:
         sha = sha256_file(item.local_path)
-        if sha in first:  # a byte-identical copy: listed, its seconds not counted again
+        if sha in first:  # a byte-identical copy of an analysed video: listed, its seconds not counted again
             out.append(MediaEntry(path=item.path, kind="video", duplicate_of=first[sha]))
             bar.update(1)
             continue
-        first[sha] = item.path
         done = ckpt.get(item, sha) if ckpt is not None else None
         if done is not None:
             done = _resumed_video(done, annotate_dir, blur_unknown)
@@ -294,6 +293,8 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                                        annotate_dir=annotate_dir, blur_unknown=blur_unknown)
             if ckpt is not None:
                 ckpt.put(item, done, sha)
+        if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right
+            first[sha] = item.path
         out.append(done)
         bar.update(1)
     return out

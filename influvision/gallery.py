@@ -152,8 +152,11 @@ class Gallery:
         read_only = self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
             if read_only:
-                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True,
-                                           isolation_level=None, check_same_thread=False)
+                # With a -wal file beside it, changes may still be there (a writer has it open): read them with
+                # mode=ro; without one nothing is pending and the file can be read as it is.
+                pending = Path(f"{self.path}-wal").exists()
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}",
+                                           uri=True, isolation_level=None, check_same_thread=False)
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")

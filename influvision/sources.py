@@ -24,6 +24,7 @@ copies by a 64-bit DCT perceptual hash.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import logging
@@ -409,14 +410,8 @@ class _Collector:
     def _extract(self, display: str, dest: Path, members: Iterable[_Member]) -> int:
         found = 0
         extracted: list[MediaItem] = []
-        names: dict[str, int] = {}
         for count, m in enumerate(members):
             member = f"{display}!/{m.name}"
-            # An archive may hold several members of one name (zip appends, tar keeps every version): each is
-            # its own photo, so the second and later are shown as "name#2", "name#3"...
-            names[member] = names.get(member, 0) + 1
-            if names[member] > 1:
-                member = f"{member}#{names[member]}"
             if count >= self.max_members:
                 self.skip(display, f"archive lists more than {self.max_members} entries; the rest are not read")
                 break
@@ -482,7 +477,7 @@ class _Collector:
                 logger.info("%s has no media extension but looks like a %s; using it", member, kind)
             found += 1
             extracted.append(MediaItem(member, target, kind))
-        self.media.items.extend(sorted(extracted, key=lambda i: i.path))
+        self.media.items.extend(sorted(_distinct_names(extracted), key=lambda i: i.path))
         return found
 
 
@@ -530,6 +525,23 @@ def _unsafe_member_name(name: str) -> str | None:
 def _safe_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def _distinct_names(items: list[MediaItem]) -> list[MediaItem]:
+    """An archive may hold several members of one name (zip appends, tar keeps every version): each is its own
+    photo, so in archive order the second and later are shown as ``name#2``, ``name#3``... (a number no other
+    member's name already takes)."""
+    real = {i.path for i in items}
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        path, k = item.path, 1
+        while path in seen or (path != item.path and path in real):  # a real member keeps its own name
+            k += 1
+            path = f"{item.path}#{k}"
+        seen.add(path)
+        out.append(item if path == item.path else dataclasses.replace(item, path=path))
+    return out
 
 
 def _kind_by_name(name: str) -> Literal["photo", "video", "archive"] | None:

@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -101,6 +102,8 @@ def test_textureless_reference_raises():
 @pytest.mark.parametrize(("figure", "draw"), [
     ("rectangle", lambda d: d.polygon([(60, 120), (300, 40), (340, 160), (100, 240)], fill=(200, 0, 0, 255))),
     ("ellipse", lambda d: d.ellipse((100, 50, 300, 250), fill=(200, 0, 0, 255))),
+    *[("rectangle", lambda d, a=a: d.polygon([tuple(p) for p in cv2.boxPoints(((200, 150), (250, 120), a))],
+                                             fill=(200, 0, 0, 255))) for a in (10, 30, 60)],
 ])
 def test_plain_figures_are_refused_at_any_angle(figure, draw, logo_data: Path):
     from PIL import ImageDraw

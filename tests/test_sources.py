@@ -151,6 +151,20 @@ def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
     assert not tmp.exists()  # closing deletes the extracted members
 
 
+def test_archive_members_of_one_name_get_names_no_other_member_has(shared_data: Path, tmp_path: Path) -> None:
+    import warnings
+
+    archive = tmp_path / "dup.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated name
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, photo in (("a.jpg", PHOTOS[0]), ("a.jpg", PHOTOS[1]), ("a.jpg#2", PHOTOS[2])):
+                zf.writestr(name, (shared_data / photo).read_bytes())
+    with collect_media([archive]) as media:
+        names = sorted(i.path.rsplit("!/", 1)[1] for i in media.items)
+        assert names == ["a.jpg", "a.jpg#2", "a.jpg#3"]
+
+
 def test_a_gallery_or_checkpoint_kept_beside_the_photos_is_passed_over(shared_data: Path, tmp_path: Path) -> None:
     shutil.copyfile(shared_data / PHOTOS[0], tmp_path / "a.jpg")
     for name in ("event.db", "event.db-wal", "event.db-shm", "run.ckpt", "run.ckpt-wal", "run.ckpt-journal"):

@@ -91,3 +91,10 @@ def test_a_byte_identical_copy_of_a_video_is_listed_but_not_counted_again(shared
     assert list(report.people["rick_astley"].intervals) == [original.path]
     c = report.counts
     assert c.inputs_seen == 2 and c.analysed == 1 and c.duplicates == 1 and c.skipped == 0
+
+
+def test_copies_of_a_video_that_cannot_be_read_are_each_skipped(full_gallery, tmp_path):
+    for name in ("bad1.mp4", "bad2.mp4"):
+        (tmp_path / name).write_bytes(b"garbage, not a video")
+    report = iv.track(sorted(tmp_path.glob("*.mp4")), gallery=full_gallery, device="cpu", progress=False)
+    assert report.counts.skipped == 2 and report.counts.duplicates == 0 and report.media == []

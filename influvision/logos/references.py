@@ -105,7 +105,8 @@ def _plain_figure(fg: np.ndarray) -> str:
         draw(model)
         inter = np.logical_and(model > 0, fg).sum()
         union = np.logical_or(model > 0, fg).sum()
-        if union and inter / union > 0.98:
+        # Rasterising a rotated model loses ~2 % at the edges; the shared marks reach 0.81 at most (apple).
+        if union and inter / union > 0.95:
             return figure
     return ""
 
