@@ -205,9 +205,7 @@ class Gallery:
                 return ReferenceStatus(path, "error", str(e))
             if isinstance(face, ReferenceStatus):
                 return face
-            warnings = [w for w in (self._consistency_warning(subject, face.vector),
-                                    self._lookalike_warning(subject, face.vector)) if w]
-            return (lambda ref_id: self._store_embeddings(ref_id, face)), "; ".join(warnings)
+            return (lambda ref_id: self._store_embeddings(ref_id, face)), self._reference_warnings(subject, face.vector)
 
         return self._add_references("person", name, images, accept)
 
@@ -268,37 +266,30 @@ class Gallery:
         variants = self.pipeline.embed_resolution_variants(faces.columns["chip"][i:i + 1])[:, 0].float().cpu().numpy()
         return _RefFace(vector, variants, [round(float(v), 1) for v in boxes[i]], face_px)
 
-    def _consistency_warning(self, subject: int, vector: np.ndarray) -> str:
+    def _reference_warnings(self, subject: int, vector: np.ndarray) -> str:
+        """Warnings about a new reference face, from its distances to every registered person's references:
+        far from the person's own (the wrong person in the photo?), or within the match threshold of another
+        person's (the same person under two names, or a lookalike: faces close to both will stay unknown)."""
         rows = self._db.execute(
-            "SELECT e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
-            "WHERE r.subject_id=? AND e.embedder=?", (subject, self.embedder_name)).fetchall()
+            "SELECT r.subject_id, s.name, r.source_path, e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
+            "JOIN subjects s ON s.id = r.subject_id WHERE s.kind='person' AND e.embedder=?",
+            (self.embedder_name,)).fetchall()
         if not rows:
             return ""
-        existing = np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
-        nearest = float(np.linalg.norm(existing - vector, axis=1).min())
-        if nearest > INCONSISTENT_REFERENCE_DISTANCE:
-            return (f"warning: this face is {nearest:.2f} from the person's other references "
-                    f"(same person is usually < 0.5): check it shows the same person")
-        return ""
-
-    def _lookalike_warning(self, subject: int, vector: np.ndarray) -> str:
-        """A warning when the face is within the match threshold of another person's reference: the same
-        person under two names, or a lookalike; either way faces close to both will stay unknown."""
-        rows = self._db.execute(
-            "SELECT s.name, r.source_path, e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
-            "JOIN subjects s ON s.id = r.subject_id WHERE s.kind='person' AND r.subject_id != ? AND e.embedder=?",
-            (subject, self.embedder_name)).fetchall()
-        if not rows:
-            return ""
-        existing = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
-        dist = np.linalg.norm(existing - vector, axis=1)
-        k = int(dist.argmin())
+        dist = np.linalg.norm(np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows]) - vector, axis=1)
+        own = np.array([r[0] == subject for r in rows])
+        warnings = []
+        if own.any() and float(dist[own].min()) > INCONSISTENT_REFERENCE_DISTANCE:
+            warnings.append(f"warning: this face is {float(dist[own].min()):.2f} from the person's other references "
+                            f"(same person is usually < 0.5): check it shows the same person")
         threshold = self.pipeline.embedder.threshold
-        if dist[k] > threshold:
-            return ""
-        return (f"warning: this face is {dist[k]:.2f} from {rows[k][0]}'s reference {rows[k][1]} (a match is "
-                f"<= {threshold}): the same person under two names, or a lookalike? Faces close to both will "
-                "stay unknown")
+        if (~own).any():
+            k = int(np.flatnonzero(~own)[dist[~own].argmin()])
+            if dist[k] <= threshold:
+                warnings.append(f"warning: this face is {dist[k]:.2f} from {rows[k][1]}'s reference {rows[k][2]} "
+                                f"(a match is <= {threshold}): the same person under two names, or a lookalike? "
+                                "Faces close to both will stay unknown")
+        return "; ".join(warnings)
 
     def _store_embeddings(self, ref_id: int | None, face: _RefFace) -> None:
         """The full-resolution embedding under the embedder's name, each resolution variant under

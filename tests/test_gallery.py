@@ -59,6 +59,13 @@ def test_a_gallery_in_a_read_only_folder_is_read(tmp_path, shared_data):
         folder.chmod(0o755)
 
 
+def test_a_reference_far_from_the_persons_others_is_added_with_a_warning(gallery, shared_data):
+    faces = shared_data / "faces"
+    gallery.add_person("elton_john", [faces / "elton_john" / "1.jpg"])
+    (odd,) = gallery.add_person("elton_john", [faces / "madonna" / "1.jpg"])
+    assert odd.status == "added" and "from the person's other references" in odd.message
+
+
 def test_a_closed_gallery_says_so(tmp_path):
     with Gallery(tmp_path / "g.db", device="cpu") as g:
         pass
