@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .files import written_atomically
 from .report import FaceEntry, LogoEntry, MediaEntry
 
 NAMED = (40, 200, 80)
@@ -19,13 +20,15 @@ LOGO = (40, 140, 240)
 def output_path(directory: Path, media_path: str, suffix: str) -> Path:
     """A file under ``directory`` for a media path (archive members included), never outside it.
 
-    The name is the media path made safe (``photos/a b.jpg`` -> ``photos_a_b``), cut to 120 characters, then
-    8 hex digits of the path's SHA-256, then ``suffix``: media whose safe names coincide (``a/b.jpg``,
-    ``a_b.jpg``, ``b.jpg`` beside ``b.png``) still get files of their own, and a rerun writes the same file.
+    The name is the media path made safe (``photos/a b.jpg`` -> ``photos_a_b``), its last 120 bytes (file
+    systems limit a name to 255 bytes, and a letter may take 4), then 8 hex digits of the path's SHA-256, then
+    ``suffix``: media whose safe names coincide (``a/b.jpg``, ``a_b.jpg``, ``b.jpg`` beside ``b.png``) still
+    get files of their own, and a rerun writes the same file.
     """
     stem = media_path.replace("!/", "__")
     stem = stem[: -len(Path(stem).suffix)] if Path(stem).suffix else stem
-    safe = re.sub(r"[^\w.\-]+", "_", stem).strip("._")[-120:] or "media"
+    safe = re.sub(r"[^\w.\-]+", "_", stem).strip("._")
+    safe = safe.encode()[-120:].decode(errors="ignore").strip("._") or "media"
     tag = hashlib.sha256(media_path.encode()).hexdigest()[:8]
     return directory / f"{safe}.{tag}{suffix}"
 
@@ -70,7 +73,9 @@ def annotate_photo(pixels: np.ndarray, entry: MediaEntry, directory: Path, *, bl
     """Write ``directory/<photo name>.jpg`` with the entry's boxes drawn."""
     directory.mkdir(parents=True, exist_ok=True)
     out = output_path(directory, entry.path, ".jpg")
-    draw_detections(Image.fromarray(pixels), entry.faces, entry.logos, blur_unknown=blur_unknown).save(out, quality=90)
+    drawn = draw_detections(Image.fromarray(pixels), entry.faces, entry.logos, blur_unknown=blur_unknown)
+    with written_atomically(out) as tmp:
+        drawn.save(tmp, quality=90)
     return out
 
 
@@ -100,6 +105,6 @@ def timeline_png(intervals: dict[str, list[list[float]]], duration_s: float, pat
         draw.line((x, axis_y, x, axis_y + 5), fill="black")
         draw.text((x - 6, axis_y + 7), f"{t:g}s", fill="black", font=font)
         t += step
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    with written_atomically(path) as tmp:
+        image.save(tmp)
     return path

@@ -5,6 +5,8 @@ The one place that wires the stages together (the CLI calls this too).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -113,16 +115,21 @@ def track(
         pipeline = loaded if loaded is not None and loaded.device == dev else FacePipeline(g.embedder_name, dev)
         g.use_pipeline(pipeline)
         settings = settings.resolved(pipeline.embedder.threshold)
+        gallery_key = g.content_key()
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev, logo_text))
+        if g.content_key() != gallery_key:  # results would be recorded under the wrong gallery's key
+            raise GalleryError(f"{g.path} changed while this run was starting (someone was registered or removed "
+                               "by another process); run again")
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
-            min_face_px=settings.min_face_px, min_score=settings.min_score,
+            min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness, min_score=settings.min_score,
             resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size)},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
             logo_trained_min_score=_trained_min_score(engine.logo_detector))
-        ckpt = Checkpoint(checkpoint, report_settings.model_dump_json(), g.content_key()) if checkpoint else None
+        ckpt = Checkpoint(checkpoint, _checkpoint_settings(report_settings, settings), gallery_key) \
+            if checkpoint else None
         media: list[MediaEntry] = []
         skipped: list[Skipped] = []
         with collect_media(sources) as media_set:
@@ -133,6 +140,7 @@ def track(
             bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
             media += _track_photos(photos, engine, batch_size, workers, ckpt, bar, annotate_dir, blur_unknown)
             media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown)
+            media += [MediaEntry(path=item.path, kind=item.kind, duplicate_of=first) for item, first in media_set.repeats]
             bar.close()
         inputs_seen = len(media) + len(skipped)
         failed = [m for m in media if m.error and not (m.kind == "video" and m.frames_analysed)]
@@ -145,6 +153,14 @@ def track(
     finally:
         if own_gallery:
             g.close()
+
+
+def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> dict[str, str]:
+    """Per media kind, everything its results depend on: a recorded result is reused only when all of it is
+    the same (video sampling does not concern photos)."""
+    rules = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return {"photo": report_settings.model_dump_json(exclude={"sample_fps", "max_gap_s"}) + rules,
+            "video": report_settings.model_dump_json() + rules}
 
 
 def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetector | None, list[str]]:

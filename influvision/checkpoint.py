@@ -9,12 +9,17 @@ brands and references (a person removed since must not be named from an old resu
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from .errors import InfluvisionError
 from .report import MediaEntry
 from .sources import MediaItem
+
+log = logging.getLogger(__name__)
 
 
 class Checkpoint:
@@ -23,29 +28,41 @@ class Checkpoint:
     Args:
         path: the SQLite file (created if missing; entries of other settings or galleries in it are kept,
             not used).
-        settings_json: the report's settings.
+        settings_json: per media kind (``"photo"``, ``"video"``), the settings its results depend on.
         gallery_key: :meth:`~influvision.gallery.Gallery.content_key` of the gallery tracked against.
     """
 
-    def __init__(self, path: str | Path, settings_json: str, gallery_key: str):
+    def __init__(self, path: str | Path, settings_json: dict[str, str], gallery_key: str):
         self.path = Path(path)
-        self.settings = hashlib.sha256(f"{settings_json}|{gallery_key}".encode()).hexdigest()[:16]
+        self.settings = {kind: hashlib.sha256(f"{text}|{gallery_key}".encode()).hexdigest()[:16]
+                         for kind, text in settings_json.items()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"damaged: {check}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
         except (OSError, sqlite3.DatabaseError) as e:
-            raise InfluvisionError(f"checkpoint {self.path}: cannot be opened or written ({e})") from None
+            raise InfluvisionError(f"checkpoint {self.path}: cannot be opened or written ({e}); delete it to "
+                                   "start again") from None
 
     def _key(self, item: MediaItem, sha256: str) -> str:
         # Content, not modification time: archive members are re-extracted (new mtimes) on every run.
-        return f"{self.settings}|{item.path}|{sha256}"
+        return f"{self.settings[item.kind]}|{item.path}|{sha256}"
 
     def get(self, item: MediaItem, sha256: str) -> MediaEntry | None:
-        """The finished entry for this file (``sha256``: its content hash), or None."""
-        row = self._db.execute("SELECT entry FROM done WHERE key=?", (self._key(item, sha256),)).fetchone()
-        return MediaEntry.model_validate_json(row[0]) if row else None
+        """The finished entry for this file (``sha256``: its content hash), or None (also for a damaged row,
+        which is then analysed again)."""
+        key = self._key(item, sha256)
+        try:
+            row = self._db.execute("SELECT entry FROM done WHERE key=?", (key,)).fetchone()
+            return MediaEntry.model_validate_json(row[0]) if row else None
+        except (sqlite3.DatabaseError, ValidationError, TypeError) as e:
+            log.warning("checkpoint %s: the entry of %s is damaged (%s); analysing it again", self.path,
+                        item.path, str(e).splitlines()[0])
+            return None
 
     def put(self, item: MediaItem, entry: MediaEntry, sha256: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)",

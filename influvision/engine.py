@@ -427,7 +427,10 @@ def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | 
     if annotate_dir is not None:
         from .annotate import annotate_photo
 
-        entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown))]
+        try:
+            entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown))]
+        except OSError as e:  # annotation is a by-product: never fail the run
+            log.warning("could not write the annotated copy of %s: %s", entry.path, e)
 
 
 def _content_key(item: MediaItem, image: DecodedImage) -> str:

@@ -26,6 +26,7 @@ from .decode.images import load_image
 from .errors import GalleryError, InfluvisionError, MediaError
 from .faces.embed import resolve_device
 from .faces.resolution import RESOLUTION_LEVELS
+from .files import read_regular_file
 from .match import GalleryIndex
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ NAME_RE = re.compile(r"^[\w][\w .'\-]{0,79}$", re.UNICODE)
 COMPARABLE_FACE_AREA = 0.35
 # Reference faces smaller than this (height, px) give unreliable embeddings.
 MIN_REFERENCE_FACE_PX = 40.0
+# Largest reference image file read, in bytes.
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024
 # A new reference farther than this from every existing reference of the same person is suspicious
 # (wrong person in the photo?): it is still added, with a warning in its status.
 INCONSISTENT_REFERENCE_DISTANCE = 0.62
@@ -176,10 +179,22 @@ class Gallery:
             self._db.executescript(_SCHEMA)
             self._db.executemany("INSERT INTO meta VALUES (?, ?)",
                                  [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
-        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        try:
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{self.path} is damaged or not an influvision gallery ({e})") from None
         if meta.get("application") != APPLICATION:
             raise GalleryError(f"{self.path} is a SQLite file but not an influvision gallery")
-        if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
+        missing = {"subjects", "refs", "embeddings"} - tables if tables else set()
+        if missing:
+            raise GalleryError(f"{self.path} is damaged or not an influvision gallery (no table "
+                               f"{', '.join(sorted(missing))})")
+        try:
+            version = int(meta.get("schema_version", 0))
+        except ValueError:
+            raise GalleryError(f"{self.path} is damaged: its schema version {meta['schema_version']!r} is not a "
+                               "number") from None
+        if version > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer influvision (schema "
                                f"{meta['schema_version']}); upgrade influvision to read it")
         if "logo_detector" not in tables:
@@ -229,7 +244,7 @@ class Gallery:
 
     def _add_reference(self, subject: int, path: str, accept: _Accept) -> ReferenceStatus:
         try:
-            data = Path(path).read_bytes()
+            data = read_regular_file(path, MAX_REFERENCE_BYTES)
         except OSError as e:
             return ReferenceStatus(path, "error", f"{path}: cannot read ({e.strerror or e})")
         sha = hashlib.sha256(data).hexdigest()
@@ -271,12 +286,12 @@ class Gallery:
         far from the person's own (the wrong person in the photo?), or within the match threshold of another
         person's (the same person under two names, or a lookalike: faces close to both will stay unknown)."""
         rows = self._db.execute(
-            "SELECT r.subject_id, s.name, r.source_path, e.vector FROM embeddings e JOIN refs r ON r.id = e.ref_id "
-            "JOIN subjects s ON s.id = r.subject_id WHERE s.kind='person' AND e.embedder=?",
-            (self.embedder_name,)).fetchall()
+            "SELECT r.subject_id, s.name, r.source_path, e.dim, e.vector FROM embeddings e "
+            "JOIN refs r ON r.id = e.ref_id JOIN subjects s ON s.id = r.subject_id "
+            "WHERE s.kind='person' AND e.embedder=?", (self.embedder_name,)).fetchall()
         if not rows:
             return ""
-        dist = np.linalg.norm(np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows]) - vector, axis=1)
+        dist = np.linalg.norm(self._vectors([r[1:] for r in rows], len(vector)) - vector, axis=1)
         own = np.array([r[0] == subject for r in rows])
         warnings = []
         if own.any() and float(dist[own].min()) > INCONSISTENT_REFERENCE_DISTANCE:
@@ -316,14 +331,14 @@ class Gallery:
     def index(self, device: str | torch.device = "cpu") -> GalleryIndex:
         """All people's reference embeddings for the gallery's embedder, computed where missing."""
         self._refresh_embeddings()
-        def rows_for(key: str) -> list[tuple[str, bytes]]:
+        def rows_for(key: str) -> list[tuple[str, str, int, bytes]]:
             return self._db.execute(
-                "SELECT s.name, e.vector FROM subjects s JOIN refs r ON r.subject_id = s.id "
+                "SELECT s.name, r.source_path, e.dim, e.vector FROM subjects s JOIN refs r ON r.subject_id = s.id "
                 "JOIN embeddings e ON e.ref_id = r.id WHERE s.kind='person' AND e.embedder=? ORDER BY s.name, r.id",
                 (key,)).fetchall()
 
-        def stack(rows: list[tuple[str, bytes]]) -> torch.Tensor:
-            return torch.from_numpy(np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]).copy())
+        def stack(rows: list[tuple[str, str, int, bytes]]) -> torch.Tensor:
+            return torch.from_numpy(self._vectors(rows, int(rows[0][2])))
 
         rows = rows_for(self.embedder_name)
         if not rows:
@@ -335,6 +350,21 @@ class Gallery:
         variants = torch.stack([stack(v) for v in variant_rows]).to(device) \
             if all(len(v) == len(rows) for v in variant_rows) else None
         return GalleryIndex(names, stack(rows).to(device), owner.to(device), variants)
+
+    def _vectors(self, rows: Sequence[tuple[str, str, int, bytes]], dim: int) -> np.ndarray:
+        """(N, dim) float32 of stored embeddings given as (person, reference path, dim, blob) rows.
+
+        Raises:
+            GalleryError: a blob is not ``dim`` finite float32 values (the file was damaged or edited).
+        """
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        for k, (name, path, d, blob) in enumerate(rows):
+            v = np.frombuffer(blob, dtype=np.float32) if isinstance(blob, bytes) and len(blob) == 4 * dim else None
+            if v is None or d != dim or not np.isfinite(v).all():
+                raise GalleryError(f"{self.path} is damaged: the stored embedding of {name}'s reference {path} is "
+                                   f"not {dim} numbers; remove the person and add the references again")
+            out[k] = v
+        return out
 
     def _refresh_embeddings(self) -> None:
         """Embed people's references that have no embedding for the current embedder (it changed)."""

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .files import write_text_atomically, written_atomically
+
 Box = list[float]
 
 
@@ -153,6 +155,23 @@ class Counts(BaseModel):
     oom_retries: int = Field(0, description="Photo batches analysed again in halves after running out of memory")
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a string that would start a formula gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other invisible characters escaped: a file name cannot drive the terminal
+    or forge a line of the summary."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class Skipped(BaseModel):
     path: str
     error: str
@@ -163,6 +182,7 @@ class Settings(BaseModel):
     threshold: float
     margin: float
     min_face_px: float
+    min_sharpness: float = Field(0.0, description="Sharpness a face needs to be named")
     min_score: float = Field(0.0, description="Detector score a face in a photo needs to be named")
     resolution_match: bool = Field(False, description="Small faces compared with resolution-matched references")
     device: str
@@ -189,8 +209,7 @@ class Report(BaseModel):
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         text = self.model_dump_json(indent=indent)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            write_text_atomically(path, text)
         return text
 
     @classmethod
@@ -245,10 +264,10 @@ class Report(BaseModel):
         written = []
         for name, (header, rows) in tables.items():
             path = out / f"{name}.csv"
-            with path.open("w", newline="") as fh:
+            with written_atomically(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
                 w.writerow(header)
-                w.writerows(rows)
+                w.writerows([[_cell(v) for v in row] for row in rows])
             written.append(path)
         return written
 
@@ -286,4 +305,4 @@ class Report(BaseModel):
             lines += [f"  {m.error}" for m in partial]
         if self.skipped:
             lines += ["", f"skipped ({len(self.skipped)}):"] + [f"  {s.error}" for s in self.skipped]
-        return "\n".join(lines)
+        return "\n".join(_printable(line) for line in lines)

@@ -134,6 +134,8 @@ class MediaSet:
         items: photos and videos in a deterministic order (inputs in the order given; folders sorted by
             name, depth first; archive members sorted by name). Each file appears once.
         skipped: inputs that cannot be used, with reasons, in the order found.
+        repeats: (item, name of the first item) for photos and videos reached again under another name (a
+            link, a hard link, another spelling of the path): not analysed again, reported as duplicates.
         ignored: files inside folders and archives passed over without a word because they are clearly
             not media (sidecars, documents, desktop litter); counted so a report can say how many.
         temp_dir: the private folder holding archive members, or None when no archive was opened.
@@ -142,6 +144,7 @@ class MediaSet:
     def __init__(self) -> None:
         self.items: list[MediaItem] = []
         self.skipped: list[SkippedInput] = []
+        self.repeats: list[tuple[MediaItem, str]] = []
         self.ignored = 0
         self.temp_dir: Path | None = None
         self._finalizer: weakref.finalize | None = None
@@ -217,7 +220,7 @@ class _Collector:
         self.budget = max_extract_bytes
         self.max_ratio = max_ratio
         self.max_members = max_members
-        self.seen: set[tuple[int, int] | str] = set()
+        self.seen: dict[tuple[int, int] | str, str] = {}
         self.archives = 0
 
     # --- bookkeeping
@@ -226,18 +229,29 @@ class _Collector:
         logger.info("skipping %s: %s", path, problem)
         self.media.skipped.append(SkippedInput(path, str(MediaError(path, problem))))
 
-    def first_time(self, p: Path) -> bool:
-        """False if this file (same device and inode, so also via links) was already collected."""
+    def first_time(self, p: Path, display: str, kind: str) -> bool:
+        """False if this file (same device and inode, so also via links) was already collected.
+
+        A file reached again under another name (a link, another spelling of its path) is listed in
+        :attr:`MediaSet.repeats` so that the report shows it as a duplicate; the same name given twice is
+        one input. An archive counts as the same only under the same name: one reached through a link is
+        opened again and its members are found to be duplicates by content.
+        """
         try:
             st = p.stat()
             key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(p)
         except OSError:
             key = os.path.realpath(p)
-        if key in self.seen:
-            logger.debug("%s given more than once; keeping the first", p)
-            return False
-        self.seen.add(key)
-        return True
+        if kind == "archive":
+            key = f"archive:{display}"
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = display
+            return True
+        if first != display:
+            self.media.repeats.append((MediaItem(display, Path(os.path.abspath(p)), kind), first))  # type: ignore[arg-type]
+        logger.debug("%s given more than once; keeping the first", display)
+        return False
 
     # --- sources
 
@@ -259,12 +273,18 @@ class _Collector:
 
     def add_path(self, p: Path, display: str, explicit: bool) -> int:
         """Collect one path; return how many media files it held (duplicates included)."""
-        if p.is_symlink() and not p.exists():
-            self.skip(display, "broken link (its target does not exist)")
+        try:
+            if p.is_symlink() and not p.exists():
+                self.skip(display, "broken link (its target does not exist)")
+                return 0
+            is_dir, is_file = p.is_dir(), p.is_file()
+        except OSError as e:  # e.g. a link into a folder that cannot be searched
+            reason = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+            self.skip(display, f"cannot read the file: {reason}")
             return 0
-        if p.is_dir():
+        if is_dir:
             return self.add_folder(p, display)
-        if not p.is_file():
+        if not is_file:
             self.skip(display, "not a regular file (device, pipe or socket)")
             return 0
         return self.add_file(p, display, explicit)
@@ -281,19 +301,33 @@ class _Collector:
             self.skip(display, "camera RAW photo: not supported; export it as JPEG")
             return 0
         kind = _kind_by_name(p.name)
-        if kind is None:
+        readable = os.access(p, os.R_OK)
+        if kind is None and (readable or (not explicit and _non_media(p.name))):
             kind = self.unknown_type(p, display, explicit)
             if kind is None:
                 return 0
-        if not os.access(p, os.R_OK):
+        if not readable:  # said before sniffing, which cannot tell an unreadable file from an unknown one
             self.skip(display, "cannot read the file: permission denied")
             return 0
-        if not self.first_time(p):
+        if not self.first_time(p, display, kind):
             return 1
         if kind == "archive":
             return self.add_archive(p, display)
         self.media.items.append(MediaItem(display, Path(os.path.abspath(p)), kind))
         return 1
+
+    def _inside(self, sub: Path, real_root: Path, display: str) -> bool:
+        """Whether a sub-folder is walked: a link to a folder outside the one given is not followed."""
+        if not sub.is_symlink():
+            return True
+        try:
+            if sub.resolve().is_relative_to(real_root):
+                return True
+        except (OSError, RuntimeError):  # RuntimeError: a link loop (Python < 3.13)
+            pass
+        self.skip(display, "link to a folder outside the folder given: not followed (give its target as a "
+                           "source of its own to include it)")
+        return False
 
     def unknown_type(self, p: Path, display: str, explicit: bool) -> str | None:
         """Kind of a file without a media extension: by signature, else skipped (or ignored in folders)."""
@@ -321,6 +355,7 @@ class _Collector:
             return 0
         found = 0
         visited: set[tuple[int, int]] = set()
+        real_root = root.resolve()
 
         def on_error(err: OSError) -> None:
             where = _display_join(display, root, Path(err.filename)) if err.filename else display
@@ -334,7 +369,8 @@ class _Collector:
                 dirnames[:] = []
                 continue
             visited.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX") \
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX"
+                                 and self._inside(here / d, real_root, _display_join(display, root, here / d))) \
                 if self.recursive else []
             for name in sorted(filenames):
                 f = here / name

@@ -126,9 +126,9 @@ def load_manifest(name: str) -> Manifest:
         UnknownModelError: no manifest of that name (the message lists those that exist).
         WeightsError: the manifest is not valid JSON or lacks required fields.
     """
+    if not isinstance(name, str) or name not in list_manifests():  # also keeps "../x" out of every path built
+        raise UnknownModelError(str(name), list_manifests(), kind="weights")
     path = MANIFEST_DIR / f"{name}.json"
-    if not path.is_file():
-        raise UnknownModelError(name, list_manifests(), kind="weights")
     try:
         raw = json.loads(path.read_text())
         files = tuple(WeightsFile(**{k: f.get(k) for k in WeightsFile.__dataclass_fields__}) for f in raw["files"])

@@ -383,3 +383,11 @@ def test_plain_jpegs_decode_through_libjpeg_to_pillows_pixels(shared_data: Path,
 
     monkeypatch.setattr(images_module, "_decode_with_libjpeg", lambda data: None)  # refused: Pillow decodes
     assert np.array_equal(load_image(tmp_path / "sub2.jpg").pixels, np.asarray(Image.open(tmp_path / "sub2.jpg")))
+
+
+def test_a_huge_file_without_an_image_header_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as f:
+        f.truncate(100 << 20)  # 100 MiB of zeros (sparse): once read whole, times each decoding thread
+    with pytest.raises(MediaError, match="not a photo: 100 MiB of data without an image header"):
+        load_image(big)

@@ -118,6 +118,23 @@ def test_damaged_and_foreign_files_give_clear_errors(tmp_path):
         Gallery(foreign)
 
 
+def test_damaged_contents_of_a_gallery_are_named(tmp_path, shared_data):
+    path = tmp_path / "g.db"
+    with Gallery(path, device="cpu") as g:
+        g.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+        assert g.index().embeddings.shape == (1, 128)
+        g._db.execute("UPDATE embeddings SET vector = substr(vector, 1, 100)")  # truncated by a bad copy
+        with pytest.raises(GalleryError, match="embedding of barack_obama's reference .*1.jpg is not 128"):
+            g.index()
+        g._db.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
+    with pytest.raises(GalleryError, match="schema version 'abc'"):
+        Gallery(path)
+    sqlite3.connect(path).executescript("UPDATE meta SET value = '1' WHERE key = 'schema_version'; "
+                                        "DROP TABLE embeddings;")
+    with pytest.raises(GalleryError, match="no table embeddings"):
+        Gallery(path)
+
+
 def test_unknown_person_removal_lists_who_is_registered(gallery):
     with pytest.raises(GalleryError, match="no person named 'ghost'"):
         gallery.remove_person("ghost")
@@ -131,3 +148,10 @@ def test_a_gallery_from_before_trained_logo_detectors_opens(tmp_path):
     with Gallery(path, device="cpu") as g:
         assert g.load_detector() is None
         assert g._db.execute("SELECT count(*) FROM logo_detector").fetchone() == (0,)
+
+
+def test_a_pipe_given_as_a_reference_photo_is_refused_not_waited_on(gallery, shared_data, tmp_path):
+    fifo = tmp_path / "ref.jpg"
+    os.mkfifo(fifo)
+    statuses = gallery.add_person("joe_biden", [fifo, shared_data / "faces" / "joe_biden" / "1.jpg"])
+    assert [s.status for s in statuses] == ["error", "added"] and "not a regular file" in statuses[0].message

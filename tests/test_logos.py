@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -173,6 +176,34 @@ def test_svg_references_inside_the_document_are_allowed_in_every_quoting():
     outside = svg.replace(b"url( '#g' )", b"url('file:///etc/hostname')")
     with pytest.raises(LogoReferenceError, match="external"):
         load_reference("fedex", outside)
+
+
+def _fan_out_svg(levels: int) -> bytes:
+    """A few hundred bytes whose <use> elements draw 10**levels triangles (minutes of rendering at 5)."""
+    parts = ['<path id="l0" d="M10 10 L290 10 L150 290 Z"/>']
+    parts += [f'<g id="l{k}">' + f'<use href="#l{k - 1}"/>' * 10 + "</g>" for k in range(1, levels + 1)]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><defs>{"".join(parts)}</defs>'
+            f'<use href="#l{levels}"/></svg>').encode()
+
+
+def test_hostile_references_are_refused_without_exhausting_the_machine(tmp_path: Path):
+    drawing = FEDEX_SVG.read_bytes()
+    # A declared size of 100000 x 100000 px once made resvg allocate 40 GB and abort the process.
+    huge = drawing.replace(b"<svg ", b'<svg width="100000" height="100000" ', 1)
+    assert max(load_reference("fedex", huge).shape.shape) <= 2 * 256
+    with pytest.raises(LogoReferenceError, match="too complex"):
+        load_reference("acme", _fan_out_svg(5))
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)) + chunk(
+        b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")  # 100 bytes declaring 2.5 gigapixels
+    with pytest.raises(LogoReferenceError, match="too large"):
+        load_reference("acme", bomb)
+    fifo = tmp_path / "logo.png"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    with pytest.raises(LogoReferenceError, match="not a regular file"):
+        load_reference("acme", fifo)
 
 
 def test_a_file_that_is_no_image_is_refused_in_plain_words():

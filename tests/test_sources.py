@@ -90,6 +90,38 @@ def test_same_file_given_twice_appears_once(shared_data: Path, tmp_path: Path) -
     paths = [i.path for i in media.items]
     assert paths.count(str(root / "a.jpg")) == 1 and len(paths) == 5 and paths[0] == str(root / "a.jpg")
     assert [Path(s.path).name for s in media.skipped] == ["odd.xyz"]
+    # The link is another name for a.jpg: not analysed again, but listed (the report shows it as a duplicate).
+    assert [(i.path, first) for i, first in media.repeats] == [(str(tmp_path / "link.jpg"), str(root / "a.jpg"))]
+
+
+def test_folder_links_outside_the_folder_are_not_followed(shared_data: Path, tmp_path: Path) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copyfile(shared_data / PHOTOS[1], outside / "x.jpg")
+    (root / "out").symlink_to(outside)  # would walk another tree (think /etc) into the report
+    (root / "sub" / "back").symlink_to(root / "sub" / "deeper")  # a link inside: walked, each file once
+    media = collect_media(root)
+    names = sorted(os.path.relpath(i.path, root) for i in media.items)
+    assert names == ["a.jpg", "b.jpg", "clip.mp4", "sub/back/d.jpg", "sub/c.png"]
+    reasons = {os.path.relpath(s.path, root): s.problem for s in media.skipped}
+    assert "outside the folder given: not followed" in reasons["out"]
+
+
+def test_a_path_that_cannot_be_checked_is_skipped_not_fatal(shared_data: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    real_is_dir = Path.is_dir
+
+    def is_dir(self: Path) -> bool:  # what a link into a folder without search permission does
+        if self.name == "b.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    media = collect_media(root)
+    assert "a.jpg" in {Path(i.path).name for i in media.items}
+    assert {Path(s.path).name: s.problem for s in media.skipped}["b.jpg"] == "cannot read the file: permission denied"
 
 
 def test_explicit_files_by_type_and_content(shared_data: Path, tmp_path: Path) -> None:

@@ -68,3 +68,22 @@ def test_report_json_has_the_contract_keys_and_round_trips(tmp_path):
     rows = list(csv.DictReader((tmp_path / "csv" / "faces.csv").open()))
     assert rows[0]["identity"] == "ann" and rows[0]["path"] == "a.jpg"
     assert "ann" in report.summary()
+
+
+def test_file_names_cannot_inject_spreadsheet_formulas_or_terminal_codes(tmp_path):
+    from influvision.report import Skipped
+
+    evil = '=HYPERLINK("https://evil.example","click").jpg'
+    media = [photo(evil, [face("ann")]), photo("@SUM(1+1).jpg", [face(None)])]
+    people, brands, together, co = tally_photos(media)
+    report = Report(people=people, brands=brands, together=together, co_appearance=co, media=media,
+                    skipped=[Skipped(path="a\x1b[2J\nb.jpg", error="a\x1b[2J\nb.jpg: not a photo")],
+                    settings=SETTINGS)
+    report.to_csv(tmp_path)
+    faces = list(csv.DictReader((tmp_path / "faces.csv").open()))
+    assert [r["path"] for r in faces] == ["'" + evil, "'@SUM(1+1).jpg"]
+    assert list(csv.DictReader((tmp_path / "people.csv").open()))[0]["photos"] == "'" + evil
+    text = report.summary()
+    assert "\x1b" not in text and "a\\x1b[2J\\nb.jpg: not a photo" in text
+    assert not list(tmp_path.glob(".*"))  # no temporary files left beside the tables
+    assert json.loads(report.to_json(tmp_path / "r.json"))["media"][0]["path"] == evil  # JSON keeps the name

@@ -59,12 +59,16 @@ def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shar
     np = pytest.importorskip("numpy")
     from PIL import Image
     Image.fromarray(np.zeros((1, 300, 3), np.uint8)).save(tmp_path / "line.png")  # no face fits; must not stop the run
-    report = iv.track([tmp_path, tmp_path / "missing.jpg"], gallery=full_gallery, device="cpu", progress=False)
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "good.jpg")  # another name of one file: listed as a duplicate
+    report = iv.track([tmp_path, tmp_path / "missing.jpg", tmp_path / "good.jpg"], gallery=full_gallery,
+                      device="cpu", progress=False)
     skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
     assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png"}
     assert all(name in err for name, err in skipped.items())
     assert "image too small: 300 x 1" in skipped["line.png"]
-    assert report.counts.inputs_seen == 7 and report.counts.skipped == 5 and report.counts.duplicates == 1
+    assert report.counts.inputs_seen == 8 and report.counts.skipped == 5 and report.counts.duplicates == 2
+    assert {m.path.split("/")[-1]: m.duplicate_of.split("/")[-1] for m in report.media if m.duplicate_of} == {
+        "good.jpg": "copy_of_good.jpg", "link.jpg": "good.jpg"}
     assert report.counts.ignored_files == 1 and "non-media files ignored: 1" in report.summary()
     assert report.people["barack_obama"].photo_count == 1  # the byte-identical copy is not counted again
 
@@ -191,3 +195,21 @@ def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared
     overlapped = iv.track(photos, gallery=gallery, device="cpu", progress=False)
     assert [m.model_dump() for m in overlapped.media] == [m.model_dump() for m in serial.media]
     assert serial.brands["fedex"].photo_count == 1 and serial.people["barack_obama"].photo_count == 1
+
+
+def test_an_annotated_copy_that_cannot_be_written_does_not_stop_the_run(tmp_path, shared_data, full_gallery,
+                                                                         monkeypatch):
+    import influvision.annotate as annotate
+
+    long_name = "中" * 200 + "/" + "文" * 100 + ".jpg"  # 900 bytes of UTF-8: over any file system's limit
+    name = annotate.output_path(tmp_path, long_name, ".jpg").name
+    assert len(name.encode()) <= 255 and name.endswith(".jpg")
+    (tmp_path / name).write_bytes(b"")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(annotate, "annotate_photo", fail)
+    report = iv.track(shared_data / "scenes" / "obama_and_biden.jpg", gallery=full_gallery, device="cpu",
+                      annotate_dir=tmp_path / "out", progress=False)
+    assert report.media[0].annotated is None and report.people["barack_obama"].photo_count == 1

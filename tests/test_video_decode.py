@@ -186,3 +186,11 @@ def test_argument_errors(shared_data):
         iter_frames(path, batch_size=0)
     with pytest.raises(ValueError, match="backend"):
         iter_frames(path, backend="torchcodec")
+
+
+def test_frames_too_large_to_batch_are_refused_before_decoding(shared_data, monkeypatch):
+    import influvision.decode.video as video
+
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100_000)  # the 640 x 360 clip stands in for a 16K one
+    with pytest.raises(MediaError, match=r"frames of \d+ x \d+ px are larger than influvision analyses"):
+        probe_video(shared_data / "videos" / "nggyup.mp4")

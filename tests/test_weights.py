@@ -238,3 +238,15 @@ def test_describe_lists_every_model_file_and_its_state(monkeypatch):
     assert any(line.startswith("dlib-resnet-v1") and "ok (" in line for line in lines)
     assert any(line.startswith("facenet-vggface2") and "influvision weights add" in line for line in lines)
     assert sum(line.startswith("mtcnn") and "ok (" in line for line in lines) == 3
+
+
+def test_a_model_name_cannot_reach_outside_the_manifests(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUVISION_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "evil.json").write_text(json.dumps({"name": "x", "licence": "-", "source": "-",
+                                                    "files": [{"file": "w.bin", "sha256": None}]}))
+    payload = tmp_path / "w.bin"
+    payload.write_bytes(b"not weights")
+    name = f"../../../../../../..{tmp_path}/evil"
+    with pytest.raises(UnknownModelError):
+        weights.add_weights(name, payload)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "cache").exists()

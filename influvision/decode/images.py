@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ..errors import MediaError
+from ..files import read_regular_file
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +62,12 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# Largest photo file read, in bytes; files above _PEEK_ABOVE_BYTES are read whole only when their first
+# _PEEK_BYTES parse as an image header (a 1.5 GiB file of zeros named .jpg is refused without reading it).
+MAX_PHOTO_BYTES = 1 << 30
+_PEEK_ABOVE_BYTES = 64 << 20
+_PEEK_BYTES = 8 << 20
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"GIF8", b"BM", b"RIFF")
 
 _BASE_PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif",
                                     ".tiff", ".gif"})
@@ -235,8 +242,21 @@ def _decode_with_libjpeg(data: bytes) -> np.ndarray | None:
 
 
 def _read_file(path: Path, label: str) -> bytes:
+    """The file's bytes; a large file is read whole only after its first bytes show an image header."""
     try:
-        return path.read_bytes()
+        size = path.stat().st_size
+        if size > _PEEK_ABOVE_BYTES:
+            with open(path, "rb") as f:
+                head = f.read(_PEEK_BYTES)
+            try:
+                with _OPEN_LOCK, warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    Image.open(io.BytesIO(head)).close()
+            except Exception:
+                if not head.startswith(_IMAGE_MAGIC):  # a TIFF may keep its directory at the end
+                    raise MediaError(label, f"not a photo: {size / 2**20:.0f} MiB of data without an image header that "
+                                        "Pillow reads") from None
+        return read_regular_file(path, MAX_PHOTO_BYTES)
     except FileNotFoundError:
         raise MediaError(label, "file not found") from None
     except IsADirectoryError:

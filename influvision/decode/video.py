@@ -37,6 +37,8 @@ _SLOT_EPS_S = 1e-4
 # _TRUNCATION_MIN_S) is reported as truncated.
 _TRUNCATION_FRAMES = 2.5
 _TRUNCATION_MIN_S = 0.1
+# Largest frame analysed (width x height): a batch holds up to batch_size decoded frames.
+MAX_FRAME_PIXELS = 40_000_000
 # Demuxers that ffmpeg uses for still images; such a file opens as a one-frame "video" but is not one.
 _IMAGE_FORMAT_SUFFIX = "_pipe"
 _IMAGE_FORMATS = {"image2", "gif", "apng", "webp", "ico"}
@@ -189,8 +191,11 @@ class _PyAVBackend(_Backend):
             duration_s = 0.0
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
-        rotation = self._rotation(stream)
         w, h = stream.codec_context.width, stream.codec_context.height
+        if w * h > MAX_FRAME_PIXELS:  # checked before the first frame is decoded (for its rotation)
+            raise MediaError(path, f"frames of {w} x {h} px are larger than influvision analyses (at most "
+                                   f"{MAX_FRAME_PIXELS // 10**6} megapixels, 8K video is 33)")
+        rotation = self._rotation(stream)
         if rotation in (90, 270):
             w, h = h, w
         return VideoInfo(path=path, duration_s=duration_s, fps=fps, frame_count=int(stream.frames or 0),

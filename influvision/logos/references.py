@@ -14,12 +14,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InfluvisionError
+from ..files import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,13 @@ CANVAS_PX = 256
 PAD_FRACTION = 0.12
 # Longer side, in pixels, that an SVG reference is rasterised to.
 SVG_RENDER_PX = 1024
+# Most elements an SVG may draw once its <use> references are expanded: a few-kB file can fan out to
+# millions of shapes that take minutes to render. Logos have hundreds at most.
+SVG_MAX_ELEMENTS = 5000
+# Largest reference file read, in bytes.
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024
+# Largest reference image, in pixels (width x height).
+MAX_REFERENCE_PIXELS = 40_000_000
 # href/src values an SVG may use: fragments inside the document and inline data.
 _INTERNAL_REF = re.compile(rb"""(?:xlink:)?href\s*=\s*["']\s*(#|data:)|src\s*=\s*["']\s*data:""", re.I)
 _ANY_REF = re.compile(rb"""(?:xlink:)?href\s*=|\bsrc\s*=|url\((?!\s*["']?\s*(?:#|data:))""", re.I)
@@ -121,9 +130,9 @@ def _read(name: str, source: str | Path | bytes) -> bytes:
         return bytes(source)
     path = Path(source)
     try:
-        return path.read_bytes()
+        return read_regular_file(path, MAX_REFERENCE_BYTES)
     except OSError as err:
-        raise LogoReferenceError(f"brand {name!r}: cannot read reference {path}: {err}") from err
+        raise LogoReferenceError(f"brand {name!r}: cannot read reference {path}: {err.strerror or err}") from err
 
 
 def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
@@ -149,13 +158,21 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
         data = rasterise_svg(name, data)
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_REFERENCE_PIXELS:
+                raise LogoReferenceError(
+                    f"brand {name!r}: the image is too large to be a logo reference ({img.width} x {img.height} "
+                    f"px, at most {MAX_REFERENCE_PIXELS // 10**6} megapixels)")
             img.load()
             has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
             arr = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
     except UnidentifiedImageError:
         raise LogoReferenceError(f"brand {name!r}: not an image (neither a PNG, a JPG nor an SVG that can be read)"
                                  ) from None
-    except (OSError, ValueError) as err:
+    except Image.DecompressionBombError as err:
+        raise LogoReferenceError(f"brand {name!r}: the image is too large to be a logo reference ({err})") from None
+    except LogoReferenceError:
+        raise
+    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, struct.error ... for bad data
         raise LogoReferenceError(f"brand {name!r}: not a readable PNG/JPG image ({err})") from err
     src_h, src_w = arr.shape[:2]
 
@@ -225,14 +242,51 @@ def rasterise_svg(name: str, data: bytes) -> bytes:
         raise LogoReferenceError(f"brand {name!r}: SVG references need 'resvg-py' (pip install resvg-py)") from err
     try:
         text = data.decode("utf-8")
-        first = bytes(resvg_py.svg_to_bytes(svg_string=text))
-        with Image.open(io.BytesIO(first)) as img:
-            w, h = img.size
-        scale = SVG_RENDER_PX / max(w, h)
-        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=max(1, round(w * scale)),
-                                           height=max(1, round(h * scale))))
-    except (UnicodeDecodeError, ValueError, OSError, UnidentifiedImageError) as err:
+    except UnicodeDecodeError as err:
         raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({err})") from err
+    n = _svg_elements(name, text)
+    if n > SVG_MAX_ELEMENTS:
+        raise LogoReferenceError(
+            f"brand {name!r}: the SVG is too complex ({n} elements once <use> references are expanded, at most "
+            f"{SVG_MAX_ELEMENTS}); export a PNG")
+    try:
+        # Both sides given: resvg fits the drawing inside, keeping its aspect, whatever size it declares.
+        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=SVG_RENDER_PX, height=SVG_RENDER_PX))
+    except (ValueError, OSError) as err:
+        raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({err})") from err
+
+
+def _svg_elements(name: str, text: str) -> int:
+    """Number of elements an SVG draws with every ``<use>`` expanded (its referenced element counted again)."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as err:
+        raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered (not well-formed XML: {err})") from None
+    by_id = {e.get("id"): e for e in root.iter() if e.get("id")}
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(e: ElementTree.Element) -> int:
+        key = id(e)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a <use> cycle: resvg refuses it; count nothing more
+            return 0
+        active.add(key)
+        n = 1 + sum(size(c) for c in e)
+        if e.tag.rsplit("}", 1)[-1] == "use":
+            ref = e.get("href") or e.get("{http://www.w3.org/1999/xlink}href") or ""
+            target = by_id.get(ref[1:]) if ref.startswith("#") else None
+            if target is not None:
+                n += size(target)
+        active.discard(key)
+        sizes[key] = min(n, 10 * SVG_MAX_ELEMENTS)
+        return sizes[key]
+
+    try:
+        return size(root)
+    except RecursionError:
+        return 10 * SVG_MAX_ELEMENTS
 
 
 def _shape_from_crop(name: str, rgb: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ShapeError
+from ..files import write_text_atomically
 
 #: Default bridge between two pieces of one person's exposure (seconds). Gaps shorter than this are
 #: counted as on screen: at 10 sampled frames per second it forgives up to four consecutive frames without
@@ -185,7 +186,7 @@ def timeline_csv(rows: Iterable[TimelineRow], path: str | Path | None = None) ->
         w.writerow([r.second, r.person, f"{r.fraction:.4f}"])
     text = buf.getvalue()
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomically(path, text)
     return text
 
 

@@ -15,6 +15,7 @@ from ..decode.video import iter_frames
 from ..engine import split_on_oom
 from ..errors import MediaError
 from ..faces.pipeline import FacePipeline
+from ..files import written_atomically
 from ..logos.detect import LogoDetector
 from ..match import GalleryIndex, MatchSettings
 from ..report import (
@@ -166,7 +167,7 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
     written = []
     try:
-        with av.open(str(out), mode="w") as container:
+        with written_atomically(out) as tmp, av.open(str(tmp), mode="w") as container:
             stream = container.add_stream("libx264", rate=int(round(fps)))
             stream.width, stream.height = va.info.width - va.info.width % 2, va.info.height - va.info.height % 2
             stream.pix_fmt = "yuv420p"
@@ -196,8 +197,12 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     except (av.error.FFmpegError, MediaError, OSError) as e:  # annotation is a by-product: never fail the run
         log.warning("could not write annotated video for %s: %s", item.path, e)
     intervals = {n: [[float(s), float(e)] for s, e in iv.tolist()] for n, iv in va.person_intervals.items()}
-    written.append(timeline_png(intervals, va.info.duration_s, output_path(directory, item.path, ".timeline.png"),
-                                title=f"{item.path}: on screen (s)"))
+    try:
+        written.append(timeline_png(intervals, va.info.duration_s,
+                                    output_path(directory, item.path, ".timeline.png"),
+                                    title=f"{item.path}: on screen (s)"))
+    except OSError as e:
+        log.warning("could not write the timeline of %s: %s", item.path, e)
     return written
 
 
