@@ -139,7 +139,7 @@ def track(
             videos = [i for i in media_set.items if i.kind == "video"]
             bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
             media += _track_photos(photos, engine, batch_size, workers, ckpt, bar, annotate_dir, blur_unknown)
-            media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown)
+            media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown, progress)
             media += [MediaEntry(path=item.path, kind=item.kind, duplicate_of=first) for item, first in media_set.repeats]
             bar.close()
         inputs_seen = len(media) + len(skipped)
@@ -289,7 +289,8 @@ def face_entries(faces: Faces, index: GalleryIndex, width: int, height: int) -> 
 
 
 def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | None, ckpt: Checkpoint | None,
-                  bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool) -> list[MediaEntry]:
+                  bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool,
+                  progress: bool = False) -> list[MediaEntry]:
     out = []
     first: dict[str, str] = {}  # content hash -> the first video with it
     for item in items:
@@ -306,7 +307,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
 
             done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
                                        logo_detector=engine.logo_detector, brand_names=engine.brand_names,
-                                       annotate_dir=annotate_dir, blur_unknown=blur_unknown)
+                                       annotate_dir=annotate_dir, blur_unknown=blur_unknown, progress=progress)
             if ckpt is not None:
                 ckpt.put(item, done, sha)
         if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right

@@ -241,11 +241,13 @@ class BatchRunner:
         self.stats = stats if stats is not None else EngineStats()
         self.stats.batch_sizes.append(batch_size)
 
-    def run(self, photos: Sequence[Photo], analyse: AnalyseFn) -> list[MediaEntry]:
+    def run(self, photos: Sequence[Photo], analyse: AnalyseFn,
+            on_done: Callable[[Photo, MediaEntry], object] | None = None) -> list[MediaEntry]:
         """One entry per photo, in order; none is lost or analysed into the result twice.
 
         A batch that runs out of memory is analysed again, from its first photo, in batches of half its
-        length; a photo alone that still does not fit gets an entry with ``error`` set.
+        length; a photo alone that still does not fit gets an entry with ``error`` set. ``on_done`` is called
+        with each photo and its entry as soon as its batch is finished.
 
         Raises:
             RuntimeError: ``analyse`` returned a different number of entries than photos.
@@ -260,6 +262,8 @@ class BatchRunner:
                 self.stats.oom_retries += 1
                 if len(batch) == 1:
                     out.append(self._does_not_fit(batch[0]))
+                    if on_done is not None:
+                        on_done(batch[0], out[-1])
                     start += 1
                 else:
                     self._shrink(len(batch) // 2)
@@ -267,6 +271,9 @@ class BatchRunner:
             if len(entries) != len(batch):
                 raise RuntimeError(f"analysis returned {len(entries)} entries for {len(batch)} photos")
             out.extend(entries)
+            if on_done is not None:
+                for photo, entry in zip(batch, entries, strict=True):
+                    on_done(photo, entry)
             start += len(batch)
         return out
 
@@ -331,8 +338,8 @@ class PhotoEngine:
         """One entry per photo item, in the order of ``items``.
 
         Every photo is decoded, resumed ones too: duplicates are found across runs, in input order. An
-        analysed photo is annotated (``annotate_dir``) and recorded in ``checkpoint`` when its window ends (two
-        batches, at least 8 photos): an interrupted run loses at most the window in progress.
+        analysed photo is annotated (``annotate_dir``) and recorded in ``checkpoint`` as soon as its batch is
+        finished: an interrupted run loses at most the batch in progress.
 
         Args:
             items: photo items.
@@ -350,10 +357,13 @@ class PhotoEngine:
                 _annotate(image.pixels, done, annotate_dir, blur_unknown)
             # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
             photos.sort(key=lambda p: (p.image.height, p.image.width))
-            for photo, entry in zip(photos, self.runner.run(photos, self.analyse), strict=True):
+
+            def done(photo: Photo, entry: MediaEntry) -> None:
                 results[id(photo.item)] = entry
                 if entry.error is None:
                     self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown)
+
+            self.runner.run(photos, self.analyse, on_done=done)
             del photos
             if progress is not None:
                 progress(len(window))

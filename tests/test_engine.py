@@ -402,3 +402,28 @@ def test_import_bounds_onednn_primitive_cache_unless_the_user_set_it(given: str 
                           "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"],
                          env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_an_interrupted_run_keeps_every_finished_batch(shared_data: Path, tmp_path: Path) -> None:
+    from influvision.checkpoint import Checkpoint
+
+    faces = sorted((shared_data / "faces").glob("*/1.jpg"))[:6]
+    items = [MediaItem(p.parent.name + ".jpg", p, "photo") for p in faces]
+    analysed: list[str] = []
+
+    def analyse(photos: list[Photo]) -> list[MediaEntry]:
+        if len(analysed) == 4:  # the third batch of the window: Ctrl-C
+            raise KeyboardInterrupt
+        analysed.extend(p.item.path for p in photos)
+        return [MediaEntry(path=p.item.path, kind="photo", width=p.image.width, height=p.image.height)
+                for p in photos]
+
+    ckpt = Checkpoint(tmp_path / "run.ckpt", {"photo": "s", "video": "s"}, "g")
+    engine = PhotoEngine(analyse, "cpu", batch_size=2)
+    assert engine.window >= len(items)  # all six photos are one window
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(items, checkpoint=ckpt)
+    assert len(analysed) == 4 and len(ckpt) == 4  # both finished batches were recorded
+    analysed.clear()
+    entries = PhotoEngine(analyse, "cpu", batch_size=2).run(items, checkpoint=ckpt)
+    assert len(analysed) == 2 and [e.path for e in entries] == [i.path for i in items]

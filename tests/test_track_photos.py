@@ -213,3 +213,13 @@ def test_an_annotated_copy_that_cannot_be_written_does_not_stop_the_run(tmp_path
     report = iv.track(shared_data / "scenes" / "obama_and_biden.jpg", gallery=full_gallery, device="cpu",
                       annotate_dir=tmp_path / "out", progress=False)
     assert report.media[0].annotated is None and report.people["barack_obama"].photo_count == 1
+
+
+def test_a_gallery_changed_while_a_run_starts_stops_it_before_anything_is_recorded(tmp_path, shared_data,
+                                                                                   full_gallery, monkeypatch):
+    keys = iter(["before", "after another process added someone"])
+    monkeypatch.setattr(type(full_gallery), "content_key", lambda self: next(keys))
+    with pytest.raises(iv.GalleryError, match="changed while this run was starting"):
+        iv.track(shared_data / "scenes" / "couple.jpg", gallery=full_gallery, device="cpu",
+                 checkpoint=tmp_path / "run.ckpt", progress=False)
+    assert not (tmp_path / "run.ckpt").exists()

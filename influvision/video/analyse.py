@@ -209,7 +209,9 @@ def analyse_video(
     cutter = ShotCutDetector(cut_threshold)
     expected = info.frame_count if sample_fps is None or not info.fps else \
         int(np.ceil(info.duration_s * min(info.fps, float(sample_fps))))
-    bar = tqdm(total=expected or None, unit="frame", disable=not progress, desc=Path(spath).name)
+    # Below the run's bar of media; sparse updates, so a log file of a long video stays small.
+    bar = tqdm(total=expected or None, unit="frame", disable=not progress, desc=Path(spath).name, position=1,
+               leave=False, mininterval=2.0)
 
     kept: list[Faces] = []
     det_pts: list[np.ndarray] = []

@@ -48,12 +48,12 @@ LOGO_FPS = 2.0
 def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryIndex, settings: MatchSettings,
                         sample_fps: float | None, *, logo_detector: LogoDetector | None = None,
                         brand_names: list[str] | None = None, annotate_dir: str | Path | None = None,
-                        blur_unknown: bool = False) -> MediaEntry:
-    """Analyse one video; a video that cannot be decoded at all becomes an entry with ``error`` set."""
+                        blur_unknown: bool = False, progress: bool = False) -> MediaEntry:
+    """Analyse one video (``progress``: a bar of its frames); a video that cannot be decoded at all becomes an
+    entry with ``error`` set."""
     try:
         va = analyse_video(item.local_path, faces_fn=split_on_oom(pipeline, pipeline.device), index=index,
-                           settings=settings,
-                           sample_fps=sample_fps)
+                           settings=settings, sample_fps=sample_fps, progress=progress)
     except MediaError as e:
         return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
     entry = video_entry(item.path, va)
