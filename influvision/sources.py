@@ -28,6 +28,7 @@ import dataclasses
 import glob
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -440,11 +441,14 @@ class _Collector:
                 yield _Member(m.name, m.isdir(), mode, m.size, 0, False, lambda m=m: opener(m))
 
         # A tar stream is read in archive order (one pass, also for .tar.gz); items are sorted afterwards.
+        # Tar keeps no compressed size per member: the whole archive may inflate max_ratio times its size.
+        inflate_cap = self.max_ratio * p.stat().st_size + 2**20
         with tf:
-            return self._extract(display, dest, members())
+            return self._extract(display, dest, members(), inflate_cap)
 
-    def _extract(self, display: str, dest: Path, members: Iterable[_Member]) -> int:
+    def _extract(self, display: str, dest: Path, members: Iterable[_Member], inflate_cap: float = math.inf) -> int:
         found = 0
+        inflated = 0
         extracted: list[MediaItem] = []
         for count, m in enumerate(members):
             member = f"{display}!/{m.name}"
@@ -485,6 +489,10 @@ class _Collector:
                 self.skip(member, f"not extracted: {m.size / 2**20:.0f} MiB would exceed the extraction limit "
                                   f"(max_extract_bytes, {self.budget / 2**20:.0f} MiB left)")
                 continue
+            if inflated + m.size > inflate_cap:
+                self.skip(member, f"refused: the archive would inflate to more than {self.max_ratio:.0f} times its "
+                                  "size, a possible zip bomb")
+                continue
             if m.compressed_size and m.size > 2**20 and m.size / m.compressed_size > self.max_ratio:
                 self.skip(member, f"refused: compressed {m.size / m.compressed_size:.0f} times "
                                   f"(limit {self.max_ratio:.0f}), a possible zip bomb")
@@ -503,6 +511,7 @@ class _Collector:
                 self.skip(member, f"damaged archive member: {e}")
                 continue
             self.budget -= written
+            inflated += written
             if kind is None:  # no media extension: taken when its first bytes say what it is, like a loose file
                 kind = _sniff_kind(target)
                 if kind != "photo" and kind != "video":

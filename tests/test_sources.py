@@ -326,3 +326,19 @@ def test_phash_rejects_bad_shapes() -> None:
         phash(np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(ShapeError):
         phash(np.zeros((0, 4), np.uint8))
+
+
+def test_a_compressed_tar_that_inflates_like_a_bomb_is_refused_unextracted(shared_data: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.tar.gz"
+    photo = (shared_data / PHOTOS[0]).read_bytes()
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, data in (("a.jpg", photo), ("zeros.jpg", bytes(64 << 20))):  # 64 MiB packs into ~64 kB
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert archive.stat().st_size < 1 << 20
+    with collect_media(archive) as media:
+        assert [i.path for i in media.items] == [f"{archive}!/a.jpg"]
+        (skip,) = media.skipped
+        assert skip.path == f"{archive}!/zeros.jpg" and "possible zip bomb" in skip.problem
+        assert sum(f.stat().st_size for f in media.temp_dir.rglob("*") if f.is_file()) == len(photo)
