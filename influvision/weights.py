@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from .errors import UnknownModelError, WeightsError
+from .files import write_text_atomically
 from .hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -185,13 +186,6 @@ def _publish(tmp: str | Path, dest: Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o644 & ~umask)  # mkstemp creates 0600
     os.replace(tmp, dest)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    _publish(tmp, path)
 
 
 def _expected_sha(entry: WeightsFile, local: Path) -> str | None:
@@ -380,7 +374,7 @@ def download_weights(name: str, file: str | None = None, *, timeout: float = DOW
         raise WeightsError(f"downloaded {name!r} weights have {size} bytes, expected {entry.size_bytes}")
     _publish(tmp, dest)
     if expected is None:
-        _write_text_atomic(_pin_path(dest), f"{digest}  {entry.file}\n")
+        write_text_atomically(_pin_path(dest), f"{digest}  {entry.file}\n")
         log.warning("%s has no published sha256; pinned the downloaded file's hash %s", name, digest)
     log.info("downloaded %s (%d bytes) in %.1f s", dest, size, time.perf_counter() - t0)
     return dest
@@ -435,7 +429,7 @@ def add_weights(name: str, file: str | Path, sha256: str | None = None) -> Path:
     shutil.copyfile(src, tmp)
     _publish(tmp, dest)
     if entry.sha256 is None:
-        _write_text_atomic(_pin_path(dest), f"{actual}  {entry.file}\n")
+        write_text_atomically(_pin_path(dest), f"{actual}  {entry.file}\n")
         if given is None:
             log.warning("%s has no published sha256; pinned the added file's hash %s", name, actual)
     log.info("added %s as %s", src, dest)
@@ -482,6 +476,6 @@ def cached_conversion(name: str, source_sha256: str, convert: Callable[[], dict[
     save_file(state, tmp, metadata={"model": name, "source_sha256": source_sha256, "version": str(version)})
     digest = sha256_file(tmp)
     _publish(tmp, target)
-    _write_text_atomic(_pin_path(target), f"{digest}  {target.name}\n")
+    write_text_atomically(_pin_path(target), f"{digest}  {target.name}\n")
     log.info("converted %s weights to %s in %.2f s", name, target, time.perf_counter() - t0)
     return state
