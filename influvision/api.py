@@ -140,12 +140,19 @@ def track(
             bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
             media += _track_photos(photos, engine, batch_size, workers, ckpt, bar, annotate_dir, blur_unknown)
             media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown, progress)
-            media += [MediaEntry(path=item.path, kind=item.kind, duplicate_of=first) for item, first in media_set.repeats]
             bar.close()
-        inputs_seen = len(media) + len(skipped)
         failed = [m for m in media if m.error and not (m.kind == "video" and m.frames_analysed)]
         skipped += [Skipped(path=m.path, error=m.error or "") for m in failed]
         media = [m for m in media if m not in failed]
+        # A file reached again under another name repeats what became of it under its first name.
+        unusable = {s.path for s in skipped}
+        for item, first in media_set.repeats:
+            if first in unusable:
+                skipped.append(Skipped(path=item.path, error=f"{item.path}: the same file as {first}, which was "
+                                                            "skipped"))
+            else:
+                media.append(MediaEntry(path=item.path, kind=item.kind, duplicate_of=first))
+        inputs_seen = len(media) + len(skipped)
         report = _build_report(media, skipped, inputs_seen, report_settings)
         report.counts.batch_sizes, report.counts.oom_retries = engine.stats.batch_sizes, engine.stats.oom_retries
         report.counts.ignored_files = ignored
@@ -166,14 +173,12 @@ def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> 
 def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetector | None, list[str]]:
     """The gallery's brands as one detector: the SIFT matcher, the text cue when asked for, and the stored
     trained model when ``influvision logos train`` measured it better than the matcher."""
-    rows = g.brand_images()
-    if not rows:
+    refs = g.brand_references()
+    if not refs:
         return None, []
     from .logos.detect import LogoDetector
-    from .logos.references import load_reference
 
-    detector = LogoDetector([load_reference(name, data) for name, _, data in rows], device=str(dev), text=text,
-                            trained=_trained_logo_detector(g, dev))
+    detector = LogoDetector(refs, device=str(dev), text=text, trained=_trained_logo_detector(g, dev))
     return detector, detector.brands
 
 

@@ -45,6 +45,8 @@ class Checkpoint:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
         except (OSError, sqlite3.DatabaseError) as e:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()  # so that the file can be deleted, as the message says
             raise InfluvisionError(f"checkpoint {self.path}: cannot be opened or written ({e}); delete it to "
                                    "start again") from None
 

@@ -241,7 +241,6 @@ def _train_logos(args: argparse.Namespace) -> int:
         read_yolo_split,
         sweep_min_score,
     )
-    from .logos.references import load_reference
     from .logos.synth import load_backgrounds
     from .logos.trained import (
         CALIBRATION_SCORES,
@@ -255,7 +254,7 @@ def _train_logos(args: argparse.Namespace) -> int:
     _existing_gallery(args.gallery, "register brands with 'influvision gallery add-brand'")
     device = str(resolve_device(args.device))
     with Gallery(args.gallery, device=device) as gal:
-        refs = [load_reference(name, data) for name, _path, data in gal.brand_images()]
+        refs = gal.brand_references()
         if not refs:
             print(f"influvision: error: {args.gallery} has no registered brand", file=sys.stderr)
             return 2

@@ -24,7 +24,7 @@ def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
         OSError: the file cannot be opened or read, is not a regular file (``EINVAL``) or is larger than
             ``max_bytes`` (``EFBIG``); ``strerror`` says which in plain words.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -32,7 +32,7 @@ def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
         if st.st_size > max_bytes:
             raise OSError(errno.EFBIG, f"file too large ({st.st_size / 2**20:.0f} MiB, at most "
                                        f"{max_bytes / 2**20:.0f} MiB)", str(path))
-        data = f.read(max_bytes + 1)
+        data = f.read(st.st_size + 1)  # not max_bytes + 1: a buffered read reserves what it is asked for
     if len(data) > max_bytes:  # grew while being read
         raise OSError(errno.EFBIG, f"file too large (more than {max_bytes / 2**20:.0f} MiB)", str(path))
     return data
@@ -45,11 +45,13 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
     A run interrupted while writing leaves the earlier file (or none), never a truncated one. The temporary
     name keeps the suffix, so writers that choose the format by extension (Pillow, FFmpeg) still do.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # a link to the output keeps pointing at the new file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}-{next(_counter)}.part{path.suffix}")
+    tmp = path.with_name(f".{os.getpid()}-{threading.get_ident()}-{next(_counter)}.part{path.suffix}")
     try:
         yield tmp
+        with suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a private report stays private
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):

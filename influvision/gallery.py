@@ -31,6 +31,7 @@ from .match import GalleryIndex
 
 if TYPE_CHECKING:
     from .faces.pipeline import FacePipeline
+    from .logos.references import LogoReference
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +408,24 @@ class Gallery:
         return self._db.execute(
             "SELECT s.name, r.source_path, r.data FROM subjects s JOIN refs r ON r.subject_id = s.id "
             "WHERE s.kind='brand' ORDER BY s.name, r.id").fetchall()
+
+    def brand_references(self) -> list[LogoReference]:
+        """Every brand reference, loaded for matching (in :meth:`brand_images`' order).
+
+        Raises:
+            GalleryError: a stored reference that today's checks refuse (registered by an older version): a
+                brand must not silently drop out of a report.
+        """
+        from .logos.references import LogoReferenceError, load_reference
+
+        refs = []
+        for name, path, data in self.brand_images():
+            try:
+                refs.append(load_reference(name, data))
+            except LogoReferenceError as e:
+                raise GalleryError(f"{self.path}: the stored reference {path} of brand {name!r} can no longer be "
+                                   f"used ({e}); remove the brand and register it again") from None
+        return refs
 
     def content_key(self) -> str:
         """sha256 over what a report depends on in this gallery: every person's and brand's name and reference

@@ -206,6 +206,22 @@ def test_hostile_references_are_refused_without_exhausting_the_machine(tmp_path:
         load_reference("acme", fifo)
 
 
+def test_svg_rendering_is_bounded_in_time_whatever_the_trick(monkeypatch: pytest.MonkeyPatch):
+    import base64
+
+    import influvision.logos.references as references
+
+    monkeypatch.setattr(references, "SVG_RENDER_SECONDS", 2.0)
+    # 10,000 triangles inside a data: SVG count as one element; rendering them takes about 10 s.
+    nested = ('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><image width="300" height="300" '
+              'href="data:image/svg+xml;base64,' + base64.b64encode(_fan_out_svg(4)).decode() + '"/></svg>')
+    with pytest.raises(LogoReferenceError, match="takes more than 2 s to render"):
+        load_reference("acme", nested.encode())
+    spaced = _fan_out_svg(5).replace(b'href="#', b'href=" #')  # resvg still follows a spaced reference
+    with pytest.raises(LogoReferenceError, match="too complex"):
+        load_reference("acme", spaced)
+
+
 def test_a_file_that_is_no_image_is_refused_in_plain_words():
     with pytest.raises(LogoReferenceError, match="not an image") as err:
         load_reference("acme", b"this is a text file, not a logo")

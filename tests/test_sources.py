@@ -11,6 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,6 +24,7 @@ from influvision.sources import (
     find_duplicates,
     hamming,
     phash,
+    same_shot,
 )
 
 PHOTOS = ("faces/elton_john/2.jpg", "faces/madonna/1.jpg", "faces/kaley_cuoco/1.png")
@@ -304,6 +306,26 @@ def test_duplicates_exact_and_near(shared_data: Path, tmp_path: Path) -> None:
     tiny = _resized_copy(scenes["obama_and_biden.jpg"].pixels, 0.25, 40)
     assert index.add("ob_tiny.jpg", tiny) == "obama_and_biden.jpg"
     assert len(index) == 7
+
+
+def test_two_shots_of_one_scene_are_not_duplicates_though_they_hash_alike(shared_data: Path) -> None:
+    """A fixed camera's next shot with one more person, 30 px high in a large photo: the 32 x 32 pHash cannot
+    see it, the pixel comparison does; re-encoded, resized and tone-edited copies stay duplicates."""
+    scene = load_image(shared_data / "scenes" / "couple.jpg").pixels
+    face = load_image(shared_data / "faces" / "mindy_kaling" / "1.jpg").pixels
+    fh = 30 * scene.shape[0] // 1080
+    small = cv2.resize(face, (fh * face.shape[1] // face.shape[0], fh), interpolation=cv2.INTER_AREA)
+    next_shot = scene.copy()
+    next_shot[200:200 + small.shape[0], 300:300 + small.shape[1]] = small
+    next_shot = _resized_copy(next_shot, 1.0, 60)
+    assert hamming(phash(scene), phash(next_shot)) <= NEAR_DUPLICATE_MAX_DISTANCE  # the hash alone would merge
+    index = DuplicateIndex()
+    assert index.add("a.jpg", scene) is None
+    assert index.add("b.jpg", next_shot) is None  # another photo: counted
+    brighter = np.clip(scene.astype(np.int16) * 1.15 + 10, 0, 255).astype(np.uint8)
+    for name, copy in (("resized.jpg", _resized_copy(scene, 0.5, 50)), ("brighter.jpg", _resized_copy(brighter, 1, 80))):
+        assert index.add(name, copy) == "a.jpg", name
+    assert same_shot(scene, _resized_copy(scene, 0.3, 40)) and not same_shot(scene, next_shot)
 
 
 def test_near_duplicate_threshold_separates_real_photos(shared_data: Path) -> None:

@@ -223,6 +223,9 @@ class _PyAVBackend(_Backend):
                     # Out-of-order or duplicate timestamps would make negative durations; keep time monotone.
                     log.debug("%s: frame %d pts %.6f not after %.6f; nudged", path, index, pts_s, last_pts)
                     pts_s = last_pts + 1e-6
+                if frame.width * frame.height > MAX_FRAME_PIXELS:  # the stream changed size after its header
+                    raise _DecodeStopped(f"frame {index} is {frame.width} x {frame.height} px, larger than "
+                                         f"influvision analyses ({MAX_FRAME_PIXELS // 10**6} megapixels)")
                 dur = float(frame.duration * tb) if frame.duration else nominal
                 yield _RawFrame(frame=frame, pts_s=pts_s, duration_s=dur, index=index)
                 last_pts = pts_s

@@ -9,9 +9,13 @@ anything outside themselves (files, URLs) are refused: a reference must not read
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -41,6 +45,9 @@ SVG_RENDER_PX = 1024
 # Most elements an SVG may draw once its <use> references are expanded: a few-kB file can fan out to
 # millions of shapes that take minutes to render. Logos have hundreds at most.
 SVG_MAX_ELEMENTS = 5000
+# Time and address space the SVG renderer may use.
+SVG_RENDER_SECONDS = 20.0
+SVG_RENDER_MEMORY = 2 << 30
 # Largest reference file read, in bytes.
 MAX_REFERENCE_BYTES = 64 * 1024 * 1024
 # Largest reference image, in pixels (width x height).
@@ -236,10 +243,8 @@ def rasterise_svg(name: str, data: bytes) -> bytes:
         raise LogoReferenceError(
             f"brand {name!r}: the SVG refers to external resources ({external[0].group(0).decode(errors='replace')!r}"
             "...); inline them or export a PNG")
-    try:
-        import resvg_py
-    except ImportError as err:  # a core dependency, but keep the error readable if it was removed
-        raise LogoReferenceError(f"brand {name!r}: SVG references need 'resvg-py' (pip install resvg-py)") from err
+    if importlib.util.find_spec("resvg_py") is None:  # a core dependency, but say so if it was removed
+        raise LogoReferenceError(f"brand {name!r}: SVG references need 'resvg-py' (pip install resvg-py)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -249,11 +254,39 @@ def rasterise_svg(name: str, data: bytes) -> bytes:
         raise LogoReferenceError(
             f"brand {name!r}: the SVG is too complex ({n} elements once <use> references are expanded, at most "
             f"{SVG_MAX_ELEMENTS}); export a PNG")
+    return _render_svg(name, text)
+
+
+# The child that renders an SVG: it imports only resvg, so it starts in a few tens of milliseconds. Both sides
+# given: resvg fits the drawing inside, keeping its aspect, whatever size the SVG declares.
+_RENDER_CHILD = ("import sys, resvg_py; n = int(sys.argv[1]); sys.stdout.buffer.write(bytes(resvg_py.svg_to_bytes("
+                 "svg_string=sys.stdin.buffer.read().decode('utf-8'), width=n, height=n)))")
+
+
+def _limit_child_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (SVG_RENDER_MEMORY, SVG_RENDER_MEMORY))
+
+
+def _render_svg(name: str, text: str) -> bytes:
+    """PNG bytes of an SVG, rendered in a child process under a time and (POSIX) memory limit: markers,
+    patterns, nested data: SVGs or embedded rasters can make a small file take minutes or gigabytes, and resvg
+    aborts the process when an allocation fails."""
     try:
-        # Both sides given: resvg fits the drawing inside, keeping its aspect, whatever size it declares.
-        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=SVG_RENDER_PX, height=SVG_RENDER_PX))
-    except (ValueError, OSError) as err:
-        raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({err})") from err
+        done = subprocess.run([sys.executable, "-c", _RENDER_CHILD, str(SVG_RENDER_PX)], input=text.encode(),
+                              capture_output=True, timeout=SVG_RENDER_SECONDS,
+                              preexec_fn=_limit_child_memory if os.name == "posix" else None)
+    except subprocess.TimeoutExpired:
+        raise LogoReferenceError(f"brand {name!r}: the SVG takes more than {SVG_RENDER_SECONDS:g} s to render; "
+                                 "export a PNG") from None
+    if done.returncode != 0 or not done.stdout:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1].removeprefix("ValueError: ") if lines else f"the renderer stopped with code {done.returncode}"
+        if "memory allocation" in why or "MemoryError" in why:
+            why = f"it needs more than {SVG_RENDER_MEMORY >> 30} GiB of memory to render"
+        raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({why})")
+    return done.stdout
 
 
 def _svg_elements(name: str, text: str) -> int:
@@ -275,7 +308,7 @@ def _svg_elements(name: str, text: str) -> int:
         active.add(key)
         n = 1 + sum(size(c) for c in e)
         if e.tag.rsplit("}", 1)[-1] == "use":
-            ref = e.get("href") or e.get("{http://www.w3.org/1999/xlink}href") or ""
+            ref = (e.get("href") or e.get("{http://www.w3.org/1999/xlink}href") or "").strip()
             target = by_id.get(ref[1:]) if ref.startswith("#") else None
             if target is not None:
                 n += size(target)

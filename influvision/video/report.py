@@ -162,7 +162,6 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     of them keeps its box); with ``blur_unknown`` they blur, for every unknown face of either frame, the box
     spanning both its positions, so a stranger walking between two analysed frames stays blurred. Counted logo
     tracks' boxes show for the time their searched frame stands for."""
-    directory.mkdir(parents=True, exist_ok=True)
     out = output_path(directory, item.path, ".annotated.mp4")
     fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
     written = []
