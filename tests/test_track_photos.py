@@ -60,13 +60,15 @@ def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shar
     from PIL import Image
     Image.fromarray(np.zeros((1, 300, 3), np.uint8)).save(tmp_path / "line.png")  # no face fits; must not stop the run
     (tmp_path / "link.jpg").symlink_to(tmp_path / "good.jpg")  # another name of one file: listed as a duplicate
+    (tmp_path / "to_cut.jpg").symlink_to(tmp_path / "truncated.jpg")  # ... of a skipped file: skipped too
     report = iv.track([tmp_path, tmp_path / "missing.jpg", tmp_path / "good.jpg"], gallery=full_gallery,
                       device="cpu", progress=False)
     skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
-    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png"}
+    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png", "to_cut.jpg"}
+    assert "the same file as" in skipped["to_cut.jpg"] and skipped["to_cut.jpg"].endswith("which was skipped")
     assert all(name in err for name, err in skipped.items())
     assert "image too small: 300 x 1" in skipped["line.png"]
-    assert report.counts.inputs_seen == 8 and report.counts.skipped == 5 and report.counts.duplicates == 2
+    assert report.counts.inputs_seen == 9 and report.counts.skipped == 6 and report.counts.duplicates == 2
     assert {m.path.split("/")[-1]: m.duplicate_of.split("/")[-1] for m in report.media if m.duplicate_of} == {
         "good.jpg": "copy_of_good.jpg", "link.jpg": "good.jpg"}
     assert report.counts.ignored_files == 1 and "non-media files ignored: 1" in report.summary()
