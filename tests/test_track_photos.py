@@ -60,12 +60,12 @@ def test_bad_inputs_are_skipped_with_reasons_and_the_rest_counted(tmp_path, shar
     from PIL import Image
     Image.fromarray(np.zeros((1, 300, 3), np.uint8)).save(tmp_path / "line.png")  # no face fits; must not stop the run
     (tmp_path / "link.jpg").symlink_to(tmp_path / "good.jpg")  # another name of one file: listed as a duplicate
-    (tmp_path / "to_cut.jpg").symlink_to(tmp_path / "truncated.jpg")  # ... of a skipped file: skipped too
+    (tmp_path / "zz_cut.jpg").symlink_to(tmp_path / "truncated.jpg")  # ... of a skipped file: skipped too
     report = iv.track([tmp_path, tmp_path / "missing.jpg", tmp_path / "good.jpg"], gallery=full_gallery,
                       device="cpu", progress=False)
     skipped = {s.path.split("/")[-1]: s.error for s in report.skipped}
-    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png", "to_cut.jpg"}
-    assert "the same file as" in skipped["to_cut.jpg"] and skipped["to_cut.jpg"].endswith("which was skipped")
+    assert set(skipped) == {"truncated.jpg", "notes.jpg", "empty.jpg", "missing.jpg", "line.png", "zz_cut.jpg"}
+    assert "the same file as" in skipped["zz_cut.jpg"] and skipped["zz_cut.jpg"].endswith("which was skipped")
     assert all(name in err for name, err in skipped.items())
     assert "image too small: 300 x 1" in skipped["line.png"]
     assert report.counts.inputs_seen == 9 and report.counts.skipped == 6 and report.counts.duplicates == 2
