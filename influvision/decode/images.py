@@ -253,7 +253,8 @@ def _read_file(path: Path, label: str) -> bytes:
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                     Image.open(io.BytesIO(head)).close()
             except Exception:
-                if not head.startswith(_IMAGE_MAGIC):  # a TIFF may keep its directory at the end
+                # A TIFF may keep its directory at the end, a HEIF its metadata after the pixels.
+                if not (head.startswith(_IMAGE_MAGIC) or head[4:8] == b"ftyp"):
                     raise MediaError(label, f"not a photo: {size / 2**20:.0f} MiB of data without an image header that "
                                         "Pillow reads") from None
         return read_regular_file(path, MAX_PHOTO_BYTES)
