@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ._version import __version__
 from .checkpoint import Checkpoint
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
-from .errors import GalleryError
+from .errors import GalleryError, MediaError
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
@@ -34,6 +34,7 @@ from .tally import logo_near_face, prominence, region_sharpness, tally_photos, u
 from .types import Faces
 
 if TYPE_CHECKING:
+    from .decode.video import VideoInfo
     from .logos.detect import LogoDetector
     from .logos.trained import TrainedLogoDetector
 
@@ -296,12 +297,24 @@ def face_entries(faces: Faces, index: GalleryIndex, width: int, height: int) -> 
 def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | None, ckpt: Checkpoint | None,
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool,
                   progress: bool = False) -> list[MediaEntry]:
+    from .decode.video import probe_video
+    from .video.duplicates import same_footage
+
     out = []
     first: dict[str, str] = {}  # content hash -> the first video with it
+    analysed: list[tuple[MediaItem, VideoInfo]] = []  # videos with frames analysed, for re-encoded copies
     for item in items:
         sha = sha256_file(item.local_path)
-        if sha in first:  # a byte-identical copy of an analysed video: listed, its seconds not counted again
-            out.append(MediaEntry(path=item.path, kind="video", duplicate_of=first[sha]))
+        original = first.get(sha)
+        if original is None:
+            try:
+                info = probe_video(item.local_path)
+                original = next((a.path for a, a_info in analysed
+                                 if same_footage(a.local_path, a_info, item.local_path, info)), None)
+            except MediaError:
+                info = None  # analysed below, where its error is reported
+        if original is not None:  # a copy of an analysed video: listed, its seconds not counted again
+            out.append(MediaEntry(path=item.path, kind="video", duplicate_of=original))
             bar.update(1)
             continue
         done = ckpt.get(item, sha) if ckpt is not None else None
@@ -317,6 +330,8 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                 ckpt.put(item, done, sha)
         if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right
             first[sha] = item.path
+            if info is not None:
+                analysed.append((item, info))
         out.append(done)
         bar.update(1)
     return out

@@ -98,3 +98,44 @@ def test_copies_of_a_video_that_cannot_be_read_are_each_skipped(full_gallery, tm
         (tmp_path / name).write_bytes(b"garbage, not a video")
     report = iv.track(sorted(tmp_path.glob("*.mp4")), gallery=full_gallery, device="cpu", progress=False)
     assert report.counts.skipped == 2 and report.counts.duplicates == 0 and report.media == []
+
+
+def _reencode(src, dst, *, start_s: float = 0.0, end_s: float = 1e9, width: int | None = None, crf: int = 32):
+    """``src`` from start_s to end_s, re-encoded with libx264 (optionally scaled to ``width``)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        s_in = inp.streams.video[0]
+        w = width or s_in.codec_context.width
+        h = round(s_in.codec_context.height * w / s_in.codec_context.width / 2) * 2
+        s_out = out.add_stream("libx264", rate=round(float(s_in.average_rate)), options={"crf": str(crf)})
+        s_out.width, s_out.height, s_out.pix_fmt = w, h, "yuv420p"
+        for frame in inp.decode(s_in):
+            t = float(frame.pts * s_in.time_base)
+            if start_s <= t < end_s:
+                img = frame.to_image().resize((w, h))
+                out.mux(s_out.encode(av.VideoFrame.from_image(img)))
+        out.mux(s_out.encode())
+
+
+def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(shared_data, full_gallery,
+                                                                               tmp_path):
+    from influvision.decode.video import probe_video
+    from influvision.video.duplicates import same_footage
+
+    video = shared_data / "videos" / "nggyup.mp4"
+    smaller = tmp_path / "clip_480p.mp4"
+    _reencode(video, smaller, width=854, crf=34)  # other bytes, size and bitrate: the same footage
+    crowd = shared_data / "videos" / "street_crowd.mp4"  # one camera on a street; two 2-s segments of it
+    first, second = tmp_path / "crowd_a.mp4", tmp_path / "crowd_b.mp4"
+    _reencode(crowd, first, end_s=2.0, crf=18)
+    _reencode(crowd, second, start_s=2.0, end_s=4.0, crf=18)
+    info = {p: probe_video(p) for p in (video, smaller, first, second)}
+    assert abs(info[first].duration_s - info[second].duration_s) < 0.1  # as long as each other: compared
+    assert not same_footage(first, info[first], second, info[second])
+    assert same_footage(video, info[video], smaller, info[smaller])
+    report = iv.track([video, smaller], gallery=full_gallery, device="cpu", sample_fps=2, progress=False)
+    original, copy = report.media
+    assert copy.duplicate_of == original.path and copy.people is None
+    assert list(report.people["rick_astley"].intervals) == [original.path]
+    assert report.counts.duplicates == 1 and report.counts.analysed == 1
