@@ -14,7 +14,8 @@ A track (one face followed through one shot) is one person, so it is named once:
    0.39-0.59), the nearest registered person of every track in the two negative clips 0.52 or more. The
    alternative, the mean of the per-frame distances (``method="mean_distance"``), separated them less
    (0.51 vs 0.56) and left the wide shot of Rick Astley above 0.5. See docs/video.md.
-3. *Decision*: named when the track has at least ``min_evidence`` identifiable detections, its best person
+3. *Decision*: named when the track has at least ``min_evidence`` identifiable detections whose median height
+   is at least ``MIN_TRACK_FACE_PX``, its best person
    is within ``settings.threshold`` and the runner-up is at least ``settings.margin`` further; otherwise
    unknown. Profiles and small frames of a named track carry the name; they never decide it.
 4. *Conflicts*: two tracks that overlap in time show two different faces, so they cannot both be the same
@@ -45,6 +46,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MIN_FRONTALNESS = 0.3
 #: Evidence kept per track: its best detections by quality.
 DEFAULT_TOP_K = 10
+#: A track is named only when its evidence faces are this tall (median, pixels): averaging many small, noisy
+#: embeddings drifts towards whoever sits in the middle of the gallery. On the shared clips re-encoded at 240p
+#: a background dancer's 34 px track averaged to 0.49999 from Elton John (single frames: median 0.585), while
+#: every correctly named track of Rick Astley had evidence of 84 px or more (benchmarks/RESULTS.md). The
+#: same height a reference face needs (gallery.MIN_REFERENCE_FACE_PX).
+MIN_TRACK_FACE_PX = 40.0
 #: A track needs at least this many identifiable detections to be named (one or two good frames are too
 #: easily a lookalike moment; three sampled frames are 0.3 s at 10 frames per second).
 DEFAULT_MIN_EVIDENCE = 3
@@ -67,8 +74,9 @@ class TrackIdentity:
         frames: detections in the track.
         evidence_frames: detections the decision used (≤ top_k).
         identifiable_frames: detections in the track that passed the quality gate.
-        status: ``"named"``, ``"too_little_evidence"``, ``"above_threshold"``, ``"ambiguous"`` (margin),
-            ``"overlap_conflict"`` or ``"no_gallery"``.
+        status: ``"named"``, ``"too_little_evidence"``, ``"faces_too_small"`` (evidence under
+            ``MIN_TRACK_FACE_PX``), ``"above_threshold"``, ``"ambiguous"`` (margin), ``"overlap_conflict"`` or
+            ``"no_gallery"``.
     """
 
     track_id: int
@@ -208,13 +216,22 @@ def identify_tracks(
     nearest_d = best.values[:, 0]
     second_d = best.values[:, 1] if n_people > 1 else torch.full_like(nearest_d, float("inf"))
     nearest_p = best.indices[:, 0]
-    enough = n_ok >= min_evidence
+    # Median evidence face height per track (a few dozen tracks: a host loop over sorted rows is enough).
+    ev_size = size[evidence].cpu().numpy()
+    ev_track = inv[evidence].cpu().numpy()
+    median_size = np.zeros(n_tracks)
+    for i in range(n_tracks):
+        rows_i = ev_size[ev_track == i]
+        median_size[i] = float(np.median(rows_i)) if rows_i.size else 0.0
+    large = torch.as_tensor(median_size >= MIN_TRACK_FACE_PX, device=device)
+    enough = (n_ok >= min_evidence) & large
     within = nearest_d <= settings.threshold
     clear = (second_d - nearest_d) >= settings.margin
     claim = enough & within & clear
 
     nd, sd_ok, np_h = nearest_d.cpu().tolist(), clear.cpu().tolist(), nearest_p.cpu().tolist()
-    claim_h, enough_h, within_h = claim.cpu().tolist(), enough.cpu().tolist(), within.cpu().tolist()
+    claim_h, enough_h, within_h = claim.cpu().tolist(), (n_ok >= min_evidence).cpu().tolist(), within.cpu().tolist()
+    large_h = large.cpu().tolist()
     has_ev = (n_evidence > 0).cpu().tolist()
 
     granted: dict[int, list[tuple[float, float]]] = {}
@@ -235,7 +252,7 @@ def identify_tracks(
     out: list[TrackIdentity] = []
     for i, t in enumerate(ids_host):
         if not status[i]:
-            status[i] = ("too_little_evidence" if not enough_h[i] else
+            status[i] = ("too_little_evidence" if not enough_h[i] else "faces_too_small" if not large_h[i] else
                          "above_threshold" if not within_h[i] else "ambiguous" if not sd_ok[i] else "")
         d = nd[i] if has_ev[i] else float("inf")
         sim = float(settings.similarity(torch.tensor(d)).item()) if np.isfinite(d) else 0.0

@@ -67,9 +67,9 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
 
 
 def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
-    tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=_r(t.similarity),
+    tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=round(t.similarity, 4),
                          intervals=[[_r(s), _r(e)] for s, e in t.intervals], frames=t.frames,
-                         distance=_r(t.distance) if math.isfinite(t.distance) else None, nearest=t.nearest,
+                         distance=round(t.distance, 4) if math.isfinite(t.distance) else None, nearest=t.nearest,
                          status=t.status, evidence_frames=t.evidence_frames) for t in va.tracks]
     people = {name: VideoPresence(intervals=[[_r(s), _r(e)] for s, e in ivs.tolist()],
                                   exposure_seconds=_r(va.exposure_s.get(name, 0.0)),
