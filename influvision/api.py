@@ -34,7 +34,6 @@ from .tally import logo_near_face, prominence, region_sharpness, tally_photos, u
 from .types import Faces
 
 if TYPE_CHECKING:
-    from .decode.video import VideoInfo
     from .logos.detect import LogoDetector
     from .logos.trained import TrainedLogoDetector
 
@@ -298,19 +297,18 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool,
                   progress: bool = False) -> list[MediaEntry]:
     from .decode.video import probe_video
-    from .video.duplicates import same_footage
+    from .video.duplicates import CopyFinder
 
     out = []
     first: dict[str, str] = {}  # content hash -> the first video with it
-    analysed: list[tuple[MediaItem, VideoInfo]] = []  # videos with frames analysed, for re-encoded copies
+    copies = CopyFinder()  # analysed videos, for re-encoded copies
     for item in items:
         sha = sha256_file(item.local_path)
         original = first.get(sha)
         if original is None:
             try:
                 info = probe_video(item.local_path)
-                original = next((a.path for a, a_info in analysed
-                                 if same_footage(a.local_path, a_info, item.local_path, info)), None)
+                original = copies.original_of(item.local_path, info)
             except MediaError:
                 info = None  # analysed below, where its error is reported
         if original is not None:  # a copy of an analysed video: listed, its seconds not counted again
@@ -331,7 +329,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
         if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right
             first[sha] = item.path
             if info is not None:
-                analysed.append((item, info))
+                copies.add(item.path, item.local_path, info)
         out.append(done)
         bar.update(1)
     return out

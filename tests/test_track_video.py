@@ -121,7 +121,7 @@ def _reencode(src, dst, *, start_s: float = 0.0, end_s: float = 1e9, width: int 
 def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(shared_data, full_gallery,
                                                                                tmp_path):
     from influvision.decode.video import probe_video
-    from influvision.video.duplicates import same_footage
+    from influvision.video.duplicates import CopyFinder, same_footage
 
     video = shared_data / "videos" / "nggyup.mp4"
     smaller = tmp_path / "clip_480p.mp4"
@@ -133,6 +133,9 @@ def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(s
     info = {p: probe_video(p) for p in (video, smaller, first, second)}
     assert abs(info[first].duration_s - info[second].duration_s) < 0.1  # as long as each other: compared
     assert not same_footage(first, info[first], second, info[second])
+    finder = CopyFinder()
+    finder.add("a", first, info[first])
+    assert finder.original_of(second, info[second]) is None  # told apart by the opening frames alone
     assert same_footage(video, info[video], smaller, info[smaller])
     report = iv.track([video, smaller], gallery=full_gallery, device="cpu", sample_fps=2, progress=False)
     original, copy = report.media

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..decode.video import VideoInfo, iter_frames
@@ -26,6 +27,8 @@ COMPARED_FRAMES = 8
 # nggyup.mp4 re-encoded at 854 px, crf 34 reaches 16.8, dirtydancing at 640 px, crf 38 24.7 (at 426 px, crf 45,
 # 46: such a copy counts as a video of its own); two 2-s segments of street_crowd.mp4 differ by 194-212.
 FRAME_MAX_DIFF = 30.0
+# Longer side of the opening frame kept per analysed video.
+_OPENING_SIDE = 320
 
 
 def same_length(a: VideoInfo, b: VideoInfo) -> bool:
@@ -33,6 +36,50 @@ def same_length(a: VideoInfo, b: VideoInfo) -> bool:
     if a.duration_s <= 0 or b.duration_s <= 0:
         return False
     return abs(a.duration_s - b.duration_s) <= max(0.5, 0.01 * max(a.duration_s, b.duration_s))
+
+
+class CopyFinder:
+    """Finds, for each new video, an earlier analysed one it is a copy of.
+
+    Only videos of the same length are compared, and first on their opening frames (one decoded frame per
+    video, kept as a small grey picture), so that a hundred equal-length segments of one camera cost a hundred
+    frame decodes, not ten thousand video decodes.
+    """
+
+    def __init__(self) -> None:
+        self._videos: list[tuple[str, Path, VideoInfo]] = []
+        self._openings: dict[Path, np.ndarray | None] = {}
+
+    def add(self, name: str, path: str | Path, info: VideoInfo) -> None:
+        """Remember an analysed video."""
+        self._videos.append((name, Path(path), info))
+
+    def original_of(self, path: str | Path, info: VideoInfo) -> str | None:
+        """The name of the earlier video that ``path`` is a copy of, else None."""
+        path = Path(path)
+        for name, earlier, earlier_info in self._videos:
+            if not same_length(earlier_info, info):
+                continue
+            a, b = self._opening(earlier), self._opening(path)
+            if a is None or b is None or not same_shot(a, b, FRAME_MAX_DIFF):
+                continue
+            if same_footage(earlier, earlier_info, path, info):
+                return name
+        return None
+
+    def _opening(self, path: Path) -> np.ndarray | None:
+        if path not in self._openings:
+            try:
+                first = _frames(path, None, 1)  # every frame sampled: the first comes out at once
+            except MediaError:
+                first = []
+            if first:
+                grey = cv2.cvtColor(first[0], cv2.COLOR_RGB2GRAY)
+                scale = min(1.0, _OPENING_SIDE / max(grey.shape))
+                self._openings[path] = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            else:
+                self._openings[path] = None
+        return self._openings[path]
 
 
 def same_footage(a: str | Path, info_a: VideoInfo, b: str | Path, info_b: VideoInfo,
@@ -51,7 +98,7 @@ def same_footage(a: str | Path, info_a: VideoInfo, b: str | Path, info_b: VideoI
     return len(fa) == len(fb) == frames and all(same_shot(x, y, FRAME_MAX_DIFF) for x, y in zip(fa, fb, strict=True))
 
 
-def _frames(path: str | Path, rate: float, n: int) -> list[np.ndarray]:
+def _frames(path: str | Path, rate: float | None, n: int) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for batch in iter_frames(path, sample_fps=rate, batch_size=n):
         out += batch.frames
