@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ._version import __version__
 from .checkpoint import Checkpoint
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
-from .errors import GalleryError, MediaError
+from .errors import GalleryError
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery
@@ -296,7 +296,6 @@ def face_entries(faces: Faces, index: GalleryIndex, width: int, height: int) -> 
 def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | None, ckpt: Checkpoint | None,
                   bar: tqdm, annotate_dir: str | Path | None, blur_unknown: bool,
                   progress: bool = False) -> list[MediaEntry]:
-    from .decode.video import probe_video
     from .video.duplicates import CopyFinder
 
     out = []
@@ -304,13 +303,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
     copies = CopyFinder()  # analysed videos, for re-encoded copies
     for item in items:
         sha = sha256_file(item.local_path)
-        original = first.get(sha)
-        if original is None:
-            try:
-                info = probe_video(item.local_path)
-                original = copies.original_of(item.local_path, info)
-            except MediaError:
-                info = None  # analysed below, where its error is reported
+        original = first.get(sha) or copies.original_of(item.local_path)
         if original is not None:  # a copy of an analysed video: listed, its seconds not counted again
             out.append(MediaEntry(path=item.path, kind="video", duplicate_of=original))
             bar.update(1)
@@ -328,8 +321,7 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
                 ckpt.put(item, done, sha)
         if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right
             first[sha] = item.path
-            if info is not None:
-                copies.add(item.path, item.local_path, info)
+            copies.add(item.path, item.local_path, done.duration_s or 0.0)
         out.append(done)
         bar.update(1)
     return out

@@ -13,6 +13,9 @@ from pathlib import Path
 
 _counter = itertools.count()
 
+# Largest reference image file (a person's photo, a brand's logo) read, in bytes.
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024
+
 
 def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``.

@@ -26,7 +26,7 @@ from .decode.images import load_image
 from .errors import GalleryError, InfluvisionError, MediaError
 from .faces.embed import resolve_device
 from .faces.resolution import RESOLUTION_LEVELS
-from .files import read_regular_file
+from .files import MAX_REFERENCE_BYTES, read_regular_file
 from .match import GalleryIndex
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ NAME_RE = re.compile(r"^[\w][\w .'\-]{0,79}$", re.UNICODE)
 COMPARABLE_FACE_AREA = 0.35
 # Reference faces smaller than this (height, px) give unreliable embeddings.
 MIN_REFERENCE_FACE_PX = 40.0
-# Largest reference image file read, in bytes.
-MAX_REFERENCE_BYTES = 64 * 1024 * 1024
 # A new reference farther than this from every existing reference of the same person is suspicious
 # (wrong person in the photo?): it is still added, with a warning in its status.
 INCONSISTENT_REFERENCE_DISTANCE = 0.62

@@ -754,9 +754,8 @@ class DuplicateIndex:
         n = len(self._paths)
         if n:
             dist = np.bitwise_count(self._hashes[:n] ^ h)
-            for k in np.argsort(dist, kind="stable")[:3]:
-                if int(dist[k]) > self.max_distance:
-                    break
+            near = np.flatnonzero(dist <= self.max_distance)  # usually none: no sort over all N
+            for k in near[np.argsort(dist[near], kind="stable")][:3]:
                 if self._same_shot(pixels, int(k)):
                     self.matches[path] = (self._paths[k], int(dist[k]))
                     return self._paths[k]

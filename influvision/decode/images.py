@@ -249,10 +249,8 @@ def _read_file(path: Path, label: str) -> bytes:
             with open(path, "rb") as f:
                 head = f.read(_PEEK_BYTES)
             try:
-                with _OPEN_LOCK, warnings.catch_warnings():
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    Image.open(io.BytesIO(head)).close()
-            except Exception:
+                _open(head, label, max_pixels=2**62).close()  # the size limits are applied on the whole file
+            except MediaError:
                 # A TIFF may keep its directory at the end, a HEIF its metadata after the pixels.
                 if not (head.startswith(_IMAGE_MAGIC) or head[4:8] == b"ftyp"):
                     raise MediaError(label, f"not a photo: {size / 2**20:.0f} MiB of data without an image header that "

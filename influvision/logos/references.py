@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InfluvisionError
-from ..files import read_regular_file
+from ..files import MAX_REFERENCE_BYTES, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ SVG_MAX_ELEMENTS = 5000
 # Time and address space the SVG renderer may use.
 SVG_RENDER_SECONDS = 20.0
 SVG_RENDER_MEMORY = 2 << 30
-# Largest reference file read, in bytes.
-MAX_REFERENCE_BYTES = 64 * 1024 * 1024
 # Largest reference image, in pixels (width x height).
 MAX_REFERENCE_PIXELS = 40_000_000
 # href/src values an SVG may use: fragments inside the document and inline data.

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..decode.video import VideoInfo, iter_frames
+from ..decode.video import iter_frames, probe_video
 from ..errors import MediaError
 from ..sources import same_shot
 
@@ -31,11 +31,12 @@ FRAME_MAX_DIFF = 30.0
 _OPENING_SIDE = 320
 
 
-def same_length(a: VideoInfo, b: VideoInfo) -> bool:
-    """Whether two videos last the same time (within 0.5 s or 1 %), the precondition for being copies."""
-    if a.duration_s <= 0 or b.duration_s <= 0:
+def same_length(a_s: float, b_s: float) -> bool:
+    """Whether two videos of these lengths (seconds) last the same time (within 0.5 s or 1 %), the
+    precondition for being copies."""
+    if a_s <= 0 or b_s <= 0:
         return False
-    return abs(a.duration_s - b.duration_s) <= max(0.5, 0.01 * max(a.duration_s, b.duration_s))
+    return abs(a_s - b_s) <= max(0.5, 0.01 * max(a_s, b_s))
 
 
 class CopyFinder:
@@ -47,23 +48,31 @@ class CopyFinder:
     """
 
     def __init__(self) -> None:
-        self._videos: list[tuple[str, Path, VideoInfo]] = []
+        self._videos: list[tuple[str, Path, float]] = []
         self._openings: dict[Path, np.ndarray | None] = {}
 
-    def add(self, name: str, path: str | Path, info: VideoInfo) -> None:
-        """Remember an analysed video."""
-        self._videos.append((name, Path(path), info))
+    def add(self, name: str, path: str | Path, duration_s: float) -> None:
+        """Remember an analysed video and its declared length."""
+        self._videos.append((name, Path(path), duration_s))
 
-    def original_of(self, path: str | Path, info: VideoInfo) -> str | None:
-        """The name of the earlier video that ``path`` is a copy of, else None."""
+    def original_of(self, path: str | Path) -> str | None:
+        """The name of the earlier video that ``path`` is a copy of, else None (also when ``path`` cannot be
+        read: it is analysed and its error reported in its own right). Probes ``path`` only when there is an
+        earlier video."""
+        if not self._videos:
+            return None
         path = Path(path)
-        for name, earlier, earlier_info in self._videos:
-            if not same_length(earlier_info, info):
+        try:
+            duration_s = probe_video(path).duration_s
+        except MediaError:
+            return None
+        for name, earlier, earlier_s in self._videos:
+            if not same_length(earlier_s, duration_s):
                 continue
             a, b = self._opening(earlier), self._opening(path)
             if a is None or b is None or not same_shot(a, b, FRAME_MAX_DIFF):
                 continue
-            if same_footage(earlier, earlier_info, path, info):
+            if same_footage(earlier, earlier_s, path, duration_s):
                 return name
         return None
 
@@ -82,14 +91,13 @@ class CopyFinder:
         return self._openings[path]
 
 
-def same_footage(a: str | Path, info_a: VideoInfo, b: str | Path, info_b: VideoInfo,
-                 frames: int = COMPARED_FRAMES) -> bool:
-    """Whether video ``b`` is a re-encoded copy of video ``a``: the same length, and ``frames`` frames at the
-    same times that are each the same shot. Decodes both (only when their lengths agree); a video that
-    cannot be decoded is no copy."""
-    if not same_length(info_a, info_b):
+def same_footage(a: str | Path, a_s: float, b: str | Path, b_s: float, frames: int = COMPARED_FRAMES) -> bool:
+    """Whether video ``b`` is a re-encoded copy of video ``a`` (``a_s``, ``b_s``: their declared lengths in
+    seconds): the same length, and ``frames`` frames at the same times that are each the same shot. Decodes
+    both (only when their lengths agree); a video that cannot be decoded is no copy."""
+    if not same_length(a_s, b_s):
         return False
-    rate = frames / min(info_a.duration_s, info_b.duration_s)
+    rate = frames / min(a_s, b_s)
     try:
         fa, fb = _frames(a, rate, frames), _frames(b, rate, frames)
     except MediaError as e:

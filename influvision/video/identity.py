@@ -224,13 +224,13 @@ def identify_tracks(
         rows_i = ev_size[ev_track == i]
         median_size[i] = float(np.median(rows_i)) if rows_i.size else 0.0
     large = torch.as_tensor(median_size >= MIN_TRACK_FACE_PX, device=device)
-    enough = (n_ok >= min_evidence) & large
+    enough = n_ok >= min_evidence
     within = nearest_d <= settings.threshold
     clear = (second_d - nearest_d) >= settings.margin
-    claim = enough & within & clear
+    claim = enough & large & within & clear
 
     nd, sd_ok, np_h = nearest_d.cpu().tolist(), clear.cpu().tolist(), nearest_p.cpu().tolist()
-    claim_h, enough_h, within_h = claim.cpu().tolist(), (n_ok >= min_evidence).cpu().tolist(), within.cpu().tolist()
+    claim_h, enough_h, within_h = claim.cpu().tolist(), enough.cpu().tolist(), within.cpu().tolist()
     large_h = large.cpu().tolist()
     has_ev = (n_evidence > 0).cpu().tolist()
 
