@@ -1,8 +1,9 @@
 """Logo detection accuracy on the shared logo photos: precision/recall at IoU 0.5, per method and brand.
 
 Run from the repository root: ``python -m benchmarks.logo_accuracy`` (or ``python benchmarks/logo_accuracy.py``).
-Methods: ``sift`` (the geometric matcher alone), ``text`` (the OCR text cue alone) and ``sift+text`` (both,
-fused); the text methods need the optional extra ``ocr`` (rapidocr-onnxruntime) and are skipped without it.
+Methods: ``sift+silhouette`` (the default detector: the geometric matcher and the outline cue, fused),
+``sift`` and ``silhouette`` alone, ``text`` (the OCR text cue alone) and the cues with text added; the text
+methods need the optional extra ``ocr`` (rapidocr-onnxruntime) and are skipped without it.
 
 Rules: a detection is a true positive when it overlaps an unmatched labelled box of the same brand with
 IoU >= 0.5 (best-scoring detections claim boxes first). Boxes flagged ``difficult`` are neither rewarded
@@ -25,6 +26,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from influvision.logos.cues import cue_names  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
 from influvision.logos.evaluate import match_to_labels, named_detections  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
@@ -148,15 +151,14 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
             tally = Tally()
             elapsed = 0.0
             distractor_hits = 0
-            sources = [0, 0, 0]  # detections found by SIFT only, text only, both
+            sources: Counter[str] = Counter()  # detections by the cues that found them
             for f, arr in photos.items():
                 arr, labels = CONDITIONS[cond](arr, images[f]["logos"])
                 t = time.perf_counter()
                 out = det.detect([arr])
                 elapsed += time.perf_counter() - t
                 dets = named_detections(out, names)
-                for src in out.columns["source"].tolist():
-                    sources[{1: 0, 2: 1, 3: 2}[src]] += 1
+                sources.update("+".join(cue_names(src)) for src in out.columns["source"].tolist())
                 distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
                 score_photo(dets, labels, tally)
             p, r = _pr(tally.tp, tally.fp, tally.gt)
@@ -165,7 +167,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
                                    "photo_precision": pp, "photo_recall": pr_,
                                    "ms_per_photo": 1000 * elapsed / len(photos), "distractor_hits": distractor_hits,
                                    "per_brand": tally.per_brand,
-                                   "sources": {"sift_only": sources[0], "text_only": sources[1], "both": sources[2]}}
+                                   "sources": dict(sources)}
         # Photos of people from faces/: no registered logo is labelled there, so anything found is suspect.
         neg_hits = sum(len(det.detect([arr])) for arr in negatives)
         first = per_condition[conditions[0]]
@@ -176,8 +178,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
               f"{c['gt']} boxes; {conditions[0]} photos); photo level P {c['photo_precision']:.2f} / "
               f"R {c['photo_recall']:.2f}; {c['ms_per_photo']:.0f} ms/photo (build {build_s:.1f} s); google/intel "
               f"reported {c['distractor_hits']}x; {neg_hits} detections on {len(negatives)} face photos; "
-              f"found by SIFT only {c['sources']['sift_only']}, text only {c['sources']['text_only']}, "
-              f"both {c['sources']['both']}")
+              f"found by {', '.join(f'{k} {v}' for k, v in sorted(c['sources'].items())) or 'nothing'}")
         if len(conditions) > 1:
             print("| photos | precision | recall | TP / FP | ms/photo |\n|---|---|---|---|---|")
             for cond, c in per_condition.items():
@@ -192,25 +193,27 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only sift, text and sift+text with default settings")
+    ap.add_argument("--quick", action="store_true", help="only the cues and their fusions, with default settings")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--conditions", default="clean", help="comma-separated photo conditions to score, of "
                     f"{', '.join(CONDITIONS)}, or 'all' (default: clean)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     logging.basicConfig(level=logging.WARNING)
-    methods: dict[str, dict] = {"sift": {"text": False}}
+    sift_only = {"text": False, "silhouette": False}
+    methods: dict[str, dict] = {"sift+silhouette (default)": {"text": False}, "sift": sift_only,
+                                "silhouette": {"sift": False, "text": False}}
     if ocr_available():
-        methods["text"] = {"sift": False, "text": True}
-        methods["sift+text"] = {"text": True}
+        methods["text"] = {"sift": False, "silhouette": False, "text": True}
+        methods["sift+silhouette+text"] = {"text": True}
     else:
-        print("rapidocr-onnxruntime is not installed: the text and sift+text methods are skipped")
+        print("rapidocr-onnxruntime is not installed: the text methods are skipped")
     if not args.quick:
-        methods["sift, upright reference only (no tilted views)"] = {"views": VIEWS[:1], "text": False}
+        methods["sift, upright reference only (no tilted views)"] = {**sift_only, "views": VIEWS[:1]}
         methods["sift, no diagonal tilts (upright, 0 and 90 degrees)"] = {
-            "views": [v for v in VIEWS if v[1] in (0.0, 90.0)], "text": False}
-        methods["sift, 4000 photo features"] = {"max_features": 4000, "text": False}
-        methods["sift, looser: ratio 0.85, min_inliers 6"] = {"ratio": 0.85, "min_inliers": 6, "text": False}
+            **sift_only, "views": [v for v in VIEWS if v[1] in (0.0, 90.0)]}
+        methods["sift, 4000 photo features"] = {**sift_only, "max_features": 4000}
+        methods["sift, looser: ratio 0.85, min_inliers 6"] = {**sift_only, "ratio": 0.85, "min_inliers": 6}
     conditions = list(CONDITIONS) if args.conditions == "all" else args.conditions.split(",")
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:

@@ -171,8 +171,8 @@ def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> 
 
 
 def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetector | None, list[str]]:
-    """The gallery's brands as one detector: the SIFT matcher, the text cue when asked for, and the stored
-    trained model when ``influvision logos train`` measured it better than the matcher."""
+    """The gallery's brands as one detector: the SIFT matcher and the silhouette cue, the text cue when asked
+    for, and the stored trained model when ``influvision logos train`` measured it better than the matcher."""
     refs = g.brand_references()
     if not refs:
         return None, []

@@ -44,7 +44,7 @@ class LogoEntry(BaseModel):
     sharpness: float | None = Field(None, description="var(Laplacian) / max(var(grey), 25) of the box's pixels "
                                     "(the face chips' measure): low means blurred or upscaled")
     near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
-    cues: list[str] = Field(default_factory=list, description="Logo cues that found it: sift, text, trained")
+    cues: list[str] = Field(default_factory=list, description="Logo cues that found it: sift, silhouette, text, trained")
 
 
 class TrackEntry(BaseModel):
@@ -187,7 +187,7 @@ class Settings(BaseModel):
     resolution_match: bool = Field(False, description="Small faces compared with resolution-matched references")
     device: str
     precision: str = Field("fp32", description="Embedder arithmetic for faces in media: fp32 or bf16")
-    logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, text, trained")
+    logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, silhouette, text, trained")
     logo_trained_min_score: float | None = Field(
         None, description="Score a trained-detector box needs (calibrated on labelled photos when it was trained)")
     version: str

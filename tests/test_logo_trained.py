@@ -289,7 +289,8 @@ def test_track_uses_a_stored_detector_only_when_it_measured_better(trained, gall
     gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands, use=True,
                           metrics={"min_score": 0.55})
     on = iv.track(photo, gallery=gallery, device="cpu", progress=False)
-    assert off.settings.logo_cues == ["sift"] and on.settings.logo_cues == ["sift", "trained"]
+    assert off.settings.logo_cues == ["sift", "silhouette"]
+    assert on.settings.logo_cues == ["sift", "silhouette", "trained"]
     # The stored (calibrated) threshold is the one used, and the report says so.
     assert off.settings.logo_trained_min_score is None and on.settings.logo_trained_min_score == 0.55
     # The matcher's FedEx on the truck is found either way; the tiny model may only confirm it.

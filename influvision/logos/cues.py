@@ -5,7 +5,8 @@ from __future__ import annotations
 SOURCE_SIFT = 1
 SOURCE_TEXT = 2
 SOURCE_TRAINED = 4
-CUES = {SOURCE_SIFT: "sift", SOURCE_TEXT: "text", SOURCE_TRAINED: "trained"}
+SOURCE_SILHOUETTE = 8
+CUES = {SOURCE_SIFT: "sift", SOURCE_SILHOUETTE: "silhouette", SOURCE_TEXT: "text", SOURCE_TRAINED: "trained"}
 
 
 def cue_names(source: int) -> list[str]:

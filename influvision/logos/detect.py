@@ -1,14 +1,17 @@
 """The logo detector front: validates input, runs the cues, scores, fuses and de-duplicates their candidates.
 
-Two cues, each reporting only verified evidence:
+Cues, each reporting only verified evidence:
 
 - the SIFT matcher (:mod:`influvision.logos.matcher`): every box comes from a RANSAC homography between a
   registered reference and the photo;
+- the silhouette cue (:mod:`influvision.logos.silhouette`): flat marks with too few corners for SIFT (the
+  swoosh, the leaping cat), found as photo regions whose outline fits the mark's under a plausible affine
+  view;
 - the text cue (:mod:`influvision.logos.text`, optional extra ``ocr``): the brand's own words read by OCR,
   the box placed from where those words sit in the reference.
 
-A text and a SIFT detection of the same brand that overlap are one detection. A brand that neither cue
-finds is simply absent; there is no fallback that guesses.
+Detections of the same brand by several cues that overlap are one detection. A brand that no cue finds
+is simply absent; there is no fallback that guesses.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import torch
 from ..boxes import box_iou
 from ..errors import InfluvisionError
 from ..types import Logos, check_rgb_images
-from .cues import SOURCE_SIFT, SOURCE_TEXT, SOURCE_TRAINED
+from .cues import SOURCE_SIFT, SOURCE_SILHOUETTE, SOURCE_TEXT, SOURCE_TRAINED
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
+from .silhouette import SilhouetteCandidate, SilhouetteCue
 from .text import TextCandidate, TextCue, ocr_available
 
 if TYPE_CHECKING:
@@ -61,20 +65,22 @@ class LogoDetector:
         text: the OCR text cue (:class:`~influvision.logos.text.TextCue`), off by default (on the shared
             photos it finds no box SIFT misses and doubles the time): ``"auto"`` uses it when
             ``rapidocr-onnxruntime`` is installed (and logs once when it is not), ``True`` requires it. A :class:`TextCue` built on the same references may be passed to share it.
-        sift: run the SIFT matcher; ``False`` leaves the text cue alone (for measuring it).
+        sift: run the SIFT matcher; ``False`` leaves the other cues alone (for measuring them).
+        silhouette: run the silhouette cue (:class:`~influvision.logos.silhouette.SilhouetteCue`) for the
+            marks that have a distinctive outline; ``False`` turns it off.
         trained: a trained detector (:class:`~influvision.logos.trained.TrainedLogoDetector`, from
             ``influvision logos train``) run beside the other cues; a box it shares with another cue
             confirms that detection, any other box is a detection of its own.
 
     Raises:
-        InfluvisionError: no references; both cues off.
+        InfluvisionError: no references; every cue off.
         OcrUnavailableError: ``text=True`` and ``rapidocr-onnxruntime`` is not installed.
     """
 
     def __init__(self, references: Sequence[LogoReference], *, device: str | torch.device = "cpu",
                  min_inliers: int = 8, ratio: float = 0.8, min_score: float = 0.0, work_side: int = 1000,
                  max_features: int = 3000, views: Sequence[tuple[float, float]] = VIEWS,
-                 text: bool | str | TextCue = False, sift: bool = True,
+                 text: bool | str | TextCue = False, sift: bool = True, silhouette: bool = True,
                  trained: TrainedLogoDetector | None = None) -> None:
         if not references:
             raise InfluvisionError("LogoDetector needs at least one registered brand reference")
@@ -88,15 +94,18 @@ class LogoDetector:
         if trained is not None and not set(trained.brands) <= set(self.brands):
             raise InfluvisionError(f"the trained logo detector knows brands {sorted(set(trained.brands) - set(self.brands))} "
                                    "that are not registered; retrain it")
-        if not sift and self.text_cue is None and trained is None:
-            raise InfluvisionError("LogoDetector needs at least one cue: sift=False needs the text cue or a trained one")
+        self.silhouette_cue = SilhouetteCue(self.references) if silhouette else None
+        if not sift and self.text_cue is None and self.silhouette_cue is None and trained is None:
+            raise InfluvisionError("LogoDetector needs at least one cue: sift=False needs the text or silhouette cue "
+                                   "or a trained one")
         self._matcher = SiftMatcher(self.references, device=self.device, min_inliers=min_inliers, ratio=ratio,
                                     work_side=work_side, max_features=max_features, views=views) if sift else None
 
     @property
     def cues(self) -> list[str]:
-        """The cues this detector runs, of ``sift``, ``text`` and ``trained``."""
-        on = [("sift", self._matcher is not None), ("text", self.text_cue is not None), ("trained", self.trained is not None)]
+        """The cues this detector runs, of ``sift``, ``silhouette``, ``text`` and ``trained``."""
+        on = [("sift", self._matcher is not None), ("silhouette", self.silhouette_cue is not None),
+              ("text", self.text_cue is not None), ("trained", self.trained is not None)]
         return [name for name, used in on if used]
 
     @property
@@ -117,7 +126,7 @@ class LogoDetector:
             ``brand`` (M,) int64, and columns ``inliers`` (M,) int64 (RANSAC inliers, 0 for a text-only
             detection), ``agreement`` (M,) float32 (|correlation| of the photo with the reference shape
             inside the box, in [0, 1]; 0 for text only), ``source`` (M,) int64 (bits :data:`SOURCE_SIFT`,
-            :data:`SOURCE_TEXT` and :data:`SOURCE_TRAINED`: which cues found it) and ``text_score`` (M,) float32 (the text
+            :data:`SOURCE_TEXT`, :data:`SOURCE_TRAINED` and :data:`SOURCE_SILHOUETTE`: which cues found it) and ``text_score`` (M,) float32 (the text
             cue's score, 0 where it did not find it). Several instances per photo and brand are possible.
             An empty ``images`` or photos with no registered logo give M = 0.
 
@@ -134,12 +143,14 @@ class LogoDetector:
         dets = _suppress(dets)
         n_sift = len(dets)
         texts = self.text_cue.find(images) if self.text_cue is not None else []
-        dets = _suppress(_fuse(dets, texts, self.brands))
+        dets = _suppress(_fuse(dets, texts, self.brands, SOURCE_TEXT))
+        outlines = self.silhouette_cue.find(images) if self.silhouette_cue is not None else []
+        dets = _suppress(_fuse(dets, outlines, self.brands, SOURCE_SILHOUETTE))
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
         dets = [d for d in dets if d.score >= self.min_score]
-        log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text candidates, %d kept",
-                  len(images), len(cands), n_sift, len(texts), len(dets))
+        log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text and %d silhouette candidates, "
+                  "%d kept", len(images), len(cands), n_sift, len(texts), len(outlines), len(dets))
         if not dets:
             return _with_columns(Logos.empty(self.device))
         dev = self.device
@@ -208,24 +219,28 @@ def _confirmed(dets: list[_Det], image_index: int, brand: str, box: tuple[float,
     return max(same, key=lambda d: box_iou(d.box, box), default=None)
 
 
-def _fuse(dets: list[_Det], texts: list[TextCandidate], brands: list[str]) -> list[_Det]:
-    """Add the text candidates to the SIFT detections.
+def _fuse(dets: list[_Det], found: Sequence[TextCandidate | SilhouetteCandidate], brands: list[str],
+          source: int) -> list[_Det]:
+    """Add one cue's candidates (``source``: :data:`SOURCE_TEXT` or :data:`SOURCE_SILHOUETTE`) to the detections.
 
-    A text candidate overlapping (IoU >= ``_FUSE_IOU``) a SIFT detection of the same brand name confirms
-    it: the two become one detection whose score is the noisy-or of both (two independent cues agreeing),
-    with the box of the more confident cue. Any other text candidate is a detection of its own.
+    A candidate overlapping (IoU >= ``_FUSE_IOU``) a detection of the same brand name confirms it: the two
+    become one detection whose score is the noisy-or of both (independent cues agreeing), with the box of
+    the more confident cue. Any other candidate is a detection of its own.
     """
     out = list(dets)
-    for t in sorted(texts, key=lambda t: -t.score):
-        d = _confirmed(out, t.image_index, brands[t.ref_index], t.box, SOURCE_TEXT, brands)
+    text_score = source == SOURCE_TEXT
+    for t in sorted(found, key=lambda t: -t.score):
+        d = _confirmed(out, t.image_index, brands[t.ref_index], t.box, source, brands)
         if d is None:
-            out.append(_Det(t.image_index, t.ref_index, t.box, t.score, 0, 0.0, SOURCE_TEXT, t.score))
+            out.append(_Det(t.image_index, t.ref_index, t.box, t.score, 0, 0.0, source,
+                            t.score if text_score else 0.0))
             continue
         if t.score > d.score:
             d.box = t.box
         d.score = 1.0 - (1.0 - d.score) * (1.0 - t.score)
-        d.source |= SOURCE_TEXT
-        d.text_score = t.score
+        d.source |= source
+        if text_score:
+            d.text_score = t.score
     return out
 
 
