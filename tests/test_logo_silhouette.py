@@ -130,3 +130,8 @@ def test_threads_do_not_change_the_result(logo_data: Path, refs: list[LogoRefere
                                                           "fl27_2609822722.jpg")]
     one, two = SilhouetteCue(refs, workers=1).find(photos), SilhouetteCue(refs, workers=2).find(photos)
     assert [c.image_index for c in one] == [0, 1, 2] and one == two
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (10, 10000, 3), (10000, 12, 3)])
+def test_tiny_and_extreme_photos_give_nothing_instead_of_an_opencv_error(cue: SilhouetteCue, shape):
+    assert cue.find([np.full(shape, 90, np.uint8)]) == []

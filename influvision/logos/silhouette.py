@@ -256,6 +256,8 @@ class SilhouetteCue:
         scale = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
+        if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
+            return [], scale  # too small to hold a mark (and for OpenCV's MSER)
         lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
         mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
         frames, seen = [], set()
