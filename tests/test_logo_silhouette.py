@@ -10,6 +10,7 @@ import pytest
 from conftest import rgb_of
 
 from influvision.boxes import box_iou
+from influvision.logos import silhouette
 from influvision.logos.cues import SOURCE_SIFT, SOURCE_SILHOUETTE
 from influvision.logos.detect import LogoDetector
 from influvision.logos.references import LogoReference
@@ -19,6 +20,7 @@ from influvision.logos.silhouette import SilhouetteCue
 FLAT = [
     ("fl27_3624592154.jpg", "nike", (65, 90, 177, 147)),    # white swoosh on a red shirt
     ("fl27_2609822722.jpg", "nike", (330, 207, 402, 262)),  # orange swoosh on a grey shoe
+    ("fl27_3858957735.jpg", "mcdonalds", (202, 85, 327, 185)),  # yellow arches against the sky
 ]
 
 
@@ -135,3 +137,15 @@ def test_threads_do_not_change_the_result(logo_data: Path, refs: list[LogoRefere
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (10, 10000, 3), (10000, 12, 3)])
 def test_tiny_and_extreme_photos_give_nothing_instead_of_an_opencv_error(cue: SilhouetteCue, shape):
     assert cue.find([np.full(shape, 90, np.uint8)]) == []
+
+
+def test_a_soft_shadow_with_the_outline_is_not_a_printed_mark(refs: list[LogoReference], monkeypatch):
+    nike = next(r for r in refs if r.name == "nike")
+    crisp, _ = _draw(nike, (140, 140, 140), 200, _affine(nike, 0.55))
+    rng = np.random.default_rng(1)
+    soft = np.clip(cv2.GaussianBlur(crisp, (0, 0), 3) + rng.normal(0, 12, crisp.shape), 0, 255).astype(np.uint8)
+    cue = SilhouetteCue(refs, workers=1)
+    assert [refs[c.ref_index].name for c in cue.find([crisp])] == ["nike"]
+    assert cue.find([soft]) == []
+    monkeypatch.setattr(silhouette, "MIN_OUTLINE_CONTRAST", 0.0)  # the outline alone would take the shadow
+    assert [refs[c.ref_index].name for c in cue.find([soft])] == ["nike"]

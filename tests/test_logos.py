@@ -144,7 +144,7 @@ def test_svg_reference_matches_its_png_rendering_and_finds_the_logo(logo_data: P
     assert max(box_iou(bx, box) for bx in found.boxes.tolist()) >= 0.5
 
 
-def test_gallery_registers_an_svg_brand(tmp_path: Path):
+def test_gallery_registers_an_svg_brand(tmp_path: Path, logo_data: Path):
     from influvision.gallery import Gallery
 
     with Gallery(tmp_path / "g.db") as g:
@@ -153,6 +153,9 @@ def test_gallery_registers_an_svg_brand(tmp_path: Path):
         assert statuses[0].message == ""  # a wordmark: plenty of corners
         (swoosh,) = g.add_brand("nike", REPO / "examples" / "brands" / "nike.png")
         assert swoosh.status == "added" and "few corners" in swoosh.message  # registered, with a warning
+        assert "the silhouette cue searches its outline" in swoosh.message
+        (apple,) = g.add_brand("apple", logo_data / "refs" / "apple.png")
+        assert "too plain or too fragmented for the silhouette cue" in apple.message
 
 
 @pytest.mark.parametrize("svg, problem", [

@@ -86,11 +86,17 @@ class LogoReference:
 
     @property
     def texture_warning(self) -> str:
-        """A warning for marks with few corners, which the matcher rarely verifies (empty otherwise)."""
+        """A warning for marks with few corners, which the matcher rarely verifies (empty otherwise); it says
+        whether the silhouette cue searches the mark's outline instead."""
         if self.keypoints >= FEW_KEYPOINTS:
             return ""
+        from .silhouette import silhouettes  # imported here: that module builds on this one
+
+        outline = ("the silhouette cue searches its outline" if silhouettes(self) else
+                   "its outline is too plain or too fragmented for the silhouette cue")
         return (f"warning: the mark has few corners ({self.keypoints} keypoints): the geometric matcher rarely "
-                "finds such marks (docs/logos.md, Limitations); a trained detector can (influvision logos train)")
+                f"finds such marks and {outline} (docs/logos.md, Limitations); a trained detector can find more "
+                "(influvision logos train)")
 
     @property
     def size(self) -> tuple[int, int]:

@@ -18,9 +18,10 @@ foreshortened) changes an outline only in ways that second moments undo:
    at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` are refined
    by a local search over a 2 x 2 map and a shift (moments are pulled by small protrusions), then kept
    when the refined IoU reaches ``min_iou``, beats the region's best fit to a plain figure by
-   :data:`GENERIC_GAP` and the implied affine map is a plausible view (anisotropy at most
-   :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`). The mark's box is its reference
-   content box carried through that map.
+   :data:`GENERIC_GAP`, the implied affine map is a plausible view (anisotropy at most
+   :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region stands out from its
+   surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
+   reference content box carried through that map.
 
 What it cannot do: marks whose parts are not one region in the photo (a mark over a busy background that
 touches it, a swoosh printed with an outline only), marks under about 12 px in the working copy, strong
@@ -59,6 +60,9 @@ MAX_ANISOTROPY = 3.0
 MAX_ROTATION_DEG = 50.0
 # Lab channels searched: lightness, red-green, blue-yellow.
 _CHANNELS = (0, 1, 2)
+# A matching region must stand out this much from its surroundings (:func:`outline_contrast`): printed
+# marks on the shared photos measure 2.9-34, the swoosh-shaped shadows and folds of face photos 2.0.
+MIN_OUTLINE_CONTRAST = 3.0
 # MSER regions smaller than this (pixels of the working copy) are not compared.
 MIN_REGION_PX = 120
 
@@ -225,7 +229,7 @@ class SilhouetteCue:
             as decode photos (:func:`influvision.engine.default_workers`). Results do not depend on it.
     """
 
-    def __init__(self, references: Sequence[LogoReference], *, min_iou: float = 0.85, work_side: int = 800,
+    def __init__(self, references: Sequence[LogoReference], *, min_iou: float = 0.8, work_side: int = 800,
                  workers: int | None = None) -> None:
         self.min_iou = min_iou
         self.work_side = work_side
@@ -251,13 +255,14 @@ class SilhouetteCue:
                 found = list(pool.map(self._find_one, range(len(images)), images))
         return [c for per_image in found for c in per_image]
 
-    def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float]:
+    def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float, np.ndarray]:
+        """MSER regions of the working copy, its scale, and its Lab pixels (float32)."""
         h, w = image.shape[:2]
         scale = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
         if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
-            return [], scale  # too small to hold a mark (and for OpenCV's MSER)
+            return [], scale, np.zeros((0, 0, 3), np.float32)  # too small for a mark (and for OpenCV's MSER)
         lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
         mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
         frames, seen = [], set()
@@ -273,10 +278,10 @@ class SilhouetteCue:
                 mask = np.zeros((bh, bw), dtype=bool)
                 mask[pts[:, 1] - y0, pts[:, 0] - x0] = True
                 frames.append(_Frame(mask, (float(x0), float(y0))))
-        return frames, scale
+        return frames, scale, lab.astype(np.float32)
 
     def _find_one(self, k: int, image: np.ndarray) -> list[SilhouetteCandidate]:
-        frames, scale = self._regions(image)
+        frames, scale, lab = self._regions(image)
         if not frames:
             return []
         rasters = _rasters(frames)
@@ -292,7 +297,7 @@ class SilhouetteCue:
                 continue
             if r not in plain:
                 plain[r] = float(_iou(rasters[r:r + 1], _plain()).max())
-            if score - plain[r] < GENERIC_GAP:
+            if score - plain[r] < GENERIC_GAP or outline_contrast(lab, region) < MIN_OUTLINE_CONTRAST:
                 continue
             box = _mapped_box(region, part, m, t, scale)
             if box is not None:
@@ -302,6 +307,32 @@ class SilhouetteCue:
             if all(box_iou(c.box, o.box) < 0.5 for o in kept):
                 kept.append(c)
         return kept
+
+
+def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
+    """How sharply a region stands out from its surroundings: the Lab colour difference between the 2 px
+    just inside and the 2 px just outside its outline, over the colour spread (mean per-channel standard
+    deviation) of its interior and of a ring 3-5 px outside. A printed mark is a crisp figure on a ground;
+    a shadow or a fold that happens to have a mark's outline fades into its surroundings."""
+    pad = 6
+    h, w = lab.shape[:2]
+    x0, y0 = int(region.origin[0]), int(region.origin[1])
+    mh, mw = region.mask.shape
+    cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x0 + mw + pad), min(h, y0 + mh + pad)
+    inside = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
+    inside[y0 - cy0:y0 - cy0 + mh, x0 - cx0:x0 - cx0 + mw] = region.mask
+    crop = lab[cy0:cy1, cx0:cx1]
+    kernel = np.ones((3, 3), np.uint8)
+    core = cv2.erode(inside, kernel, iterations=2).astype(bool)
+    grown2 = cv2.dilate(inside, kernel, iterations=2).astype(bool)
+    grown3 = cv2.dilate(inside, kernel, iterations=3).astype(bool)
+    grown5 = cv2.dilate(inside, kernel, iterations=5).astype(bool)
+    inner_band, outer_band, far = inside.astype(bool) & ~core, grown2 & ~inside.astype(bool), grown5 & ~grown3
+    if not inner_band.any() or not outer_band.any():
+        return 0.0
+    step = float(np.linalg.norm(crop[inner_band].mean(0) - crop[outer_band].mean(0)))
+    spread = sum(float(crop[a].std(0).mean()) for a in (core, far) if a.any())
+    return step / max(spread, 1.0)
 
 
 def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
