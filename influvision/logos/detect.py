@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 _INLIER_HALF = 10.0
 # A text and a SIFT detection of one brand are the same mark when their boxes overlap this much.
 _FUSE_IOU = 0.3
+# Detection score of the weakest silhouette fit the cue reports (refined IoU = its ``min_iou``); a perfect fit
+# scores 1. Raw IoUs start at ``min_iou`` (0.8), level with a matcher detection of about 30 inliers.
+_OUTLINE_FLOOR = 0.5
 _text_off_logged = False
 
 
@@ -144,7 +147,8 @@ class LogoDetector:
         n_sift = len(dets)
         texts = self.text_cue.find(images) if self.text_cue is not None else []
         dets = _suppress(_fuse(dets, texts, self.brands, SOURCE_TEXT))
-        outlines = self.silhouette_cue.find(images) if self.silhouette_cue is not None else []
+        outlines = ([_outline_score(c, self.silhouette_cue.min_iou) for c in self.silhouette_cue.find(images)]
+                    if self.silhouette_cue is not None else [])
         dets = _suppress(_fuse(dets, outlines, self.brands, SOURCE_SILHOUETTE))
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
@@ -235,13 +239,20 @@ def _fuse(dets: list[_Det], found: Sequence[TextCandidate | SilhouetteCandidate]
             out.append(_Det(t.image_index, t.ref_index, t.box, t.score, 0, 0.0, source,
                             t.score if text_score else 0.0))
             continue
-        if t.score > d.score:
-            d.box = t.box
+        if t.score > d.score and not (source == SOURCE_SILHOUETTE and d.source & SOURCE_SIFT):
+            d.box = t.box  # an outline's affine box does not replace the matcher's verified one
         d.score = 1.0 - (1.0 - d.score) * (1.0 - t.score)
         d.source |= source
         if text_score:
             d.text_score = t.score
     return out
+
+
+def _outline_score(c: SilhouetteCandidate, min_iou: float) -> SilhouetteCandidate:
+    """The candidate with its refined IoU in [``min_iou``, 1] rescaled to a detection score in
+    [:data:`_OUTLINE_FLOOR`, 1]."""
+    fit = max(0.0, c.score - min_iou) / max(1.0 - min_iou, 1e-6)
+    return replace(c, score=_OUTLINE_FLOOR + (1.0 - _OUTLINE_FLOOR) * fit)
 
 
 def _fuse_trained(dets: list[_Det], found: Logos, trained_brands: list[str], brands: list[str]) -> list[_Det]:

@@ -218,6 +218,8 @@ class SiftMatcher:
 
     def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
         h, w = img.shape[:2]
+        if h == 0 or w == 0:
+            return []
         s = self._work_scale(h, w)
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),

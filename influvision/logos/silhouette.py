@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..boxes import box_iou
+from ..boxes import box_inside, box_iou
 from ..engine import default_workers
 from ..types import check_rgb_images
 from .references import LogoReference
@@ -258,7 +258,7 @@ class SilhouetteCue:
     def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float, np.ndarray]:
         """MSER regions of the working copy, its scale, and its Lab pixels (float32)."""
         h, w = image.shape[:2]
-        scale = min(1.0, self.work_side / max(h, w))
+        scale = min(1.0, self.work_side / max(h, w, 1))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
         if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
@@ -286,13 +286,17 @@ class SilhouetteCue:
             return []
         rasters = _rasters(frames)
         iou = _iou(rasters, self._bank).reshape(len(frames), len(self._parts), ROTATIONS)
-        best_rot = iou.argmax(2)
-        best = np.take_along_axis(iou, best_rot[..., None], 2)[..., 0]
+        best = iou.max(2)
         plain: dict[int, float] = {}
         found = []
         for r, p in zip(*np.nonzero(best >= PRE_IOU), strict=True):
             part, region = self._parts[p], frames[r]
-            score, m, t = _refine(rasters[r], part.frame, _rotation(_ANGLES[best_rot[r, p]]))
+            # A silhouette with rotational symmetry fits as well upside down: start from the best upright fit.
+            fits = np.where(_upright(region, part.frame), iou[r, p], -1.0)
+            rot = int(fits.argmax())
+            if fits[rot] < PRE_IOU:
+                continue
+            score, m, t = _refine(rasters[r], part.frame, _rotation(_ANGLES[rot]))
             if score < self.min_iou:
                 continue
             if r not in plain:
@@ -302,9 +306,12 @@ class SilhouetteCue:
             box = _mapped_box(region, part, m, t, scale)
             if box is not None:
                 found.append(SilhouetteCandidate(k, part.ref_index, box, float(score)))
+        # One mark gives nested stable regions (the whole mark, a part that lost its tip): a box mostly inside
+        # a better one of the same brand is that mark again.
         kept: list[SilhouetteCandidate] = []
         for c in sorted(found, key=lambda c: -c.score):
-            if all(box_iou(c.box, o.box) < 0.5 for o in kept):
+            if all(box_iou(c.box, o.box) < 0.5 and (c.ref_index != o.ref_index or box_inside(c.box, o.box) < 0.7)
+                   for o in kept):
                 kept.append(c)
         return kept
 
@@ -333,6 +340,15 @@ def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
     step = float(np.linalg.norm(crop[inner_band].mean(0) - crop[outer_band].mean(0)))
     spread = sum(float(crop[a].std(0).mean()) for a in (core, far) if a.any())
     return step / max(spread, 1.0)
+
+
+def _upright(region: _Frame, ref: _Frame) -> np.ndarray:
+    """(ROTATIONS,) bool: the rotations of the bank whose implied view turns the mark by at most
+    :data:`MAX_ROTATION_DEG` plus one rotation step (which refinement can take back)."""
+    a = region.half @ _rotation(-_ANGLES) @ ref.inv_half  # the map of :func:`_mapped_box` at m = rotation
+    u, _, vt = np.linalg.svd(a)
+    rot = u @ vt
+    return np.degrees(np.abs(np.arctan2(rot[:, 1, 0], rot[:, 0, 0]))) <= MAX_ROTATION_DEG + 360.0 / ROTATIONS
 
 
 def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
