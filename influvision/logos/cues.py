@@ -1,6 +1,8 @@
-"""The logo cues and the ``source`` bits that say which of them found a detection."""
+"""The logo cues, the ``source`` bits that say which of them found a detection, and what a cue reports."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 SOURCE_SIFT = 1
 SOURCE_TEXT = 2
@@ -12,3 +14,20 @@ CUES = {SOURCE_SIFT: "sift", SOURCE_SILHOUETTE: "silhouette", SOURCE_TEXT: "text
 def cue_names(source: int) -> list[str]:
     """The names of the cues set in a ``source`` bit field, in a fixed order."""
     return [name for bit, name in CUES.items() if source & bit]
+
+
+@dataclass(frozen=True)
+class CueCandidate:
+    """One mark a cue found in a photo.
+
+    Attributes:
+        image_index: which image of the batch.
+        ref_index: index of the matched reference.
+        box: x1, y1, x2, y2 of the whole mark in source pixels.
+        score: the cue's confidence in [0, 1] (each cue's own measure, see its module).
+    """
+
+    image_index: int
+    ref_index: int
+    box: tuple[float, float, float, float]
+    score: float

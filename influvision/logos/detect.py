@@ -27,11 +27,11 @@ import torch
 from ..boxes import box_iou
 from ..errors import InfluvisionError
 from ..types import Logos, check_rgb_images
-from .cues import SOURCE_SIFT, SOURCE_SILHOUETTE, SOURCE_TEXT, SOURCE_TRAINED
+from .cues import SOURCE_SIFT, SOURCE_SILHOUETTE, SOURCE_TEXT, SOURCE_TRAINED, CueCandidate
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
-from .silhouette import SilhouetteCandidate, SilhouetteCue
-from .text import TextCandidate, TextCue, ocr_available
+from .silhouette import SilhouetteCue
+from .text import TextCue, ocr_available
 
 if TYPE_CHECKING:
     from .trained import TrainedLogoDetector
@@ -223,7 +223,7 @@ def _confirmed(dets: list[_Det], image_index: int, brand: str, box: tuple[float,
     return max(same, key=lambda d: box_iou(d.box, box), default=None)
 
 
-def _fuse(dets: list[_Det], found: Sequence[TextCandidate | SilhouetteCandidate], brands: list[str],
+def _fuse(dets: list[_Det], found: Sequence[CueCandidate], brands: list[str],
           source: int) -> list[_Det]:
     """Add one cue's candidates (``source``: :data:`SOURCE_TEXT` or :data:`SOURCE_SILHOUETTE`) to the detections.
 
@@ -248,7 +248,7 @@ def _fuse(dets: list[_Det], found: Sequence[TextCandidate | SilhouetteCandidate]
     return out
 
 
-def _outline_score(c: SilhouetteCandidate, min_iou: float) -> SilhouetteCandidate:
+def _outline_score(c: CueCandidate, min_iou: float) -> CueCandidate:
     """The candidate with its refined IoU in [``min_iou``, 1] rescaled to a detection score in
     [:data:`_OUTLINE_FLOOR`, 1]."""
     fit = max(0.0, c.score - min_iou) / max(1.0 - min_iou, 1e-6)

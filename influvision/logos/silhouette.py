@@ -41,6 +41,7 @@ import numpy as np
 from ..boxes import box_inside, box_iou
 from ..engine import default_workers
 from ..types import check_rgb_images
+from .cues import CueCandidate
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -71,23 +72,6 @@ _GRID_PTS = np.stack(np.meshgrid(_lin, _lin), -1).reshape(-1, 2)  # (GRID*GRID, 
 _ANGLES = np.arange(ROTATIONS) * (2 * np.pi / ROTATIONS)
 # Local refinement: coordinate steps of the 2 x 2 map (4 entries) and the shift (2), coarse to fine.
 _STEPS = (0.08, 0.04, 0.02)
-
-
-@dataclass(frozen=True)
-class SilhouetteCandidate:
-    """One mark found by its outline.
-
-    Attributes:
-        image_index: which image of the batch.
-        ref_index: index of the matched reference.
-        box: x1, y1, x2, y2 of the whole mark in source pixels.
-        score: the refined IoU of the region's and the silhouette's rasters in [0, 1].
-    """
-
-    image_index: int
-    ref_index: int
-    box: tuple[float, float, float, float]
-    score: float
 
 
 class _Frame:
@@ -243,8 +227,9 @@ class SilhouetteCue:
         """Indices of the references that have a silhouette (the others are never found by this cue)."""
         return sorted({p.ref_index for p in self._parts})
 
-    def find(self, images: Sequence[np.ndarray]) -> list[SilhouetteCandidate]:
-        """Marks found in each uint8 RGB (H, W, 3) image, boxes in source pixels."""
+    def find(self, images: Sequence[np.ndarray]) -> list[CueCandidate]:
+        """Marks found in each uint8 RGB (H, W, 3) image, boxes in source pixels; ``score`` is the refined
+        raster IoU."""
         check_rgb_images(images)
         if not self._parts:
             return []
@@ -280,7 +265,7 @@ class SilhouetteCue:
                 frames.append(_Frame(mask, (float(x0), float(y0))))
         return frames, scale, lab.astype(np.float32)
 
-    def _find_one(self, k: int, image: np.ndarray) -> list[SilhouetteCandidate]:
+    def _find_one(self, k: int, image: np.ndarray) -> list[CueCandidate]:
         frames, scale, lab = self._regions(image)
         if not frames:
             return []
@@ -305,10 +290,10 @@ class SilhouetteCue:
                 continue
             box = _mapped_box(region, part, m, t, scale)
             if box is not None:
-                found.append(SilhouetteCandidate(k, part.ref_index, box, float(score)))
+                found.append(CueCandidate(k, part.ref_index, box, float(score)))
         # One mark gives nested stable regions (the whole mark, a part that lost its tip): a box mostly inside
         # a better one of the same brand is that mark again.
-        kept: list[SilhouetteCandidate] = []
+        kept: list[CueCandidate] = []
         for c in sorted(found, key=lambda c: -c.score):
             if all(box_iou(c.box, o.box) < 0.5 and (c.ref_index != o.ref_index or box_inside(c.box, o.box) < 0.7)
                    for o in kept):

@@ -33,6 +33,7 @@ import numpy as np
 from ..boxes import box_iou
 from ..errors import InfluvisionError
 from ..types import check_rgb_images
+from .cues import CueCandidate
 from .references import LogoReference
 
 log = logging.getLogger(__name__)
@@ -104,22 +105,15 @@ class BrandText:
 
 
 @dataclass(frozen=True)
-class TextCandidate:
-    """One brand text found in a photo.
+class TextCandidate(CueCandidate):
+    """One brand text found in a photo; ``score`` is the OCR confidence times the match quality
+    (1 - edits / length).
 
     Attributes:
-        image_index: which image of the batch.
-        ref_index: index of the matched reference.
-        box: x1, y1, x2, y2 of the whole mark in source pixels.
-        score: in [0, 1], the OCR confidence times the match quality (1 - edits / length).
         text: the OCR's words that matched.
         confidence: the OCR's own confidence for the line.
     """
 
-    image_index: int
-    ref_index: int
-    box: tuple[float, float, float, float]
-    score: float
     text: str
     confidence: float
 
