@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,7 +38,7 @@ from pathlib import Path
 import torch
 
 from .errors import UnknownModelError, WeightsError
-from .files import write_text_atomically
+from .files import write_text_atomically, written_atomically
 from .hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -178,14 +177,6 @@ def _pin_path(path: Path) -> Path:
 def _read_pin(path: Path) -> str | None:
     pin = _pin_path(path)
     return pin.read_text().split()[0].lower() if pin.is_file() else None
-
-
-def _publish(tmp: str | Path, dest: Path) -> None:
-    """Rename a finished temporary file into place (atomic on one file system), readable like a normal file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o644 & ~umask)  # mkstemp creates 0600
-    os.replace(tmp, dest)
 
 
 def _expected_sha(entry: WeightsFile, local: Path) -> str | None:
@@ -345,34 +336,28 @@ def download_weights(name: str, file: str | None = None, *, timeout: float = DOW
         raise WeightsError(f"cannot download {name!r} weights: {OFFLINE_ENV} is set. "
                            f"To use them offline, {_how_to_add(name, entry)}")
     dest = cache_dir() / name / entry.file
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
-    tmp = Path(tmp_name)
     h = hashlib.sha256()
     size = 0
     t0 = time.perf_counter()
     log.info("downloading %s weights from %s", name, entry.url)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(entry.url, timeout=timeout) as resp:
-            while chunk := resp.read(_CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                size += len(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(err, "reason", err)
-        raise WeightsError(f"could not download {name!r} weights from {entry.url} ({reason}). "
-                           f"If this machine is offline, {_how_to_add(name, entry)}") from err
-    digest = h.hexdigest()
-    expected = _expected_sha(entry, dest)
-    if expected is not None and digest != expected:
-        tmp.unlink(missing_ok=True)
-        raise WeightsError(f"downloaded {name!r} weights from {entry.url} fail their checksum: sha256 is {digest}, "
-                           f"expected {expected}. Nothing was saved.")
-    if entry.size_bytes is not None and size != entry.size_bytes:
-        tmp.unlink(missing_ok=True)
-        raise WeightsError(f"downloaded {name!r} weights have {size} bytes, expected {entry.size_bytes}")
-    _publish(tmp, dest)
+    with written_atomically(dest) as tmp:  # nothing is installed unless every check below passes
+        try:
+            with open(tmp, "wb") as out, urllib.request.urlopen(entry.url, timeout=timeout) as resp:
+                while chunk := resp.read(_CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise WeightsError(f"could not download {name!r} weights from {entry.url} ({reason}). "
+                               f"If this machine is offline, {_how_to_add(name, entry)}") from err
+        digest = h.hexdigest()
+        expected = _expected_sha(entry, dest)
+        if expected is not None and digest != expected:
+            raise WeightsError(f"downloaded {name!r} weights from {entry.url} fail their checksum: sha256 is "
+                               f"{digest}, expected {expected}. Nothing was saved.")
+        if entry.size_bytes is not None and size != entry.size_bytes:
+            raise WeightsError(f"downloaded {name!r} weights have {size} bytes, expected {entry.size_bytes}")
     if expected is None:
         write_text_atomically(_pin_path(dest), f"{digest}  {entry.file}\n")
         log.warning("%s has no published sha256; pinned the downloaded file's hash %s", name, digest)
@@ -423,11 +408,8 @@ def add_weights(name: str, file: str | Path, sha256: str | None = None) -> Path:
             _read_state_dict(src)
         except WeightsError as err:
             raise WeightsError(f"{err}; nothing installed") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.", suffix=".part")
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    _publish(tmp, dest)
+    with written_atomically(dest) as tmp:
+        shutil.copyfile(src, tmp)
     if entry.sha256 is None:
         write_text_atomically(_pin_path(dest), f"{actual}  {entry.file}\n")
         if given is None:
@@ -471,11 +453,9 @@ def cached_conversion(name: str, source_sha256: str, convert: Callable[[], dict[
 
     t0 = time.perf_counter()
     state = {k: v.detach().to("cpu").contiguous() for k, v in convert().items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    save_file(state, tmp, metadata={"model": name, "source_sha256": source_sha256, "version": str(version)})
-    digest = sha256_file(tmp)
-    _publish(tmp, target)
+    with written_atomically(target) as tmp:
+        save_file(state, str(tmp), metadata={"model": name, "source_sha256": source_sha256, "version": str(version)})
+        digest = sha256_file(tmp)
     write_text_atomically(_pin_path(target), f"{digest}  {target.name}\n")
     log.info("converted %s weights to %s in %.2f s", name, target, time.perf_counter() - t0)
     return state
