@@ -14,12 +14,10 @@ import influvision as iv
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def sponsor_clip(tmp_path_factory) -> Path:
-    """2 s at 10 fps of the demo's sponsor-board photo (Obama beside a FedEx board), then 1 s of black."""
-    frame = np.asarray(Image.open(REPO / "examples" / "event" / "obama_sponsor_board.jpg").convert("RGB"))
+def _clip(photo: Path, path: Path) -> Path:
+    """2 s at 10 fps of ``photo``, then 1 s of black."""
+    frame = np.asarray(Image.open(photo).convert("RGB"))
     frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
-    path = tmp_path_factory.mktemp("clip") / "sponsor.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
@@ -30,6 +28,13 @@ def sponsor_clip(tmp_path_factory) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+@pytest.fixture(scope="module")
+def sponsor_clip(tmp_path_factory) -> Path:
+    """The demo's sponsor-board photo (Obama beside a FedEx board) for 2 s, then 1 s of black."""
+    return _clip(REPO / "examples" / "event" / "obama_sponsor_board.jpg",
+                 tmp_path_factory.mktemp("clip") / "sponsor.mp4")
 
 
 def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shared_data):
@@ -62,3 +67,16 @@ def test_brand_exposure_and_seconds_with_the_person(sponsor_clip, tmp_path, shar
 def _logo_blue(rgb: np.ndarray) -> int:
     """Pixels close to the annotation's logo colour (40, 140, 240)."""
     return int((np.abs(rgb.astype(int) - np.array([40, 140, 240])).max(axis=-1) < 30).sum())
+
+
+def test_a_flat_mark_found_by_its_outline_counts_its_seconds(tmp_path):
+    # The demo's group photo with a swoosh on a shirt: SIFT cannot verify the swoosh, the silhouette cue can;
+    # its outline fits are not "sure" on one frame, so the track counts from its 2 fps searched frames.
+    clip = _clip(REPO / "examples" / "event" / "group2.jpg", tmp_path / "swoosh.mp4")
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_brand("nike", [REPO / "examples" / "brands" / "nike.png"])
+    report = iv.track(clip, gallery=gallery, device="cpu", sample_fps=2, progress=False)
+    assert abs(report.brands["nike"].exposure_seconds - 2.0) <= 0.5
+    (video,) = report.media
+    assert [t.brand for t in video.logo_tracks if t.counted] == ["nike"]
+    assert "silhouette" in report.settings.logo_cues
