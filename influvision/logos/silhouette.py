@@ -11,8 +11,8 @@ foreshortened) changes an outline only in ways that second moments undo:
    half-disc, ring or L: every ellipse whitens to a disc, every parallelogram to a square) is not used:
    it would stand for every ball and sign. Marks made of many small parts (a wordmark's letters, the
    peacock's feathers) get no silhouette and are left to the other cues.
-2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the grey image, the
-   red-green and the blue-yellow channels (Lab a*, b*), each in both polarities, so a mark is a region
+2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the lightness, the
+   red-green and the blue-yellow channels (Lab L, a*, b*), each in both polarities, so a mark is a region
    whether it is printed dark on light, light on dark or only differs in colour.
 3. **Comparison.** Every region is rastered in its own moment frame and compared with every silhouette
    at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` are refined
@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -70,12 +71,22 @@ MIN_REGION_PX = 120
 _lin = (np.arange(GRID) + 0.5) / GRID * 2 * EXTENT - EXTENT
 _GRID_PTS = np.stack(np.meshgrid(_lin, _lin), -1).reshape(-1, 2)  # (GRID*GRID, 2) x, y in the moment frame
 _ANGLES = np.arange(ROTATIONS) * (2 * np.pi / ROTATIONS)
-# Local refinement: coordinate steps of the 2 x 2 map (4 entries) and the shift (2), coarse to fine.
+# Local refinement: coordinate steps of the 2 x 2 map (4 entries) and the shift (2), coarse to fine; each
+# step tries the 12 neighbours +-1 unit of one coordinate (a shift moves twice the step).
 _STEPS = (0.08, 0.04, 0.02)
+_STEP_M = np.zeros((12, 2, 2))
+_STEP_T = np.zeros((12, 2))
+for _j in range(6):
+    for _sign, _row in ((1.0, 2 * _j), (-1.0, 2 * _j + 1)):
+        if _j < 4:
+            _STEP_M[_row].flat[_j] = _sign
+        else:
+            _STEP_T[_row, _j - 4] = 2 * _sign
 
 
 class _Frame:
-    """A binary mask with its moment frame; :meth:`sample` rasters it at moment-frame points ``M g + t``."""
+    """A binary mask with its moment frame; :meth:`sample` rasters it at moment-frame points ``m g + t``
+    (:func:`_rasters` rasters many masks at ``g`` itself in one pass)."""
 
     def __init__(self, mask: np.ndarray, origin: tuple[float, float] = (0.0, 0.0)) -> None:
         self.mask = mask
@@ -89,13 +100,10 @@ class _Frame:
         self.half = (v * np.sqrt(w)) @ v.T          # cov^(1/2)
         self.inv_half = (v / np.sqrt(w)) @ v.T      # cov^(-1/2)
 
-    def sample(self, m: np.ndarray | None = None, t: np.ndarray | None = None) -> np.ndarray:
-        """(K, GRID*GRID) bool rasters for K maps ``m`` (K, 2, 2) and shifts ``t`` (K, 2); identity by default."""
-        if m is None:
-            p = (_GRID_PTS @ self.half.T + (self.mean - self.origin))[None]
-        else:
-            g = np.matmul(_GRID_PTS, m.transpose(0, 2, 1)) + t[:, None, :]
-            p = g @ self.half.T + (self.mean - self.origin)
+    def sample(self, m: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """(K, GRID*GRID) bool rasters for K maps ``m`` (K, 2, 2) and shifts ``t`` (K, 2)."""
+        g = np.matmul(_GRID_PTS, m.transpose(0, 2, 1)) + t[:, None, :]
+        p = g @ self.half.T + (self.mean - self.origin)
         xi, yi = np.floor(p[..., 0]).astype(np.int64), np.floor(p[..., 1]).astype(np.int64)
         h, w = self.mask.shape
         inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
@@ -106,7 +114,7 @@ class _Frame:
 
 def _rasters(frames: Sequence[_Frame]) -> np.ndarray:
     """(R, GRID*GRID) bool: each frame's mask rastered in its own moment frame, all in one vectorised pass
-    over the masks packed end to end (``frame.sample()`` for each, without a Python loop per region)."""
+    over the masks packed end to end (no Python loop per region)."""
     shapes = np.array([f.mask.shape for f in frames], dtype=np.int64)  # (R, 2) h, w
     offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
     flat = np.concatenate([f.mask.ravel() for f in frames])
@@ -163,14 +171,10 @@ def _plain_figures() -> np.ndarray:
     return np.concatenate([_rotated_rasters(_Frame(f.astype(bool))) for f in figs])
 
 
-_PLAIN: np.ndarray | None = None
-
-
+@cache
 def _plain() -> np.ndarray:
-    global _PLAIN
-    if _PLAIN is None:
-        _PLAIN = _plain_figures()
-    return _PLAIN
+    """Rotated rasters of the plain figures a silhouette must not resemble, built once."""
+    return _plain_figures()
 
 
 @dataclass
@@ -181,9 +185,9 @@ class _Silhouette:
     content_box: tuple[float, float, float, float]
 
 
-def silhouettes(reference: LogoReference) -> list[tuple[_Frame, float]]:
-    """The parts of a mark that can stand for it (see the module doc), with each one's best IoU with a
-    plain figure; parts that are too plain are left out."""
+def silhouettes(reference: LogoReference) -> list[_Frame]:
+    """The parts of a mark that can stand for it (see the module doc); parts too close to a plain figure are
+    left out."""
     ink = reference.shape > 0.5
     total = int(ink.sum())
     out = []
@@ -196,9 +200,8 @@ def silhouettes(reference: LogoReference) -> list[tuple[_Frame, float]]:
             if area < MIN_PART * total:
                 continue
             frame = _Frame(labels == i)
-            generic = float(_iou(_rotated_rasters(frame)[:: ROTATIONS // 8], _plain()).max())
-            if generic < MAX_GENERIC:
-                out.append((frame, generic))
+            if float(_iou(_rotated_rasters(frame)[:: ROTATIONS // 8], _plain()).max()) < MAX_GENERIC:
+                out.append(frame)
     return out
 
 
@@ -219,7 +222,7 @@ class SilhouetteCue:
         self.work_side = work_side
         self.workers = workers if workers is not None else default_workers()
         self._parts = [_Silhouette(i, frame, _rotated_rasters(frame), ref.content_box)
-                       for i, ref in enumerate(references) for frame, _ in silhouettes(ref)]
+                       for i, ref in enumerate(references) for frame in silhouettes(ref)]
         self._bank = np.concatenate([p.rasters for p in self._parts]) if self._parts else np.zeros((0, GRID * GRID), bool)
 
     @property
@@ -241,13 +244,13 @@ class SilhouetteCue:
         return [c for per_image in found for c in per_image]
 
     def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float, np.ndarray]:
-        """MSER regions of the working copy, its scale, and its Lab pixels (float32)."""
+        """MSER regions of the working copy, its scale, and its Lab pixels."""
         h, w = image.shape[:2]
         scale = min(1.0, self.work_side / max(h, w, 1))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
         if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
-            return [], scale, np.zeros((0, 0, 3), np.float32)  # too small for a mark (and for OpenCV's MSER)
+            return [], scale, np.zeros((0, 0, 3), np.uint8)  # too small for a mark (and for OpenCV's MSER)
         lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
         mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
         frames, seen = [], set()
@@ -263,7 +266,7 @@ class SilhouetteCue:
                 mask = np.zeros((bh, bw), dtype=bool)
                 mask[pts[:, 1] - y0, pts[:, 0] - x0] = True
                 frames.append(_Frame(mask, (float(x0), float(y0))))
-        return frames, scale, lab.astype(np.float32)
+        return frames, scale, lab
 
     def _find_one(self, k: int, image: np.ndarray) -> list[CueCandidate]:
         frames, scale, lab = self._regions(image)
@@ -305,7 +308,8 @@ def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
     """How sharply a region stands out from its surroundings: the Lab colour difference between the 2 px
     just inside and the 2 px just outside its outline, over the colour spread (mean per-channel standard
     deviation) of its interior and of a ring 3-5 px outside. A printed mark is a crisp figure on a ground;
-    a shadow or a fold that happens to have a mark's outline fades into its surroundings."""
+    a shadow or a fold that happens to have a mark's outline fades into its surroundings. ``lab`` is the uint8
+    Lab image ``region`` was found in."""
     pad = 6
     h, w = lab.shape[:2]
     x0, y0 = int(region.origin[0]), int(region.origin[1])
@@ -313,7 +317,7 @@ def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
     cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x0 + mw + pad), min(h, y0 + mh + pad)
     inside = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
     inside[y0 - cy0:y0 - cy0 + mh, x0 - cx0:x0 - cx0 + mw] = region.mask
-    crop = lab[cy0:cy1, cx0:cx1]
+    crop = lab[cy0:cy1, cx0:cx1].astype(np.float32)
     kernel = np.ones((3, 3), np.uint8)
     core = cv2.erode(inside, kernel, iterations=2).astype(bool)
     grown2 = cv2.dilate(inside, kernel, iterations=2).astype(bool)
@@ -331,9 +335,14 @@ def _upright(region: _Frame, ref: _Frame) -> np.ndarray:
     """(ROTATIONS,) bool: the rotations of the bank whose implied view turns the mark by at most
     :data:`MAX_ROTATION_DEG` plus one rotation step (which refinement can take back)."""
     a = region.half @ _rotation(-_ANGLES) @ ref.inv_half  # the map of :func:`_mapped_box` at m = rotation
+    return np.abs(_turn_degrees(a)) <= MAX_ROTATION_DEG + 360.0 / ROTATIONS
+
+
+def _turn_degrees(a: np.ndarray) -> np.ndarray:
+    """The rotation part of (..., 2, 2) linear maps (their polar decomposition), in degrees."""
     u, _, vt = np.linalg.svd(a)
     rot = u @ vt
-    return np.degrees(np.abs(np.arctan2(rot[:, 1, 0], rot[:, 0, 0]))) <= MAX_ROTATION_DEG + 360.0 / ROTATIONS
+    return np.degrees(np.arctan2(rot[..., 1, 0], rot[..., 0, 0]))
 
 
 def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -342,15 +351,8 @@ def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.
     m, t = m0.astype(np.float64), np.zeros(2)
     best = float(_iou(region[None], ref.sample(m[None], t[None]))[0, 0])
     for step in _STEPS:
+        dm, dt = _STEP_M * step, _STEP_T * step
         while True:
-            dm = np.zeros((12, 2, 2))
-            dt = np.zeros((12, 2))
-            for j in range(6):
-                for s, row in ((1.0, 2 * j), (-1.0, 2 * j + 1)):
-                    if j < 4:
-                        dm[row].flat[j] = s * step
-                    else:
-                        dt[row, j - 4] = 2 * s * step
             scores = _iou(region[None], ref.sample(m + dm, t + dt))[0]
             j = int(scores.argmax())
             if scores[j] <= best + 1e-4:
@@ -371,10 +373,8 @@ def _mapped_box(region: _Frame, part: _Silhouette, m: np.ndarray, t: np.ndarray,
     a = region.half @ m_inv @ part.frame.inv_half
     if np.linalg.det(a) <= 0:  # a mirror image
         return None
-    u, sv, vt = np.linalg.svd(a)
-    rot = u @ vt
-    angle = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
-    if sv[0] / sv[1] > MAX_ANISOTROPY or abs(angle) > MAX_ROTATION_DEG:
+    sv = np.linalg.svd(a, compute_uv=False)
+    if sv[0] / sv[1] > MAX_ANISOTROPY or abs(_turn_degrees(a)) > MAX_ROTATION_DEG:
         return None
     x1, y1, x2, y2 = part.content_box
     corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
