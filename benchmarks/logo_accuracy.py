@@ -131,6 +131,33 @@ CONDITIONS = {
 }
 
 
+# Words of signs and posters, some holding the letters of registered wordmarks inside longer words.
+_SIGN_WORDS = ["summer", "market", "station", "opening", "night", "welcome", "festival", "ticket",
+               "office", "avenue", "street", "exit", "garden", "museum", "parking", "north", "south",
+               "music", "hotel", "label", "little", "delete", "intelligent", "international", "internet",
+               "intent", "local", "vocal", "cocoa", "hold", "delhi", "hill", "shell", "headline"]
+
+
+def signage_photos(n: int = 30, seed: int = 0) -> list[np.ndarray]:
+    """``n`` generated photos of printed words (no registered mark): lines of two words in OpenCV's font,
+    random colours, sizes and strokes, lines may overlap. Letters of plain wordmarks ("intel" in
+    "intelligent") line up in them, so they test the cues against text."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        bg = rng.integers(0, 256, 3)
+        img = np.empty((600, 800, 3), np.uint8)
+        img[:] = bg
+        for _ in range(8):
+            fg = tuple(int(v) for v in (255 - bg + rng.integers(-40, 40, 3)).clip(0, 255))
+            words = " ".join(rng.choice(_SIGN_WORDS, 2))
+            at = (int(rng.integers(0, 500)), int(rng.integers(40, 600)))
+            size, stroke = float(rng.uniform(1.0, 4.0)), int(rng.integers(2, 10))
+            cv2.putText(img, words, at, cv2.FONT_HERSHEY_SIMPLEX, size, fg, stroke, cv2.LINE_AA)
+        out.append(img)
+    return out
+
+
 def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
         conditions: Sequence[str] = ("clean",)) -> dict[str, dict]:
     data = SHARED / "data" / "logos"
@@ -141,6 +168,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
     photos = {f: np.asarray(Image.open(data / "scenes" / f).convert("RGB")) for f in sorted(images)}
     negatives = [np.asarray(Image.open(p).convert("RGB"))
                  for p in sorted((SHARED / "data" / "faces").glob("*/*"))[::n_neg_step]]
+    signs = signage_photos()
     results: dict[str, dict] = {}
     for method, kwargs in methods.items():
         t0 = time.perf_counter()
@@ -170,14 +198,17 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
                                    "sources": dict(sources)}
         # Photos of people from faces/: no registered logo is labelled there, so anything found is suspect.
         neg_hits = sum(len(det.detect([arr])) for arr in negatives)
+        sign_hits = sum(len(det.detect([arr])) for arr in signs)
         first = per_condition[conditions[0]]
         results[method] = {**first, "condition": conditions[0], "build_s": build_s,
-                           "negative_photos": len(negatives), "negative_hits": neg_hits, "conditions": per_condition}
+                           "negative_photos": len(negatives), "negative_hits": neg_hits, "signage_photos": len(signs),
+                           "signage_hits": sign_hits, "conditions": per_condition}
         c = first
         print(f"\n## {method}: precision {c['precision']:.2f}, recall {c['recall']:.2f} ({c['tp']} TP, {c['fp']} FP, "
               f"{c['gt']} boxes; {conditions[0]} photos); photo level P {c['photo_precision']:.2f} / "
               f"R {c['photo_recall']:.2f}; {c['ms_per_photo']:.0f} ms/photo (build {build_s:.1f} s); google/intel "
-              f"reported {c['distractor_hits']}x; {neg_hits} detections on {len(negatives)} face photos; "
+              f"reported {c['distractor_hits']}x; {neg_hits} detections on {len(negatives)} face photos and "
+              f"{sign_hits} on {len(signs)} generated signage photos; "
               f"found by {', '.join(f'{k} {v}' for k, v in sorted(c['sources'].items())) or 'nothing'}")
         if len(conditions) > 1:
             print("| photos | precision | recall | TP / FP | ms/photo |\n|---|---|---|---|---|")

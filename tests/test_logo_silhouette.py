@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -36,12 +37,54 @@ def sift(refs: list[LogoReference]) -> LogoDetector:
     return LogoDetector(refs, silhouette=False)
 
 
-def test_only_marks_with_a_distinctive_outline_are_searched(cue: SilhouetteCue, refs: list[LogoReference]):
-    searched = {refs[i].name for i in cue.searched}
-    assert {"nike", "puma", "mcdonalds"} <= searched
+def test_only_marks_with_a_distinctive_outline_stand_for_themselves(cue: SilhouetteCue, refs: list[LogoReference]):
+    alone = {r.name for r in refs if silhouette.silhouettes(r)}
+    assert {"nike", "puma", "mcdonalds"} <= alone
     # Letters and feathers are parts too small to stand for the mark; the three stripes are parallelograms
     # (plain in their moment frame) and the apple is too close to a disc.
-    assert not searched & {"dhl", "nbc", "adidas", "apple", "intel"}
+    assert not alone & {"dhl", "nbc", "adidas", "apple", "intel"}
+    # Those are searched by the agreement of their parts instead.
+    assert {"dhl", "nbc", "apple", "nike", "puma"} <= {refs[i].name for i in cue.searched}
+
+
+# Marks of several parts, found by parts that agree on one view (SIFT finds none of them).
+PARTS = [
+    ("fl27_2518709496.jpg", "nbc", (3, 42, 380, 334)),     # coloured feathers on a pink wall
+    ("fl27_2368653535.jpg", "nbc", (48, 5, 358, 193)),     # the peacock against the sky
+    ("fl27_159166596.jpg", "dhl", (146, 136, 289, 177)),   # red letters on a yellow van
+    ("fl27_3023420658.jpg", "apple", (203, 122, 277, 229)),  # black apple and its leaf on a grey wall
+]
+
+
+@pytest.mark.parametrize(("photo", "brand", "box"), PARTS)
+def test_marks_of_several_parts_are_found_by_their_parts(cue: SilhouetteCue, logo_data: Path,
+                                                         refs: list[LogoReference], photo: str, brand: str, box):
+    found = cue.find([rgb_of(logo_data / "scenes" / photo)])
+    assert [refs[c.ref_index].name for c in found] == [brand]
+    assert box_iou(found[0].box, box) >= 0.5
+
+
+def _apple_variant(refs: list[LogoReference], leaf_shift: tuple[int, int] | None) -> LogoReference:
+    """The apple with its leaf moved by ``leaf_shift`` pixels, or without its leaf (None)."""
+    apple = next(r for r in refs if r.name == "apple")
+    ink = (apple.shape > 0.5).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    leaf = labels == 1 + int(np.argmin(stats[1:, cv2.CC_STAT_AREA]))
+    shape = apple.shape.copy()
+    shape[leaf] = 0
+    if leaf_shift is not None:
+        shape[np.roll(leaf, leaf_shift, axis=(0, 1))] = 1
+    return replace(apple, shape=shape)
+
+
+@pytest.mark.parametrize(("leaf_shift", "found"), [((0, 0), True), (None, False), ((200, -60), False)])
+def test_a_part_is_the_mark_only_beside_its_other_parts(cue: SilhouetteCue, refs: list[LogoReference], leaf_shift,
+                                                         found: bool):
+    # The apple's body alone fits heads and hair as well as the apple: only its leaf in place makes it the mark.
+    variant = _apple_variant(refs, leaf_shift)
+    img, box = _draw(variant, (30, 30, 30), 205, _affine(variant, 0.5, angle=10.0))
+    names = [refs[c.ref_index].name for c in cue.find([img]) if box_iou(c.box, box) >= 0.5]
+    assert names == (["apple"] if found else [])
 
 
 @pytest.mark.parametrize(("photo", "brand", "box"), FLAT)
@@ -210,3 +253,36 @@ def test_a_silhouette_keeps_the_verified_sift_box(logo_data: Path, refs: list[Lo
     both = LogoDetector(refs).detect([img])
     assert both.columns["source"].tolist() == [SOURCE_SIFT | SOURCE_SILHOUETTE]
     assert both.boxes.tolist() == sift.boxes.tolist()
+
+
+def _printed(text: str, size=(900, 240)) -> np.ndarray:
+    img = np.full((size[1], size[0], 3), 200, np.uint8)
+    cv2.putText(img, text, (40, 150), cv2.FONT_HERSHEY_SIMPLEX, 3.0, (20, 60, 160), 8, cv2.LINE_AA)
+    return img
+
+
+def test_a_wordmark_found_inside_longer_text_is_not_the_mark(cue: SilhouetteCue, refs: list[LogoReference]):
+    # The letters of "intel" agree on one view wherever they are printed; only the clear space a printed mark
+    # keeps around it tells the mark from the same letters inside a word or a sentence.
+    def names(text: str) -> list[str]:
+        return [refs[c.ref_index].name for c in cue.find([_printed(text)])]
+
+    assert names("intel") == ["intel"]
+    assert names("intelligent") == []
+    assert names("an intel chip") == []
+
+
+def test_lines_of_ordinary_text_give_nothing(refs: list[LogoReference], monkeypatch):
+    rng = np.random.default_rng(8)
+    words = ["summer", "market", "station", "opening", "night", "welcome", "festival", "ticket", "office", "avenue",
+             "street", "exit"]
+    img = np.full((600, 800, 3), (240, 230, 40), np.uint8)
+    for k in range(6):
+        cv2.putText(img, " ".join(rng.choice(words, 2)), (int(rng.integers(0, 300)), 80 + 90 * k),
+                    cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(1.2, 2.5)), (40, 40, 200), int(rng.integers(3, 8)),
+                    cv2.LINE_AA)
+    cue = SilhouetteCue(refs, workers=1)
+    assert cue.find([img]) == []
+    # Letters of these words line up as "intel" twice; the clear space check is what throws them out.
+    monkeypatch.setattr(silhouette, "_continues", lambda *args: False)
+    assert [refs[c.ref_index].name for c in cue.find([img])] == ["intel", "intel"]

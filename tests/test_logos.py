@@ -155,7 +155,12 @@ def test_gallery_registers_an_svg_brand(tmp_path: Path, logo_data: Path):
         assert swoosh.status == "added" and "few corners" in swoosh.message  # registered, with a warning
         assert "the silhouette cue searches its outline" in swoosh.message
         (apple,) = g.add_brand("apple", logo_data / "refs" / "apple.png")
-        assert "too plain or too fragmented for the silhouette cue" in apple.message
+        assert "the silhouette cue searches its outline" in apple.message  # by its body and its leaf
+        triangle = np.zeros((200, 200, 4), np.uint8)
+        cv2.fillPoly(triangle, [np.array([[20, 180], [100, 20], [180, 180]], np.int32)], (200, 0, 0, 255))
+        Image.fromarray(triangle).save(tmp_path / "triangle.png")
+        (plain,) = g.add_brand("triangle", tmp_path / "triangle.png")
+        assert plain.status == "added" and "too plain for the silhouette cue" in plain.message
 
 
 @pytest.mark.parametrize("svg, problem", [

@@ -90,10 +90,10 @@ class LogoReference:
         whether the silhouette cue searches the mark's outline instead."""
         if self.keypoints >= FEW_KEYPOINTS:
             return ""
-        from .silhouette import silhouettes  # imported here: that module builds on this one
+        from .silhouette import outline_searched  # imported here: that module builds on this one
 
-        outline = ("the silhouette cue searches its outline" if silhouettes(self) else
-                   "its outline is too plain or too fragmented for the silhouette cue")
+        outline = ("the silhouette cue searches its outline" if outline_searched(self) else
+                   "its outline is too plain for the silhouette cue")
         return (f"warning: the mark has few corners ({self.keypoints} keypoints): the geometric matcher rarely "
                 f"finds such marks and {outline} (docs/logos.md, Limitations); a trained detector can find more "
                 "(influvision logos train)")

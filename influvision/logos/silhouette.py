@@ -10,7 +10,7 @@ foreshortened) changes an outline only in ways that second moments undo:
    rotation open). A silhouette that is nearly a plain figure in that frame (a disc, square, triangle,
    half-disc, ring or L: every ellipse whitens to a disc, every parallelogram to a square) is not used:
    it would stand for every ball and sign. Marks made of many small parts (a wordmark's letters, the
-   peacock's feathers) get no silhouette and are left to the other cues.
+   peacock's feathers) get no silhouette: step 4 finds them by their parts.
 2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the lightness, the
    red-green and the blue-yellow channels (Lab L, a*, b*), each in both polarities, so a mark is a region
    whether it is printed dark on light, light on dark or only differs in colour.
@@ -22,19 +22,32 @@ foreshortened) changes an outline only in ways that second moments undo:
    :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region stands out from its
    surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
    reference content box carried through that map.
+4. **Marks of several parts.** A mark whose parts are each too small or too plain to stand for it (the
+   peacock's six feathers, DHL's letters, the apple's body and leaf) is found when regions fit different
+   parts in one view: every region that fits one of the mark's :data:`MAX_PARTS` largest parts at raster
+   IoU :data:`PART_IOU` (any plausible rotation, unrefined) implies a map and a box for the whole mark, and
+   fits of different parts, by regions in different places, that imply nearly the same box and map agree.
+   An agreeing set is the mark when its parts cover enough of the ink (:data:`MIN_SUPPORT_2` with two parts,
+   :data:`MIN_SUPPORT_3` with more), at least one of them fits its part better than any plain figure by
+   :data:`PART_GAP`, each stands out from its surroundings (:data:`PART_CONTRAST`) and the box is mostly
+   inside the photo. One leaf-shaped blob next to a head is not the apple unless it sits where the leaf
+   sits, at the leaf's size and turn. A set that looks like a line of letters must also have clear space
+   beside it (:func:`_continues`): the letters of "intel" inside "intelligent", or scattered along a
+   sentence, agree on a view as well as the wordmark does.
 
-What it cannot do: marks whose parts are not one region in the photo (a mark over a busy background that
+What it cannot do: marks whose parts are not regions in the photo (a mark over a busy background that
 touches it, a swoosh printed with an outline only), marks under about 12 px in the working copy, strong
-perspective, and marks that are themselves near-plain figures (the apple is too close to a disc in its
-moment frame; BMW and Vodafone's outer discs). Measured in benchmarks/RESULTS.md.
+perspective, marks that are themselves near-plain figures (BMW and Vodafone's discs) and marks made only
+of plain parts (the Adidas bars: three parallelograms agree by chance too easily to count alone).
+Measured in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 
 import cv2
 import numpy as np
@@ -67,6 +80,27 @@ _CHANNELS = (0, 1, 2)
 MIN_OUTLINE_CONTRAST = 3.0
 # MSER regions smaller than this (pixels of the working copy) are not compared.
 MIN_REGION_PX = 120
+# Marks of several parts (module doc, step 4): parts carrying at least MIN_SHARE of the ink, the largest
+# MAX_PARTS of them; a region fits a part at raster IoU PART_IOU (no refinement); fits agree on the mark
+# when their mark boxes overlap by AGREE_BOX and their maps differ by at most AGREE_MAP (relative norm).
+MIN_SHARE = 0.04
+MAX_PARTS = 8
+PART_IOU = 0.75
+AGREE_BOX = 0.6
+AGREE_MAP = 0.3
+# Agreeing fits must cover this share of the ink with two parts, or MIN_SUPPORT_3 with three or more, and one
+# of them must fit its part better than a plain figure by PART_GAP; each must stand out by PART_CONTRAST.
+MIN_SUPPORT_2 = 0.6
+MIN_SUPPORT_3 = 0.5
+PART_GAP = 0.05
+PART_CONTRAST = 2.0
+# A set of parts that looks like a line of letters must have no letter-sized region within this many letter
+# heights beside it (:func:`_continues`).
+CLEAR_SPACE = 1.5
+# A mark box less than this share inside the photo is a guess about what is not there.
+MIN_INSIDE = 0.5
+# Fit candidates kept per mark and photo for the agreement search (best first).
+MAX_FITS = 600
 
 _lin = (np.arange(GRID) + 0.5) / GRID * 2 * EXTENT - EXTENT
 _GRID_PTS = np.stack(np.meshgrid(_lin, _lin), -1).reshape(-1, 2)  # (GRID*GRID, 2) x, y in the moment frame
@@ -138,11 +172,20 @@ def _rotated_rasters(frame: _Frame) -> np.ndarray:
     return frame.sample(_rotation(_ANGLES), np.zeros((ROTATIONS, 2)))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+class _Bank:
+    """Bool rasters kept as float32 with their pixel counts, for :func:`_iou` against many photos' regions."""
+
+    def __init__(self, rasters: np.ndarray) -> None:
+        self.values = np.ascontiguousarray(rasters, dtype=np.float32)
+        self.counts = self.values.sum(1)
+
+
+def _iou(a: np.ndarray, b: np.ndarray | _Bank) -> np.ndarray:
     """IoU of every row of ``a`` (N, K) with every row of ``b`` (M, K), both bool: (N, M)."""
-    af, bf = a.astype(np.float32), b.astype(np.float32)
-    inter = af @ bf.T
-    return inter / np.maximum(af.sum(1)[:, None] + bf.sum(1)[None, :] - inter, 1.0)
+    af = a.astype(np.float32)
+    bank = b if isinstance(b, _Bank) else _Bank(b)
+    inter = af @ bank.values.T
+    return inter / np.maximum(af.sum(1)[:, None] + bank.counts[None, :] - inter, 1.0)
 
 
 def _plain_figures() -> np.ndarray:
@@ -172,24 +215,26 @@ def _plain_figures() -> np.ndarray:
 
 
 @cache
-def _plain() -> np.ndarray:
+def _plain() -> _Bank:
     """Rotated rasters of the plain figures a silhouette must not resemble, built once."""
-    return _plain_figures()
+    return _Bank(_plain_figures())
 
 
 @dataclass
-class _Silhouette:
+class _Part:
     ref_index: int
     frame: _Frame
-    rasters: np.ndarray  # (ROTATIONS, GRID*GRID) bool
+    share: float  # of the mark's ink
+    whole: bool  # a silhouette: stands for the mark alone (step 1)
+    in_set: bool  # one of the parts of a mark of several parts (step 4)
+    plain: float  # best raster IoU with a plain figure
     content_box: tuple[float, float, float, float]
 
 
-def silhouettes(reference: LogoReference) -> list[_Frame]:
-    """The parts of a mark that can stand for it (see the module doc); parts too close to a plain figure are
-    left out."""
+def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
+    """(share of the ink, frame) of each connected part of the mark and each hole inside it, largest first."""
     ink = reference.shape > 0.5
-    total = int(ink.sum())
+    total = max(int(ink.sum()), 1)
     out = []
     for part, is_hole in ((ink, False), (~ink, True)):
         n, labels, stats, _ = cv2.connectedComponentsWithStats(part.astype(np.uint8), connectivity=8)
@@ -197,12 +242,37 @@ def silhouettes(reference: LogoReference) -> list[_Frame]:
             x, y, w, h, area = stats[i]
             if is_hole and (x == 0 or y == 0 or x + w >= ink.shape[1] or y + h >= ink.shape[0]):
                 continue  # the background around the mark, not a hole in it
-            if area < MIN_PART * total:
-                continue
-            frame = _Frame(labels == i)
-            if float(_iou(_rotated_rasters(frame)[:: ROTATIONS // 8], _plain()).max()) < MAX_GENERIC:
-                out.append(frame)
+            if area >= MIN_SHARE * total:
+                out.append((area / total, _Frame(labels == i)))
+    return sorted(out, key=lambda t: -t[0])
+
+
+def _plainness(frame: _Frame) -> float:
+    return float(_iou(_rotated_rasters(frame)[:: ROTATIONS // 8], _plain()).max())
+
+
+def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
+    comps = _components(reference)
+    in_set = len(comps[:MAX_PARTS]) >= 2
+    out = []
+    for k, (share, frame) in enumerate(comps):
+        plain = _plainness(frame)
+        whole = share >= MIN_PART and plain < MAX_GENERIC
+        member = in_set and k < MAX_PARTS
+        if whole or member:
+            out.append(_Part(ref_index, frame, share, whole, member, plain, reference.content_box))
     return out
+
+
+def silhouettes(reference: LogoReference) -> list[_Frame]:
+    """The parts of a mark that can stand for it alone (see the module doc); parts too close to a plain
+    figure are left out."""
+    return [p.frame for p in _parts(reference, 0) if p.whole]
+
+
+def outline_searched(reference: LogoReference) -> bool:
+    """Whether the cue searches the mark at all: by a silhouette or by the agreement of its parts."""
+    return any(p.whole or p.in_set for p in _parts(reference, 0))
 
 
 class SilhouetteCue:
@@ -221,18 +291,20 @@ class SilhouetteCue:
         self.min_iou = min_iou
         self.work_side = work_side
         self.workers = workers if workers is not None else default_workers()
-        self._parts = [_Silhouette(i, frame, _rotated_rasters(frame), ref.content_box)
-                       for i, ref in enumerate(references) for frame in silhouettes(ref)]
-        self._bank = np.concatenate([p.rasters for p in self._parts]) if self._parts else np.zeros((0, GRID * GRID), bool)
+        self._parts = [part for i, ref in enumerate(references) for part in _parts(ref, i)]
+        self._bank = _Bank(np.concatenate([_rotated_rasters(p.frame) for p in self._parts]) if self._parts
+                           else np.zeros((0, GRID * GRID), bool))
+        self._whole = np.array([p.whole for p in self._parts], dtype=bool)
+        self._in_set = np.array([p.in_set for p in self._parts], dtype=bool)
 
     @property
     def searched(self) -> list[int]:
-        """Indices of the references that have a silhouette (the others are never found by this cue)."""
+        """Indices of the references the cue searches (the others are never found by this cue)."""
         return sorted({p.ref_index for p in self._parts})
 
     def find(self, images: Sequence[np.ndarray]) -> list[CueCandidate]:
         """Marks found in each uint8 RGB (H, W, 3) image, boxes in source pixels; ``score`` is the refined
-        raster IoU."""
+        raster IoU of a silhouette, or for a mark found by its parts their fit rescaled to the same range."""
         check_rgb_images(images)
         if not self._parts:
             return []
@@ -274,26 +346,8 @@ class SilhouetteCue:
             return []
         rasters = _rasters(frames)
         iou = _iou(rasters, self._bank).reshape(len(frames), len(self._parts), ROTATIONS)
-        best = iou.max(2)
-        plain: dict[int, float] = {}
-        found = []
-        for r, p in zip(*np.nonzero(best >= PRE_IOU), strict=True):
-            part, region = self._parts[p], frames[r]
-            # A silhouette with rotational symmetry fits as well upside down: start from the best upright fit.
-            fits = np.where(_upright(region, part.frame), iou[r, p], -1.0)
-            rot = int(fits.argmax())
-            if fits[rot] < PRE_IOU:
-                continue
-            score, m, t = _refine(rasters[r], part.frame, _rotation(_ANGLES[rot]))
-            if score < self.min_iou:
-                continue
-            if r not in plain:
-                plain[r] = float(_iou(rasters[r:r + 1], _plain()).max())
-            if score - plain[r] < GENERIC_GAP or outline_contrast(lab, region) < MIN_OUTLINE_CONTRAST:
-                continue
-            box = _mapped_box(region, part, m, t, scale)
-            if box is not None:
-                found.append(CueCandidate(k, part.ref_index, box, float(score)))
+        photo = _Photo(frames, rasters, lab, scale, image.shape[1], image.shape[0])
+        found = self._whole_marks(k, iou, photo) + self._marks_by_parts(k, iou, photo)
         # One mark gives nested stable regions (the whole mark, a part that lost its tip): a box mostly inside
         # a better one of the same brand is that mark again.
         kept: list[CueCandidate] = []
@@ -302,6 +356,241 @@ class SilhouetteCue:
                    for o in kept):
                 kept.append(c)
         return kept
+
+    def _whole_marks(self, k: int, iou: np.ndarray, photo: _Photo) -> list[CueCandidate]:
+        """Regions that fit a silhouette (steps 1-3)."""
+        best = np.where(self._whole[None, :], iou.max(2), 0.0)
+        found = []
+        for r, p in zip(*np.nonzero(best >= PRE_IOU), strict=True):
+            part, region = self._parts[p], photo.frames[r]
+            # A silhouette with rotational symmetry fits as well upside down: start from the best upright fit.
+            fits = np.where(_upright(region, part.frame), iou[r, p], -1.0)
+            rot = int(fits.argmax())
+            if fits[rot] < PRE_IOU:
+                continue
+            score, m, t = _refine(photo.rasters[r], part.frame, _rotation(_ANGLES[rot]))
+            if score < self.min_iou:
+                continue
+            if score - photo.plain(r) < GENERIC_GAP or photo.contrast(r) < MIN_OUTLINE_CONTRAST:
+                continue
+            box = _mapped_box(region, part, m, t, photo.scale)
+            if box is not None:
+                found.append(CueCandidate(k, part.ref_index, box, float(score)))
+        return found
+
+    def _marks_by_parts(self, k: int, iou: np.ndarray, photo: _Photo) -> list[CueCandidate]:
+        """Marks of several parts found by regions that fit different parts in one view (step 4)."""
+        fits = self._part_fits(iou, photo)
+        if fits is None:
+            return []
+        share = np.array([q.share for q in self._parts])
+        found = []
+        for ref in np.unique(fits.ref):
+            idx = np.nonzero(fits.ref == ref)[0]
+            idx = idx[np.argsort(-fits.fit[idx], kind="stable")][:MAX_FITS]
+            views = [v for v in _agreeing_sets(fits, idx, share, photo) if self._is_mark(v, fits, share, photo)]
+            # Parts that look alike (the feathers) also agree on a view shifted by one part: the view that
+            # explains more of the mark, and then fits it better, takes the regions.
+            used = np.zeros(len(photo.frames), dtype=bool)
+            for v in sorted(views, key=lambda v: (-share[fits.part[v]].sum(), -_weighted_fit(v, fits, share))):
+                if used[fits.region[v]].any():
+                    continue
+                used |= photo.nested[fits.region[v]].any(0)
+                box = np.median(fits.box[v], 0) / photo.scale
+                score = self.min_iou + (1.0 - self.min_iou) * (_weighted_fit(v, fits, share) - PART_IOU) / (1.0 - PART_IOU)
+                found.append(CueCandidate(k, int(ref), tuple(float(x) for x in box), float(score)))
+        return found
+
+    def _part_fits(self, iou: np.ndarray, photo: _Photo) -> _Fits | None:
+        """Every (region, part, rotation) fit of a part of a mark of several parts at :data:`PART_IOU` that is
+        a plausible view, with the map and the whole mark's box it implies (working-copy pixels)."""
+        r, p, a = np.nonzero((iou >= PART_IOU) & self._in_set[None, :, None])
+        frames = photo.frames
+        region_half = np.stack([f.half for f in frames])
+        part_inv = np.stack([q.frame.inv_half for q in self._parts])
+        # The map from reference pixels to working-copy pixels (that of :func:`_mapped_box` at m = rotation).
+        maps = region_half[r] @ _rotation(-_ANGLES[a]) @ part_inv[p]
+        ok = _plausible(maps)
+        r, p, a, maps = r[ok], p[ok], a[ok], maps[ok]
+        if len(r) == 0:
+            return None
+        part_mean = np.stack([q.frame.mean for q in self._parts])[p]
+        region_mean = np.stack([f.mean for f in frames])[r]
+        x1, y1, x2, y2 = np.array([q.content_box for q in self._parts])[p].T
+        corners = np.stack([np.stack([x1, y1], -1), np.stack([x2, y1], -1), np.stack([x2, y2], -1),
+                            np.stack([x1, y2], -1)], 1)  # (N, 4, 2)
+        mapped = np.einsum("nij,nkj->nki", maps, corners - part_mean[:, None]) + region_mean[:, None]
+        return _Fits(region=r, part=p, ref=np.array([q.ref_index for q in self._parts])[p], fit=iou[r, p, a],
+                     map=maps, box=np.concatenate([mapped.min(1), mapped.max(1)], 1))
+
+    def _is_mark(self, view: np.ndarray, fits: _Fits, share: np.ndarray, photo: _Photo) -> bool:
+        """Whether an agreeing set of fits (indices into ``fits``) is evidence enough for the mark (step 4)."""
+        support = share[fits.part[view]].sum()
+        if support < (MIN_SUPPORT_2 if len(view) == 2 else MIN_SUPPORT_3):
+            return False
+        if max(fits.fit[v] - photo.plain(fits.region[v]) for v in view) < PART_GAP:
+            return False
+        box = np.median(fits.box[view], 0)
+        if _inside_share(box / photo.scale, photo.width, photo.height) < MIN_INSIDE:
+            return False
+        return not _continues(box, fits.region[view], photo)
+
+
+@dataclass
+class _Fits:
+    """Fits of regions to parts of marks (columns of N rows), each with the view of the whole mark it implies."""
+
+    region: np.ndarray  # (N,) region index
+    part: np.ndarray  # (N,) part index
+    ref: np.ndarray  # (N,) the part's mark
+    fit: np.ndarray  # (N,) raster IoU
+    map: np.ndarray  # (N, 2, 2) reference pixels -> working-copy pixels
+    box: np.ndarray  # (N, 4) the mark's content box in the working copy
+
+
+def _agreeing_sets(fits: _Fits, idx: np.ndarray, share: np.ndarray, photo: _Photo) -> list[np.ndarray]:
+    """Sets of fits of one mark (``idx``, best first) that agree on one view: different parts, fitted by
+    regions in different places, implying nearly the same box and map. One set per fit not yet in a set that
+    covers :data:`MIN_SUPPORT_3` of the ink, grown greedily from it, best fits first; members whose region
+    does not stand out are then dropped."""
+    part, region = fits.part[idx], fits.region[idx]
+    agree = ((_pairwise_iou(fits.box[idx].astype(np.float32)) >= AGREE_BOX)
+             & (_map_distance(fits.map[idx]) <= AGREE_MAP)
+             & (part[:, None] != part[None, :])
+             & (photo.overlap[np.ix_(region, region)] <= 0.2))
+    sets, seen = [], np.zeros(len(idx), dtype=bool)
+    for s in np.nonzero(agree.any(1))[0]:
+        if seen[s]:
+            continue  # already in a set grown from a better fit
+        members, parts = [s], {part[s]}
+        for o in np.nonzero(agree[s])[0]:
+            if part[o] not in parts and agree[o, members].all():
+                members.append(o)
+                parts.add(part[o])
+        if share[part[members]].sum() < MIN_SUPPORT_3:
+            continue
+        seen[members] = True
+        kept = [m for m in members if photo.contrast(region[m]) >= PART_CONTRAST]
+        if len(kept) >= 2:
+            sets.append(idx[kept])
+    return sets
+
+
+def _weighted_fit(view: np.ndarray, fits: _Fits, share: np.ndarray) -> float:
+    w = share[fits.part[view]]
+    return float((fits.fit[view] * w).sum() / w.sum())
+
+
+@dataclass
+class _Photo:
+    """One photo's regions, with their plain-figure fits and outline contrasts computed when first asked."""
+
+    frames: list[_Frame]
+    rasters: np.ndarray
+    lab: np.ndarray
+    scale: float
+    width: int
+    height: int
+    _plain: dict[int, float] = field(default_factory=dict)
+    _contrast: dict[int, float] = field(default_factory=dict)
+
+    @cached_property
+    def boxes(self) -> np.ndarray:
+        """(R, 4) x1, y1, x2, y2 of the regions in working-copy pixels."""
+        return np.array([[f.origin[0], f.origin[1], f.origin[0] + f.mask.shape[1], f.origin[1] + f.mask.shape[0]]
+                         for f in self.frames], dtype=np.float64).reshape(-1, 4)
+
+    @cached_property
+    def overlap(self) -> np.ndarray:
+        """(R, R) intersection of two regions' boxes over the smaller one."""
+        return _overlap(self.boxes)
+
+    @cached_property
+    def nested(self) -> np.ndarray:
+        """(R, R) bool: regions of one place (one inside the other, mostly): a mark's parts are used once."""
+        return self.overlap >= 0.5
+
+    def plain(self, r: int) -> float:
+        if r not in self._plain:
+            self._plain[r] = float(_iou(self.rasters[r:r + 1], _plain()).max())
+        return self._plain[r]
+
+    def contrast(self, r: int) -> float:
+        if r not in self._contrast:
+            self._contrast[r] = outline_contrast(self.lab, self.frames[r])
+        return self._contrast[r]
+
+
+def _continues(box: np.ndarray, members: np.ndarray, photo: _Photo) -> bool:
+    """Whether an agreeing set that looks like a line of letters (parts of one height, side by side) goes on
+    beside its box: a region of that height, in line with the parts, mostly outside the box but within a
+    part's height of its left or right side, standing out like the parts do. Letters of a wordmark found
+    inside a longer word (or in a line of text that happens to hold them) have such neighbours; a printed
+    wordmark has clear space around it. Sets of unlike parts (feathers, the apple's body and leaf) are not
+    tested: a person standing beside a mark is no reason to doubt it. ``members`` are the set's regions;
+    boxes in working-copy pixels."""
+    x1, y1, x2, y2 = box
+    own = photo.boxes[members]
+    heights = own[:, 3] - own[:, 1]
+    height = float(np.median(heights))
+    cy = (own[:, 1] + own[:, 3]) / 2
+    if heights.max() > 1.5 * heights.min() or cy.max() - cy.min() > height / 2:
+        return False
+    b = photo.boxes
+    centre_x, centre_y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    size = b[:, 3] - b[:, 1]
+    inside = (np.clip(np.minimum(b[:, 2], x2) - np.maximum(b[:, 0], x1), 0, None)
+              * np.clip(np.minimum(b[:, 3], y2) - np.maximum(b[:, 1], y1), 0, None))
+    reach = CLEAR_SPACE * height
+    beside = (((centre_x < x1) & (centre_x >= x1 - reach)) | ((centre_x > x2) & (centre_x <= x2 + reach)))
+    beside &= (centre_y >= cy.min() - height / 4) & (centre_y <= cy.max() + height / 4)
+    beside &= (size >= 0.6 * height) & (size <= 1.6 * height)
+    beside &= inside < 0.5 * (b[:, 2] - b[:, 0]) * size  # not one of the mark's own parts, poking out
+    beside &= ~photo.nested[:, members].any(1)
+    return any(photo.contrast(j) >= PART_CONTRAST for j in np.nonzero(beside)[0])
+
+
+def _plausible(maps: np.ndarray) -> np.ndarray:
+    """(N,) bool: which (N, 2, 2) maps are a plausible view (no mirror, anisotropy and rotation bounded), in
+    closed form for 2 x 2 maps (an SVD per fit is most of the time on photos with many regions)."""
+    a, b, c, d = maps[:, 0, 0], maps[:, 0, 1], maps[:, 1, 0], maps[:, 1, 1]
+    det = a * d - b * c
+    frob = a * a + b * b + c * c + d * d
+    gap = np.sqrt(np.maximum(frob * frob - 4 * det * det, 0.0))
+    s_max, s_min = np.sqrt((frob + gap) / 2), np.sqrt(np.maximum((frob - gap) / 2, 0.0))
+    turn = np.degrees(np.arctan2(c - b, a + d))  # the rotation of the polar decomposition when det > 0
+    return (det > 0) & (s_max <= MAX_ANISOTROPY * s_min) & (np.abs(turn) <= MAX_ROTATION_DEG)
+
+
+def _pairwise_iou(b: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of N boxes (x1, y1, x2, y2)."""
+    iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+
+
+def _overlap(b: np.ndarray) -> np.ndarray:
+    """(N, N) intersection of N boxes over the smaller one's area: 1 for nested boxes."""
+    iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return iw * ih / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+
+
+def _map_distance(maps: np.ndarray) -> np.ndarray:
+    """(N, N) norm of the difference of two linear maps over the norm of the first."""
+    flat = maps.reshape(len(maps), 4).astype(np.float32)
+    sq = (flat * flat).sum(1)
+    diff = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0))
+    return diff / np.maximum(np.sqrt(sq)[:, None], 1e-9)
+
+
+def _inside_share(box: np.ndarray, width: int, height: int) -> float:
+    x1, y1, x2, y2 = box
+    inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+    return inside / max((x2 - x1) * (y2 - y1), 1e-9)
 
 
 def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
@@ -361,7 +650,7 @@ def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.
     return best, m, t
 
 
-def _mapped_box(region: _Frame, part: _Silhouette, m: np.ndarray, t: np.ndarray,
+def _mapped_box(region: _Frame, part: _Part, m: np.ndarray, t: np.ndarray,
                 scale: float) -> tuple[float, float, float, float] | None:
     """The reference's content box carried into the photo (source pixels), or None for an implausible view.
 
@@ -381,3 +670,4 @@ def _mapped_box(region: _Frame, part: _Silhouette, m: np.ndarray, t: np.ndarray,
     g = ((corners - part.frame.mean) @ part.frame.inv_half.T - t) @ m_inv.T
     mapped = (g @ region.half.T + region.mean) / scale
     return (float(mapped[:, 0].min()), float(mapped[:, 1].min()), float(mapped[:, 0].max()), float(mapped[:, 1].max()))
+
