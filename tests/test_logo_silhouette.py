@@ -286,3 +286,24 @@ def test_lines_of_ordinary_text_give_nothing(refs: list[LogoReference], monkeypa
     # Letters of these words line up as "intel" twice; the clear space check is what throws them out.
     monkeypatch.setattr(silhouette, "_continues", lambda *args: False)
     assert [refs[c.ref_index].name for c in cue.find([img])] == ["intel", "intel"]
+
+
+def test_only_a_line_of_plain_letters_is_a_wordmark_with_a_letter_height(refs: list[LogoReference]):
+    heights = {r.name: silhouette.letter_height(r) for r in refs}
+    assert [name for name, h in heights.items() if h is not None] == ["intel"]
+    assert 0.6 < heights["intel"] < 0.8  # x-height letters against the box of "intel" (its l and t reach higher)
+
+
+def test_every_cue_drops_a_wordmark_printed_inside_longer_text(refs: list[LogoReference], monkeypatch):
+    # SIFT matches the letters of "intel" inside "intelligent" as readily as the silhouette cue does; the
+    # detector drops any detection of a plain wordmark with more letters of its height beside it.
+    det = LogoDetector(refs)
+
+    def found(text: str) -> list[tuple[str, int]]:
+        out = det.detect([_printed(text)])
+        return list(zip([refs[i].name for i in out.brand.tolist()], out.columns["source"].tolist(), strict=True))
+
+    assert [name for name, _ in found("intel")] == ["intel"]
+    assert found("intelligent") == [] and found("an intel chip") == []
+    monkeypatch.setattr(det, "_inside_text", lambda images, d: False)
+    assert {src & SOURCE_SIFT for name, src in found("intelligent") if name == "intel"} == {SOURCE_SIFT}

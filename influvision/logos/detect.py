@@ -30,7 +30,7 @@ from ..types import Logos, check_rgb_images
 from .cues import SOURCE_SIFT, SOURCE_SILHOUETTE, SOURCE_TEXT, SOURCE_TRAINED, CueCandidate
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
-from .silhouette import SilhouetteCue
+from .silhouette import SilhouetteCue, letter_height, letters_beside
 from .text import TextCue, ocr_available
 
 if TYPE_CHECKING:
@@ -103,6 +103,16 @@ class LogoDetector:
                                    "or a trained one")
         self._matcher = SiftMatcher(self.references, device=self.device, min_inliers=min_inliers, ratio=ratio,
                                     work_side=work_side, max_features=max_features, views=views) if sift else None
+        self._letter_height = [letter_height(r) for r in self.references]
+
+    def _inside_text(self, images: Sequence[np.ndarray], d: _Det) -> bool:
+        """Whether a detection of a plain wordmark (Intel's) has more letters of its height beside it: the
+        mark's letters inside a longer word or a line of text, which every cue can mistake for the mark
+        (docs/logos.md, "Wordmarks inside text")."""
+        share = self._letter_height[d.brand]
+        if share is None:
+            return False
+        return letters_beside(images[d.image_index], d.box, share * (d.box[3] - d.box[1]))
 
     @property
     def cues(self) -> list[str]:
@@ -152,7 +162,7 @@ class LogoDetector:
         dets = _suppress(_fuse(dets, outlines, self.brands, SOURCE_SILHOUETTE))
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
-        dets = [d for d in dets if d.score >= self.min_score]
+        dets = [d for d in dets if d.score >= self.min_score and not self._inside_text(images, d)]
         log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text and %d silhouette candidates, "
                   "%d kept", len(images), len(cands), n_sift, len(texts), len(outlines), len(dets))
         if not dets:

@@ -97,6 +97,8 @@ PART_CONTRAST = 2.0
 # A set of parts that looks like a line of letters must have no letter-sized region within this many letter
 # heights beside it (:func:`_continues`).
 CLEAR_SPACE = 1.5
+# Letter height the text around a wordmark's box is searched at (:func:`letters_beside`).
+_LETTER_PX = 48
 # A mark box less than this share inside the photo is a guess about what is not there.
 MIN_INSIDE = 0.5
 # Fit candidates kept per mark and photo for the agreement search (best first).
@@ -321,23 +323,7 @@ class SilhouetteCue:
         scale = min(1.0, self.work_side / max(h, w, 1))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
-        if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
-            return [], scale, np.zeros((0, 0, 3), np.uint8)  # too small for a mark (and for OpenCV's MSER)
-        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
-        mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
-        frames, seen = [], set()
-        for channel in (lab[..., c] for c in _CHANNELS):
-            # OpenCV's MSER on one channel finds both dark-on-light and light-on-dark regions.
-            regions, boxes = mser.detectRegions(np.ascontiguousarray(channel))
-            for pts, (x0, y0, bw, bh) in zip(regions, boxes, strict=True):
-                # Nested stable regions and other channels repeat nearly the same region: one is enough.
-                key = (x0 // 2, y0 // 2, bw // 2, bh // 2, int(np.log(len(pts)) / 0.03))
-                if len(pts) < MIN_REGION_PX or key in seen:
-                    continue
-                seen.add(key)
-                mask = np.zeros((bh, bw), dtype=bool)
-                mask[pts[:, 1] - y0, pts[:, 0] - x0] = True
-                frames.append(_Frame(mask, (float(x0), float(y0))))
+        frames, lab = _mser_regions(small)
         return frames, scale, lab
 
     def _find_one(self, k: int, image: np.ndarray) -> list[CueCandidate]:
@@ -522,20 +508,66 @@ class _Photo:
 
 
 def _continues(box: np.ndarray, members: np.ndarray, photo: _Photo) -> bool:
-    """Whether an agreeing set that looks like a line of letters (parts of one height, side by side) goes on
-    beside its box: a region of that height, in line with the parts, mostly outside the box but within a
-    part's height of its left or right side, standing out like the parts do. Letters of a wordmark found
-    inside a longer word (or in a line of text that happens to hold them) have such neighbours; a printed
-    wordmark has clear space around it. Sets of unlike parts (feathers, the apple's body and leaf) are not
-    tested: a person standing beside a mark is no reason to doubt it. ``members`` are the set's regions;
-    boxes in working-copy pixels."""
-    x1, y1, x2, y2 = box
-    own = photo.boxes[members]
-    heights = own[:, 3] - own[:, 1]
-    height = float(np.median(heights))
-    cy = (own[:, 1] + own[:, 3]) / 2
-    if heights.max() > 1.5 * heights.min() or cy.max() - cy.min() > height / 2:
+    """Whether an agreeing set that looks like a line of letters goes on beside its box (:func:`_letter_line`,
+    :func:`_letters_beside`). Letters of a wordmark found inside a longer word (or in a line of text that
+    happens to hold them) have such neighbours; a printed wordmark has clear space around it. Sets of unlike
+    parts (feathers, the apple's body and leaf) are not tested: a person standing beside a mark is no reason
+    to doubt it. ``members`` are the set's regions; boxes in working-copy pixels."""
+    line = _letter_line(photo.boxes[members], min_parts=2)
+    if line is None:
         return False
+    height, y_lo, y_hi = line
+    return _letters_beside(photo, box, height, y_lo - height / 4, y_hi + height / 4, members)
+
+
+def _mser_regions(small: np.ndarray) -> tuple[list[_Frame], np.ndarray]:
+    """MSER regions of a uint8 RGB working copy (step 2) and its Lab pixels; none for an image too small."""
+    if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
+        return [], np.zeros((0, 0, 3), np.uint8)  # too small for a mark (and for OpenCV's MSER)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
+    mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
+    frames, seen = [], set()
+    for channel in (lab[..., c] for c in _CHANNELS):
+        # OpenCV's MSER on one channel finds both dark-on-light and light-on-dark regions.
+        regions, boxes = mser.detectRegions(np.ascontiguousarray(channel))
+        for pts, (x0, y0, bw, bh) in zip(regions, boxes, strict=True):
+            # Nested stable regions and other channels repeat nearly the same region: one is enough.
+            key = (x0 // 2, y0 // 2, bw // 2, bh // 2, int(np.log(len(pts)) / 0.03))
+            if len(pts) < MIN_REGION_PX or key in seen:
+                continue
+            seen.add(key)
+            mask = np.zeros((bh, bw), dtype=bool)
+            mask[pts[:, 1] - y0, pts[:, 0] - x0] = True
+            frames.append(_Frame(mask, (float(x0), float(y0))))
+    return frames, lab
+
+
+def _letter_line(boxes: np.ndarray, min_parts: int) -> tuple[float, float, float] | None:
+    """(letter height, lowest and highest centre y) when ``boxes`` (K, 4) look like a line of letters: at
+    least ``min_parts`` of one height (within 1.5x), level (centres within half a height) and side by side
+    (no two overlap horizontally by more than a third of the narrower); None otherwise."""
+    if len(boxes) < min_parts:
+        return None
+    heights = boxes[:, 3] - boxes[:, 1]
+    height = float(np.median(heights))
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    if heights.max() > 1.5 * heights.min() or cy.max() - cy.min() > height / 2:
+        return None
+    widths = boxes[:, 2] - boxes[:, 0]
+    shared = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]),
+                     0, None)
+    np.fill_diagonal(shared, 0)
+    if (shared > np.minimum(widths[:, None], widths[None, :]) / 3).any():
+        return None
+    return height, float(cy.min()), float(cy.max())
+
+
+def _letters_beside(photo: _Photo, box: np.ndarray, height: float, y_lo: float, y_hi: float,
+                    members: np.ndarray | None = None) -> bool:
+    """Whether a region of about ``height``, centred between ``y_lo`` and ``y_hi``, mostly outside ``box`` but
+    within :data:`CLEAR_SPACE` heights of its left or right side (and not one of ``members``' places), stands
+    out like a printed letter (outline contrast >= :data:`PART_CONTRAST`)."""
+    x1, y1, x2, y2 = box
     b = photo.boxes
     centre_x, centre_y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     size = b[:, 3] - b[:, 1]
@@ -543,11 +575,49 @@ def _continues(box: np.ndarray, members: np.ndarray, photo: _Photo) -> bool:
               * np.clip(np.minimum(b[:, 3], y2) - np.maximum(b[:, 1], y1), 0, None))
     reach = CLEAR_SPACE * height
     beside = (((centre_x < x1) & (centre_x >= x1 - reach)) | ((centre_x > x2) & (centre_x <= x2 + reach)))
-    beside &= (centre_y >= cy.min() - height / 4) & (centre_y <= cy.max() + height / 4)
+    beside &= (centre_y >= y_lo) & (centre_y <= y_hi)
     beside &= (size >= 0.6 * height) & (size <= 1.6 * height)
     beside &= inside < 0.5 * (b[:, 2] - b[:, 0]) * size  # not one of the mark's own parts, poking out
-    beside &= ~photo.nested[:, members].any(1)
+    if members is not None:
+        beside &= ~photo.nested[:, members].any(1)
     return any(photo.contrast(j) >= PART_CONTRAST for j in np.nonzero(beside)[0])
+
+
+def letter_height(reference: LogoReference) -> float | None:
+    """For a mark that is a line of plain letters (Intel's wordmark: at least three parts of one height, level,
+    side by side), the letter height as a share of its content box height; None for any other mark."""
+    boxes = []
+    for _, frame in _components(reference)[:MAX_PARTS]:
+        ys, xs = np.nonzero(frame.mask.any(1))[0], np.nonzero(frame.mask.any(0))[0]
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    line = _letter_line(np.array(boxes, dtype=np.float64).reshape(-1, 4), min_parts=3)
+    if line is None:
+        return None
+    x1, y1, x2, y2 = reference.content_box
+    return line[0] / max(y2 - y1, 1e-6)
+
+
+def letters_beside(image: np.ndarray, box: Sequence[float], height: float) -> bool:
+    """Whether printed letters about ``height`` pixels high continue the line of ``box`` (x1, y1, x2, y2 in
+    source pixels of the uint8 RGB ``image``) within :data:`CLEAR_SPACE` letter heights of its left or right
+    side: the box is then a wordmark's letters inside longer text, not the printed mark."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    h, w = image.shape[:2]
+    margin = (CLEAR_SPACE + 1) * height
+    cx0, cy0 = max(0, int(x1 - margin)), max(0, int(y1 - height))
+    cx1, cy1 = min(w, int(np.ceil(x2 + margin))), min(h, int(np.ceil(y2 + height)))
+    if cx1 - cx0 < 3 or cy1 - cy0 < 3 or height <= 0:
+        return False
+    scale = float(np.clip(_LETTER_PX / height, 0.25, 4.0))  # letters this tall whatever the photo's size
+    crop = np.ascontiguousarray(image[cy0:cy1, cx0:cx1])
+    small = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    frames, lab = _mser_regions(small)
+    if not frames:
+        return False
+    photo = _Photo(frames, np.zeros((len(frames), 0), bool), lab, scale, small.shape[1], small.shape[0])
+    local = np.array([(x1 - cx0) * scale, (y1 - cy0) * scale, (x2 - cx0) * scale, (y2 - cy0) * scale])
+    return _letters_beside(photo, local, height * scale, local[1], local[3])
 
 
 def _plausible(maps: np.ndarray) -> np.ndarray:
