@@ -307,3 +307,14 @@ def test_every_cue_drops_a_wordmark_printed_inside_longer_text(refs: list[LogoRe
     assert found("intelligent") == [] and found("an intel chip") == []
     monkeypatch.setattr(det, "_inside_text", lambda images, d: False)
     assert {src & SOURCE_SIFT for name, src in found("intelligent") if name == "intel"} == {SOURCE_SIFT}
+
+
+@pytest.mark.parametrize(("shape", "box", "height"), [
+    ((100, 200, 3), (-50, -50, -10, -10), 10.0),   # box outside the photo
+    ((100, 200, 3), (0, 0, 0, 0), 0.0),            # empty box
+    ((100, 200, 3), (190, 90, 400, 300), 50.0),    # box running off the photo
+    ((100, 200, 3), (0, 0, 200, 100), 1e6),        # letters taller than the photo
+    ((0, 0, 3), (0, 0, 10, 10), 5.0),              # empty photo
+])
+def test_the_text_check_answers_no_for_boxes_it_cannot_judge(shape, box, height):
+    assert silhouette.letters_beside(np.full(shape, 128, np.uint8), box, height) is False
