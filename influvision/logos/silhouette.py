@@ -23,10 +23,11 @@ foreshortened) changes an outline only in ways that second moments undo:
    surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
    reference content box carried through that map.
 4. **Marks of several parts.** A mark whose parts are each too small or too plain to stand for it (the
-   peacock's six feathers, DHL's letters, the apple's body and leaf) is found when regions fit different
-   parts in one view: every region that fits one of the mark's :data:`MAX_PARTS` largest parts at raster
-   IoU :data:`PART_IOU` (any plausible rotation, unrefined) implies a map and a box for the whole mark, and
-   fits of different parts, by regions in different places, that imply nearly the same box and map agree.
+   peacock's six feathers, DHL's letters, the apple's body and leaf: a mark with no silhouette) is found
+   when regions fit different parts in one view: every region that fits one of the mark's
+   :data:`MAX_PARTS` largest parts at raster IoU :data:`PART_IOU` (any plausible rotation, unrefined)
+   implies a map and a box for the whole mark, and fits of different parts, by regions in different
+   places, that imply nearly the same box and map agree.
    An agreeing set is the mark when its parts cover enough of the ink (:data:`MIN_SUPPORT_2` with two parts,
    :data:`MIN_SUPPORT_3` with more), at least one of them fits its part better than any plain figure by
    :data:`PART_GAP`, each stands out from its surroundings (:data:`PART_CONTRAST`) and the box is mostly
@@ -229,7 +230,6 @@ class _Part:
     share: float  # of the mark's ink
     whole: bool  # a silhouette: stands for the mark alone (step 1)
     in_set: bool  # one of the parts of a mark of several parts (step 4)
-    plain: float  # best raster IoU with a plain figure
     content_box: tuple[float, float, float, float]
 
 
@@ -255,14 +255,14 @@ def _plainness(frame: _Frame) -> float:
 
 def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
     comps = _components(reference)
-    in_set = len(comps[:MAX_PARTS]) >= 2
+    wholes = [share >= MIN_PART and _plainness(frame) < MAX_GENERIC for share, frame in comps]
+    # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo).
+    in_set = len(comps[:MAX_PARTS]) >= 2 and not any(wholes)
     out = []
-    for k, (share, frame) in enumerate(comps):
-        plain = _plainness(frame)
-        whole = share >= MIN_PART and plain < MAX_GENERIC
+    for k, ((share, frame), whole) in enumerate(zip(comps, wholes, strict=True)):
         member = in_set and k < MAX_PARTS
         if whole or member:
-            out.append(_Part(ref_index, frame, share, whole, member, plain, reference.content_box))
+            out.append(_Part(ref_index, frame, share, whole, member, reference.content_box))
     return out
 
 
