@@ -417,7 +417,7 @@ class SilhouetteCue:
         if max(fits.fit[v] - photo.plain(fits.region[v]) for v in view) < PART_GAP:
             return False
         box = np.median(fits.box[view], 0)
-        if _inside_share(box / photo.scale, photo.width, photo.height) < MIN_INSIDE:
+        if box_inside((box / photo.scale).tolist(), (0, 0, photo.width, photo.height)) < MIN_INSIDE:
             return False
         return not _continues(box, fits.region[view], photo)
 
@@ -632,21 +632,23 @@ def _plausible(maps: np.ndarray) -> np.ndarray:
     return (det > 0) & (s_max <= MAX_ANISOTROPY * s_min) & (np.abs(turn) <= MAX_ROTATION_DEG)
 
 
-def _pairwise_iou(b: np.ndarray) -> np.ndarray:
-    """(N, N) IoU of N boxes (x1, y1, x2, y2)."""
+def _intersections(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, N) intersection areas of N boxes (x1, y1, x2, y2) and their (N,) areas."""
     iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
     ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return iw * ih, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def _pairwise_iou(b: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of N boxes (x1, y1, x2, y2)."""
+    inter, area = _intersections(b)
     return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
 
 
 def _overlap(b: np.ndarray) -> np.ndarray:
     """(N, N) intersection of N boxes over the smaller one's area: 1 for nested boxes."""
-    iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return iw * ih / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    inter, area = _intersections(b)
+    return inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
 
 
 def _map_distance(maps: np.ndarray) -> np.ndarray:
@@ -655,12 +657,6 @@ def _map_distance(maps: np.ndarray) -> np.ndarray:
     sq = (flat * flat).sum(1)
     diff = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0))
     return diff / np.maximum(np.sqrt(sq)[:, None], 1e-9)
-
-
-def _inside_share(box: np.ndarray, width: int, height: int) -> float:
-    x1, y1, x2, y2 = box
-    inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
-    return inside / max((x2 - x1) * (y2 - y1), 1e-9)
 
 
 def outline_contrast(lab: np.ndarray, region: _Frame) -> float:
@@ -729,11 +725,7 @@ def _mapped_box(region: _Frame, part: _Part, m: np.ndarray, t: np.ndarray,
     if abs(np.linalg.det(m)) < 1e-6:
         return None
     m_inv = np.linalg.inv(m)
-    a = region.half @ m_inv @ part.frame.inv_half
-    if np.linalg.det(a) <= 0:  # a mirror image
-        return None
-    sv = np.linalg.svd(a, compute_uv=False)
-    if sv[0] / sv[1] > MAX_ANISOTROPY or abs(_turn_degrees(a)) > MAX_ROTATION_DEG:
+    if not _plausible((region.half @ m_inv @ part.frame.inv_half)[None])[0]:
         return None
     x1, y1, x2, y2 = part.content_box
     corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
