@@ -312,23 +312,37 @@ def test_matching_threads_do_not_change_the_result(all_photos, refs: list[LogoRe
 
 
 
-def test_bfloat16_shortlist_ranks_like_the_exact_product(all_photos, refs: list[LogoReference]):
-    """The shortlist product may run in bfloat16; the neighbours and the ratio test must not change."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_coarse_shortlist_ranks_like_the_exact_product(all_photos, refs: list[LogoReference], dtype: torch.dtype):
+    """The shortlist product runs on the leading principal directions, in bfloat16 where the hardware has it;
+    the neighbours and the ratio test must be those of the exact product."""
     import cv2
 
     from influvision.logos.matcher import SiftMatcher, _rootsift
 
     m = SiftMatcher(refs, workers=1)
+    assert m._coarse_basis.shape == (128, 64)
     grey = cv2.cvtColor(all_photos["fl27_213783134.jpg"][0], cv2.COLOR_RGB2GRAY)
     _, d = cv2.SIFT_create(nfeatures=3000, contrastThreshold=0.02).detectAndCompute(grey, None)
     desc = torch.from_numpy(_rootsift(d))
-    m._coarse_dtype, m._db_coarse = torch.bfloat16, m.db_desc.bfloat16()
+    m._coarse_dtype, m._db_coarse = dtype, (m.db_desc @ m._coarse_basis).to(dtype)
     shortlisted = m._ratio_matches(desc)
-    m._coarse_dtype, m._db_coarse = torch.float32, m.db_desc
+    m._coarse_dtype, m._coarse_basis, m._db_coarse = torch.float32, torch.eye(128), m.db_desc
     exact = m._ratio_matches(desc)
     assert len(desc) > 500 and exact[3].sum() >= 20  # enough passing matches for the comparison to mean something
     for a, b in zip(shortlisted, exact, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_principal_basis_is_exact_for_few_descriptors():
+    from influvision.logos.matcher import _principal_basis
+
+    desc = torch.nn.functional.normalize(torch.rand(40, 128, generator=torch.Generator().manual_seed(0)), dim=1)
+    basis = _principal_basis(desc, 64)
+    assert basis.shape == (128, 40)
+    assert torch.allclose((desc @ basis) @ (desc @ basis).T, desc @ desc.T, atol=1e-5)
+    assert _principal_basis(desc[:0], 64).shape == (128, 0)
+
 
 def test_empty_list_gives_empty_logos(detector: LogoDetector):
     out = detector.detect([])
