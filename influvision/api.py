@@ -6,8 +6,11 @@ The one place that wires the stages together (the CLI calls this too).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from .engine import BatchSize, EngineStats, Photo, PhotoEngine
 from .errors import GalleryError
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
-from .gallery import Gallery
+from .gallery import Gallery, StoredDetector
 from .hashing import sha256_file
 from .logos.cues import SOURCE_SIFT, cue_names
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
@@ -170,15 +173,40 @@ def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> 
             "video": report_settings.model_dump_json() + rules}
 
 
+# Logo detectors built by track(), by what they depend on (see _logo_detector); building one takes seconds
+# (every reference's SIFT views and outline rasters), so a script calling track() once per photo pays it once.
+_LOGO_DETECTORS: OrderedDict[tuple, LogoDetector] = OrderedDict()
+_LOGO_DETECTORS_KEPT = 4
+_LOGO_DETECTORS_LOCK = threading.Lock()
+
+
 def _logo_detector(g: Gallery, dev: torch.device, text: bool) -> tuple[LogoDetector | None, list[str]]:
     """The gallery's brands as one detector: the SIFT matcher and the silhouette cue, the text cue when asked
-    for, and the stored trained model when ``influvision logos train`` measured it better than the matcher."""
-    refs = g.brand_references()
-    if not refs:
+    for, and the stored trained model when ``influvision logos train`` measured it better than the matcher.
+
+    Detectors are reused across track() calls of one thread when the brand references (their bytes), the
+    stored trained model, the device and ``text`` are the same: the cues' state is read-only, but the OCR and
+    YOLO models are not known to be safe across threads, so each thread gets its own."""
+    images = g.brand_images()
+    if not images:
         return None, []
+    stored = g.load_detector()  # None when absent or stale (it warns)
+    key = (tuple((name, hashlib.sha256(data).hexdigest()) for name, _, data in images), str(dev), bool(text),
+           None if stored is None else (stored.sha256, stored.use, stored.metrics.get("min_score")),
+           threading.get_ident())
+    with _LOGO_DETECTORS_LOCK:
+        detector = _LOGO_DETECTORS.get(key)
+        if detector is not None:
+            _LOGO_DETECTORS.move_to_end(key)
+            return detector, detector.brands
     from .logos.detect import LogoDetector
 
-    detector = LogoDetector(refs, device=str(dev), text=text, trained=_trained_logo_detector(g, dev))
+    detector = LogoDetector(g.brand_references(), device=str(dev), text=text,
+                            trained=_trained_logo_detector(stored, dev))
+    with _LOGO_DETECTORS_LOCK:
+        _LOGO_DETECTORS[key] = detector
+        while len(_LOGO_DETECTORS) > _LOGO_DETECTORS_KEPT:
+            _LOGO_DETECTORS.popitem(last=False)
     return detector, detector.brands
 
 
@@ -186,8 +214,8 @@ def _trained_min_score(detector: LogoDetector | None) -> float | None:
     return None if detector is None or detector.trained is None else float(detector.trained.min_score)
 
 
-def _trained_logo_detector(g: Gallery, dev: torch.device) -> TrainedLogoDetector | None:
-    stored = g.load_detector()  # None when absent or stale (it warns)
+def _trained_logo_detector(stored: StoredDetector | None, dev: torch.device) -> TrainedLogoDetector | None:
+    """The gallery's stored trained detector (``Gallery.load_detector()``), loaded when it is to be used."""
     if stored is None:
         return None
     if not stored.use:

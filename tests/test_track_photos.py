@@ -199,6 +199,48 @@ def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared
     assert serial.brands["fedex"].photo_count == 1 and serial.people["barack_obama"].photo_count == 1
 
 
+def test_the_logo_detector_is_built_once_for_repeated_calls_and_again_when_brands_change(tmp_path, shared_data):
+    """A script calling track() once per photo must not rebuild the logo detector (seconds) every call; a
+    brand registered in between, another device or another thread gets a detector of its own."""
+    import threading
+
+    import torch
+
+    import influvision.api as api
+
+    repo = Path(__file__).resolve().parents[1]
+    photo = repo / "examples" / "event" / "obama_sponsor_board.jpg"
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    gallery.add_brand("fedex", [repo / "examples" / "brands" / "fedex.png"])
+    gallery.close()
+    dev = torch.device("cpu")
+    built: list[object] = []
+
+    def detector_of(path: Path) -> object:
+        g = iv.Gallery(path, device="cpu")
+        try:
+            return api._logo_detector(g, dev, False)[0]
+        finally:
+            g.close()
+
+    first = iv.track([photo], gallery=tmp_path / "g.db", device="cpu", progress=False)
+    assert first.brands["fedex"].photo_count == 1
+    assert detector_of(tmp_path / "g.db") is detector_of(tmp_path / "g.db")
+    other_thread = threading.Thread(target=lambda: built.append(detector_of(tmp_path / "g.db")))
+    other_thread.start()
+    other_thread.join()
+    assert built[0] is not detector_of(tmp_path / "g.db")
+    before = detector_of(tmp_path / "g.db")
+    g = iv.Gallery(tmp_path / "g.db", device="cpu")
+    g.add_brand("nike", [repo / "examples" / "brands" / "nike.png"])
+    g.close()
+    after = detector_of(tmp_path / "g.db")
+    assert after is not before and after.brands == ["fedex", "nike"]
+    again = iv.track([photo], gallery=tmp_path / "g.db", device="cpu", progress=False)
+    assert again.brands["fedex"].photo_count == 1 and "nike" not in again.brands
+
+
 def test_an_annotated_copy_that_cannot_be_written_does_not_stop_the_run(tmp_path, shared_data, full_gallery,
                                                                          monkeypatch):
     import influvision.annotate as annotate
