@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -149,7 +150,12 @@ class LogoDetector:
         check_rgb_images(images)
         if len(images) == 0:
             return _with_columns(Logos.empty(self.device))
-        cands = self._matcher.match(list(images)) if self._matcher is not None else []
+        # The silhouette cue searches in a thread of its own while the matcher runs: with fewer photos than
+        # worker threads (one photo per track() call) each cue alone would leave cores idle.
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self.silhouette_cue.find, images) if self.silhouette_cue is not None else None
+            cands = self._matcher.match(list(images)) if self._matcher is not None else []
+            found_outlines = pending.result() if pending is not None else []
         dets = [_Det(c.image_index, c.brand, tuple(c.box), _score(c), c.inliers, abs(c.agreement), SOURCE_SIFT, 0.0)
                 for c in cands]
         dets = [d for d in dets if d.score >= self.min_score]
@@ -157,8 +163,7 @@ class LogoDetector:
         n_sift = len(dets)
         texts = self.text_cue.find(images) if self.text_cue is not None else []
         dets = _suppress(_fuse(dets, texts, self.brands, SOURCE_TEXT))
-        outlines = ([_outline_score(c, self.silhouette_cue.min_iou) for c in self.silhouette_cue.find(images)]
-                    if self.silhouette_cue is not None else [])
+        outlines = [_outline_score(c, self.silhouette_cue.min_iou) for c in found_outlines] if found_outlines else []
         dets = _suppress(_fuse(dets, outlines, self.brands, SOURCE_SILHOUETTE))
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
