@@ -374,16 +374,18 @@ class SilhouetteCue:
         for ref in np.unique(fits.ref):
             idx = np.nonzero(fits.ref == ref)[0]
             idx = idx[np.argsort(-fits.fit[idx], kind="stable")][:MAX_FITS]
-            views = [v for v in _agreeing_sets(fits, idx, share, photo) if self._is_mark(v, fits, share, photo)]
+            views = [v for v in (_View.of(m, fits, share) for m in _agreeing_sets(fits, idx, share, photo))
+                     if self._is_mark(v, fits, photo)]
             # Parts that look alike (the feathers) also agree on a view shifted by one part: the view that
             # explains more of the mark, and then fits it better, takes the regions.
             used = np.zeros(len(photo.frames), dtype=bool)
-            for v in sorted(views, key=lambda v: (-share[fits.part[v]].sum(), -_weighted_fit(v, fits, share))):
-                if used[fits.region[v]].any():
+            for v in sorted(views, key=lambda v: (-v.support, -v.fit)):
+                regions = fits.region[v.members]
+                if used[regions].any():
                     continue
-                used |= photo.nested[fits.region[v]].any(0)
-                box = np.median(fits.box[v], 0) / photo.scale
-                score = self.min_iou + (1.0 - self.min_iou) * (_weighted_fit(v, fits, share) - PART_IOU) / (1.0 - PART_IOU)
+                used |= photo.nested[regions].any(0)
+                box = v.box / photo.scale
+                score = self.min_iou + (1.0 - self.min_iou) * (v.fit - PART_IOU) / (1.0 - PART_IOU)
                 found.append(CueCandidate(k, int(ref), tuple(float(x) for x in box), float(score)))
         return found
 
@@ -409,17 +411,16 @@ class SilhouetteCue:
         return _Fits(region=r, part=p, ref=np.array([q.ref_index for q in self._parts])[p], fit=iou[r, p, a],
                      map=maps, box=np.concatenate([mapped.min(1), mapped.max(1)], 1))
 
-    def _is_mark(self, view: np.ndarray, fits: _Fits, share: np.ndarray, photo: _Photo) -> bool:
-        """Whether an agreeing set of fits (indices into ``fits``) is evidence enough for the mark (step 4)."""
-        support = share[fits.part[view]].sum()
-        if support < (MIN_SUPPORT_2 if len(view) == 2 else MIN_SUPPORT_3):
+    def _is_mark(self, view: _View, fits: _Fits, photo: _Photo) -> bool:
+        """Whether an agreeing set of fits is evidence enough for the mark (step 4)."""
+        members = view.members
+        if view.support < (MIN_SUPPORT_2 if len(members) == 2 else MIN_SUPPORT_3):
             return False
-        if max(fits.fit[v] - photo.plain(fits.region[v]) for v in view) < PART_GAP:
+        if max(fits.fit[m] - photo.plain(fits.region[m]) for m in members) < PART_GAP:
             return False
-        box = np.median(fits.box[view], 0)
-        if box_inside((box / photo.scale).tolist(), (0, 0, photo.width, photo.height)) < MIN_INSIDE:
+        if box_inside((view.box / photo.scale).tolist(), (0, 0, photo.width, photo.height)) < MIN_INSIDE:
             return False
-        return not _continues(box, fits.region[view], photo)
+        return not _continues(view.box, fits.region[members], photo)
 
 
 @dataclass
@@ -462,9 +463,20 @@ def _agreeing_sets(fits: _Fits, idx: np.ndarray, share: np.ndarray, photo: _Phot
     return sets
 
 
-def _weighted_fit(view: np.ndarray, fits: _Fits, share: np.ndarray) -> float:
-    w = share[fits.part[view]]
-    return float((fits.fit[view] * w).sum() / w.sum())
+@dataclass(frozen=True)
+class _View:
+    """An agreeing set of fits of one mark's parts: the view of the whole mark they imply."""
+
+    members: np.ndarray  # indices into the _Fits
+    support: float  # share of the mark's ink their parts carry
+    fit: float  # their raster IoUs weighted by their parts' shares
+    box: np.ndarray  # (4,) the median of the mark boxes they imply, working-copy pixels
+
+    @classmethod
+    def of(cls, members: np.ndarray, fits: _Fits, share: np.ndarray) -> _View:
+        w = share[fits.part[members]]
+        return cls(members, float(w.sum()), float((fits.fit[members] * w).sum() / w.sum()),
+                   np.median(fits.box[members], 0))
 
 
 @dataclass
