@@ -14,8 +14,9 @@ table counts (photo, brand) pairs: a brand is present when it has a non-difficul
 ``--conditions`` scores the same photos again after degrading them the way event photos are harder (the
 labels follow the pixels): ``half`` (half size, JPEG quality 90), ``dark`` (gamma 2 and 80 % brightness, a
 dim venue), ``jpeg`` (quality 40), ``hard`` (all three, quality 60) and ``tilt45`` / ``tilt135`` (the photo
-foreshortened by 1.6 along a diagonal, as a logo seen from the side and above). Settings are judged on all
-of them, not on the clean photos alone.
+foreshortened by 1.6 along a diagonal, as a logo seen from the side and above) and ``busy`` (the photo as one
+quarter of a 2 x 2 mosaic with three shared scenes: as much other texture as an event photo, competing for
+the matcher's feature budget). Settings are judged on all of them, not on the clean photos alone.
 """
 
 from __future__ import annotations
@@ -120,6 +121,33 @@ def _tilt(arr: np.ndarray, labels: list[dict], phi: float, tilt: float = 1.6) ->
     return out, new
 
 
+def _busy(arr: np.ndarray, labels: list[dict]) -> tuple[np.ndarray, list[dict]]:
+    """The photo as one quarter of a 2 x 2 mosaic with three of the shared scenes (crowds, rooms) resized to
+    its size: a logo among as much other texture as an event photo has, competing for the matcher's feature
+    budget. Which quarter and which scenes follow from the photo's own pixels (deterministic)."""
+    h, w = arr.shape[:2]
+    fillers = _scene_fillers()
+    seed = int(arr[:: max(1, h // 7), :: max(1, w // 7)].sum())
+    pos = seed % 4
+    canvas = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    for j in range(4):
+        tile = arr if j == pos else cv2.resize(fillers[(seed + j) % len(fillers)], (w, h),
+                                                 interpolation=cv2.INTER_AREA)
+        canvas[(j // 2) * h:(j // 2 + 1) * h, (j % 2) * w:(j % 2 + 1) * w] = tile
+    dy, dx = (pos // 2) * h, (pos % 2) * w
+    return canvas, [{**lab, "box": [lab["box"][0] + dx, lab["box"][1] + dy, lab["box"][2] + dx, lab["box"][3] + dy]}
+                    for lab in labels]
+
+
+_FILLERS: list[np.ndarray] = []
+
+
+def _scene_fillers() -> list[np.ndarray]:
+    if not _FILLERS:
+        _FILLERS.extend(np.asarray(Image.open(p).convert("RGB")) for p in sorted((SHARED / "data" / "scenes").glob("*.jpg")))
+    return _FILLERS
+
+
 CONDITIONS = {
     "clean": lambda a, lab: (a, lab),
     "half": lambda a, lab: _degrade(a, lab, scale=0.5),
@@ -128,6 +156,7 @@ CONDITIONS = {
     "hard": lambda a, lab: _degrade(a, lab, scale=0.5, gamma=2.0, quality=60),
     "tilt45": lambda a, lab: _tilt(a, lab, 45.0),
     "tilt135": lambda a, lab: _tilt(a, lab, 135.0),
+    "busy": _busy,
 }
 
 
