@@ -334,6 +334,24 @@ def test_coarse_shortlist_ranks_like_the_exact_product(all_photos, refs: list[Lo
         assert np.array_equal(a, b)
 
 
+def test_blocked_shortlist_equals_one_product(refs: list[LogoReference], monkeypatch):
+    """The CPU product runs in blocks of photo features into a reused buffer; the shortlist is the same."""
+    import influvision.logos.matcher as matcher
+
+    m = matcher.SiftMatcher(refs[:4], workers=1)
+    desc = torch.nn.functional.normalize(torch.rand(1000, 128, generator=torch.Generator().manual_seed(1)), dim=1)
+    sims = desc @ m._coarse_basis @ m._db_coarse.T
+    best = sims.topk(20, dim=1).values
+
+    def same_neighbours(found: torch.Tensor, rows: int) -> bool:  # equal up to the order of equal similarities
+        return torch.allclose(sims[:rows].gather(1, found).sort(1, descending=True).values, best[:rows], atol=1e-5)
+
+    monkeypatch.setattr(matcher, "_BLOCK_ELEMENTS", 300 * m._db_coarse.shape[0])  # 4 blocks, the last partial
+    assert same_neighbours(m._shortlist(desc, 20), 1000)
+    assert m._block is not None and m._block.shape[0] == 300
+    assert same_neighbours(m._shortlist(desc[:7], 20), 7)  # fewer features than a block: the buffer is reused
+
+
 def test_principal_basis_is_exact_for_few_descriptors():
     from influvision.logos.matcher import _principal_basis
 
