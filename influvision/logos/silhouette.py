@@ -131,11 +131,13 @@ class _Frame:
         m = cv2.moments(mask.view(np.uint8), binaryImage=True)
         n = m["m00"]
         self.mean = np.array([m["m10"] / n, m["m01"] / n]) + 0.5 + self.origin
-        # + a pixel's own spread, so a one-pixel line is not singular
-        cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / n + np.eye(2) / 12.0
-        w, v = np.linalg.eigh(cov)
-        self.half = (v * np.sqrt(w)) @ v.T          # cov^(1/2)
-        self.inv_half = (v / np.sqrt(w)) @ v.T      # cov^(-1/2)
+        # + a pixel's own spread (1/12), so a one-pixel line is not singular
+        a, b, c = m["mu20"] / n + 1 / 12, m["mu11"] / n, m["mu02"] / n + 1 / 12
+        # cov^(1/2) and cov^(-1/2) of the 2 x 2 covariance in closed form (s^2 = det, t^2 = trace + 2 s)
+        s = float(np.sqrt(a * c - b * b))
+        t = float(np.sqrt(a + c + 2 * s))
+        self.half = np.array([[a + s, b], [b, c + s]]) / t
+        self.inv_half = np.array([[c + s, -b], [-b, a + s]]) / (s * t)
 
     def sample(self, m: np.ndarray, t: np.ndarray) -> np.ndarray:
         """(K, GRID*GRID) bool rasters for K maps ``m`` (K, 2, 2) and shifts ``t`` (K, 2)."""
