@@ -163,7 +163,7 @@ class LogoDetector:
         n_sift = len(dets)
         texts = self.text_cue.find(images) if self.text_cue is not None else []
         dets = _suppress(_fuse(dets, texts, self.brands, SOURCE_TEXT))
-        outlines = [_outline_score(c, self.silhouette_cue.min_iou) for c in found_outlines] if found_outlines else []
+        outlines = [_outline_score(c, self.silhouette_cue.min_iou) for c in found_outlines]
         dets = _suppress(_fuse(dets, outlines, self.brands, SOURCE_SILHOUETTE))
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))

@@ -568,8 +568,7 @@ def _letter_line(boxes: np.ndarray, min_parts: int) -> tuple[float, float, float
     if heights.max() > 1.5 * heights.min() or cy.max() - cy.min() > height / 2:
         return None
     widths = boxes[:, 2] - boxes[:, 0]
-    shared = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]),
-                     0, None)
+    shared = _span_overlap(boxes[:, None, 0], boxes[:, None, 2], boxes[None, :, 0], boxes[None, :, 2])
     np.fill_diagonal(shared, 0)
     if (shared > np.minimum(widths[:, None], widths[None, :]) / 3).any():
         return None
@@ -585,8 +584,7 @@ def _letters_beside(photo: _Photo, box: np.ndarray, height: float, y_lo: float, 
     b = photo.boxes
     centre_x, centre_y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     size = b[:, 3] - b[:, 1]
-    inside = (np.clip(np.minimum(b[:, 2], x2) - np.maximum(b[:, 0], x1), 0, None)
-              * np.clip(np.minimum(b[:, 3], y2) - np.maximum(b[:, 1], y1), 0, None))
+    inside = _span_overlap(b[:, 0], b[:, 2], x1, x2) * _span_overlap(b[:, 1], b[:, 3], y1, y2)
     reach = CLEAR_SPACE * height
     beside = (((centre_x < x1) & (centre_x >= x1 - reach)) | ((centre_x > x2) & (centre_x <= x2 + reach)))
     beside &= (centre_y >= y_lo) & (centre_y <= y_hi)
@@ -646,10 +644,16 @@ def _plausible(maps: np.ndarray) -> np.ndarray:
     return (det > 0) & (s_max <= MAX_ANISOTROPY * s_min) & (np.abs(turn) <= MAX_ROTATION_DEG)
 
 
+def _span_overlap(lo1: np.ndarray | float, hi1: np.ndarray | float, lo2: np.ndarray | float,
+                  hi2: np.ndarray | float) -> np.ndarray:
+    """Length shared by the intervals [lo1, hi1] and [lo2, hi2] (0 when apart), broadcast over the arrays."""
+    return np.clip(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0, None)
+
+
 def _intersections(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, N) intersection areas of N boxes (x1, y1, x2, y2) and their (N,) areas."""
-    iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    iw = _span_overlap(b[:, None, 0], b[:, None, 2], b[None, :, 0], b[None, :, 2])
+    ih = _span_overlap(b[:, None, 1], b[:, None, 3], b[None, :, 1], b[None, :, 3])
     return iw * ih, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
 
@@ -746,4 +750,3 @@ def _mapped_box(region: _Frame, part: _Part, m: np.ndarray, t: np.ndarray,
     g = ((corners - part.frame.mean) @ part.frame.inv_half.T - t) @ m_inv.T
     mapped = (g @ region.half.T + region.mean) / scale
     return (float(mapped[:, 0].min()), float(mapped[:, 1].min()), float(mapped[:, 0].max()), float(mapped[:, 1].max()))
-
