@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -139,13 +140,9 @@ def _busy(arr: np.ndarray, labels: list[dict]) -> tuple[np.ndarray, list[dict]]:
                     for lab in labels]
 
 
-_FILLERS: list[np.ndarray] = []
-
-
-def _scene_fillers() -> list[np.ndarray]:
-    if not _FILLERS:
-        _FILLERS.extend(np.asarray(Image.open(p).convert("RGB")) for p in sorted((SHARED / "data" / "scenes").glob("*.jpg")))
-    return _FILLERS
+@cache
+def _scene_fillers() -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(Image.open(p).convert("RGB")) for p in sorted((SHARED / "data" / "scenes").glob("*.jpg")))
 
 
 CONDITIONS = {
