@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
-from .decode.images import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS, load_image
+from .decode.images import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS, has_photo_signature, load_image
 from .errors import MediaError, ShapeError
 from .hashing import sha256_file
 
@@ -607,10 +607,9 @@ def _sniff_kind(p: Path) -> Literal["photo", "video", "archive"] | None:
             head = f.read(512)
     except OSError:
         return None
-    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
-                        b"MM\x00*")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if has_photo_signature(head):
         return "photo"
-    if head[4:8] == b"ftyp" and head[8:12] not in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+    if head[4:8] == b"ftyp":
         return "video"
     if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
         return "video"

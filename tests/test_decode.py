@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from influvision.decode import loader as loader_module
-from influvision.decode.images import is_image_path, is_video_path, load_image
+from influvision.decode.images import has_photo_signature, is_image_path, is_video_path, load_image
 from influvision.decode.loader import iter_decoded
 from influvision.errors import MediaError
 from influvision.sources import MediaItem
@@ -293,6 +293,22 @@ def test_extension_checks() -> None:
     assert is_image_path("a/B.JPG") and is_image_path("x.tiff") and is_image_path("x.gif")
     assert not is_image_path("x.mp4") and not is_image_path("x.txt") and not is_image_path("jpg")
     assert is_video_path("clip.MOV") and is_video_path("c.webm") and not is_video_path("c.jpg")
+
+
+def test_photo_signatures_are_told_from_videos_and_other_files(shared_data: Path) -> None:
+    import io
+
+    heads = {}
+    for fmt in ("JPEG", "PNG", "TIFF", "GIF", "BMP", "WEBP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, format=fmt)
+        heads[fmt] = buf.getvalue()[:64]
+    assert all(has_photo_signature(h) for h in heads.values()), {k: h[:12] for k, h in heads.items()}
+    assert has_photo_signature(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00")  # an iPhone photo
+    mp4 = (shared_data / "videos" / "nggyup.mp4").read_bytes()[:64]
+    assert mp4[4:8] == b"ftyp" and not has_photo_signature(mp4)
+    assert not has_photo_signature(b"RIFF\x10\x00\x00\x00AVI LIST")  # RIFF, but an AVI video
+    assert not has_photo_signature(b"PK\x03\x04") and not has_photo_signature(b"")
 
 
 # --- loader ---------------------------------------------------------------------------------------------------

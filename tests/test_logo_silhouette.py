@@ -103,6 +103,28 @@ def test_flat_marks_are_found_where_sift_cannot(logo_data: Path, refs: list[Logo
     assert {names[i] for i in found.brand.tolist()} <= {brand, "nike", "puma", "adidas"}
 
 
+def test_a_region_cut_by_the_photo_frame_is_not_a_mark(cue: SilhouetteCue, logo_data: Path,
+                                                        refs: list[LogoReference]):
+    # The swoosh shirt foreshortened along a diagonal inside a grey frame: the shirt's dark region spans the
+    # picture, and with two of its sides made by the frame it once fitted the swoosh (a box larger than the
+    # photo).
+    img = rgb_of(logo_data / "scenes" / "fl27_3624592154.jpg")
+    h, w = img.shape[:2]
+    turn = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), 135.0, 1.0), [0, 0, 1]])
+    back = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), -135.0, 1.0), [0, 0, 1]])
+    m = back @ np.diag([1 / 1.6, 1.0, 1.0]) @ turn
+    frame = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
+    m[:2, 2] -= frame[:, :2].min(0)
+    size = frame[:, :2].max(0) - frame[:, :2].min(0)
+    tilted = cv2.warpAffine(img, m[:2], (int(size[0]), int(size[1])), borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=(128, 128, 128))
+    label = np.array([[65, 90, 1], [177, 90, 1], [65, 147, 1], [177, 147, 1]], float) @ m[:2].T
+    box = (*label.min(0), *label.max(0))
+    found = [c for c in cue.find([tilted]) if refs[c.ref_index].name == "nike"]
+    assert found and box_iou(found[0].box, box) >= 0.5
+    assert all(box_iou(c.box, box) >= 0.5 for c in found), [c.box for c in found]
+
+
 def test_the_cue_alone_finds_the_leaping_cat(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference]):
     found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])  # cyan cat on a black bag
     assert [refs[c.ref_index].name for c in found] == ["puma"]

@@ -56,6 +56,7 @@ __all__ = [
     "PHOTO_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "DecodedImage",
+    "has_photo_signature",
     "is_image_path",
     "is_video_path",
     "load_image",
@@ -67,7 +68,15 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PHOTO_BYTES = 1 << 30
 _PEEK_ABOVE_BYTES = 64 << 20
 _PEEK_BYTES = 8 << 20
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"GIF8", b"BM", b"RIFF")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"GIF87a",
+                b"GIF89a", b"BM")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def has_photo_signature(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a photo format (JPEG, PNG, TIFF, GIF, BMP, WebP, HEIF/AVIF)."""
+    return (head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS))
 
 _BASE_PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif",
                                     ".tiff", ".gif"})
@@ -252,7 +261,7 @@ def _read_file(path: Path, label: str) -> bytes:
                 _open(head, label, max_pixels=2**62).close()  # the size limits are applied on the whole file
             except MediaError:
                 # A TIFF may keep its directory at the end, a HEIF its metadata after the pixels.
-                if not (head.startswith(_IMAGE_MAGIC) or head[4:8] == b"ftyp"):
+                if not has_photo_signature(head):
                     raise MediaError(label, f"not a photo: {size / 2**20:.0f} MiB of data without an image header that "
                                         "Pillow reads") from None
         return read_regular_file(path, MAX_PHOTO_BYTES)

@@ -21,7 +21,8 @@ foreshortened) changes an outline only in ways that second moments undo:
    :data:`GENERIC_GAP`, the implied affine map is a plausible view (anisotropy at most
    :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region stands out from its
    surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
-   reference content box carried through that map.
+   reference content box carried through that map. Regions cut by two sides of the photo are not compared
+   (their outline is partly the photo's frame).
 4. **Marks of several parts.** A mark whose parts are each too small or too plain to stand for it (the
    peacock's six feathers, DHL's letters, the apple's body and leaf: a mark with no silhouette) is found
    when regions fit different parts in one view: every region that fits one of the mark's
@@ -102,6 +103,8 @@ CLEAR_SPACE = 1.5
 _LETTER_PX = 48
 # A mark box less than this share inside the photo is a guess about what is not there.
 MIN_INSIDE = 0.5
+# A region whose box comes this close (working-copy pixels) to two sides of the photo is cut by its frame.
+_FRAME_PX = 2
 # Fit candidates kept per mark and photo for the agreement search (best first).
 MAX_FITS = 600
 
@@ -350,6 +353,8 @@ class SilhouetteCue:
         best = np.where(self._whole[None, :], iou.max(2), 0.0)
         found = []
         for r, p in zip(*np.nonzero(best >= PRE_IOU), strict=True):
+            if photo.framed[r]:
+                continue
             part, region = self._parts[p], photo.frames[r]
             # A silhouette with rotational symmetry fits as well upside down: start from the best upright fit.
             fits = np.where(_upright(region, part.frame), iou[r, p], -1.0)
@@ -394,7 +399,7 @@ class SilhouetteCue:
     def _part_fits(self, iou: np.ndarray, photo: _Photo) -> _Fits | None:
         """Every (region, part, rotation) fit of a part of a mark of several parts at :data:`PART_IOU` that is
         a plausible view, with the map and the whole mark's box it implies (working-copy pixels)."""
-        r, p, a = np.nonzero((iou >= PART_IOU) & self._in_set[None, :, None])
+        r, p, a = np.nonzero((iou >= PART_IOU) & self._in_set[None, :, None] & ~photo.framed[:, None, None])
         frames = photo.frames
         region_half = np.stack([f.half for f in frames])
         part_inv = np.stack([q.frame.inv_half for q in self._parts])
@@ -499,6 +504,16 @@ class _Photo:
         """(R, 4) x1, y1, x2, y2 of the regions in working-copy pixels."""
         return np.array([[f.origin[0], f.origin[1], f.origin[0] + f.mask.shape[1], f.origin[1] + f.mask.shape[0]]
                          for f in self.frames], dtype=np.float64).reshape(-1, 4)
+
+    @cached_property
+    def framed(self) -> np.ndarray:
+        """(R,) bool: regions cut by two or more sides of the photo. Part of their outline is the photo's frame
+        (a shirt filling the picture, the sky above a horizon), so their shape says nothing about a mark's."""
+        h, w = self.lab.shape[:2]
+        b = self.boxes
+        sides = ((b[:, 0] <= _FRAME_PX).astype(int) + (b[:, 1] <= _FRAME_PX) + (b[:, 2] >= w - _FRAME_PX)
+                 + (b[:, 3] >= h - _FRAME_PX))
+        return sides >= 2
 
     @cached_property
     def overlap(self) -> np.ndarray:
