@@ -25,6 +25,7 @@ from ._version import __version__
 from .checkpoint import Checkpoint
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
 from .errors import GalleryError
+from .faces.detect import smallest_face_searched
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
 from .gallery import Gallery, StoredDetector
@@ -80,6 +81,7 @@ def track(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     logo_text: bool = False,
+    max_side: int = 1600,
 ) -> Report:
     """Find registered people (and brands) in photos and videos and tally them.
 
@@ -99,6 +101,10 @@ def track(
         progress: show a progress bar.
         logo_text: also read brand names with OCR (needs ``influvision[ocr]``; see docs/logos.md: on the
             shared photos it finds nothing the matcher misses and doubles logo time, so it is off by default).
+        max_side: photos and video frames longer than this are searched for faces on a copy downscaled to it,
+            so the smallest face found grows with the photo (20 px up to this size, 60 px in a 4800 px photo;
+            each entry's ``smallest_face_px`` says it). A larger value finds smaller faces in large photos at a
+            cost that grows with the pixels searched.
     Returns:
         the :class:`Report`; nothing is dropped silently: every input is analysed, a duplicate or skipped.
 
@@ -115,7 +121,8 @@ def track(
     try:
         # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.
         loaded = g.loaded_pipeline
-        pipeline = loaded if loaded is not None and loaded.device == dev else FacePipeline(g.embedder_name, dev)
+        pipeline = loaded if loaded is not None and loaded.device == dev and loaded.detector.max_side == max_side \
+            else FacePipeline(g.embedder_name, dev, max_side=max_side)
         g.use_pipeline(pipeline)
         settings = settings.resolved(pipeline.embedder.threshold)
         gallery_key = g.content_key()
@@ -128,7 +135,8 @@ def track(
             min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness, min_score=settings.min_score,
             resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
-            detector={"min_face_size": float(pipeline.detector.min_face_size)},
+            detector={"min_face_size": float(pipeline.detector.min_face_size),
+                      "max_side": float(pipeline.detector.max_side)},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
             logo_trained_min_score=_trained_min_score(engine.logo_detector))
         ckpt = Checkpoint(checkpoint, _checkpoint_settings(report_settings, settings), gallery_key) \
@@ -380,6 +388,11 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
     tally_videos(media, people, brands, together, co)
     for t in [*people.values(), *brands.values()]:
         t.exposure_seconds = round(sum(union_length(iv) for iv in t.intervals.values()), 3)
+    for m in media:
+        if m.width and m.height and not m.duplicate_of and "max_side" in settings.detector:
+            m.smallest_face_px = round(smallest_face_searched(
+                m.width, m.height, min_face_size=settings.detector["min_face_size"],
+                max_side=int(settings.detector["max_side"])), 1)
     faces = [f for m in media for f in m.faces]
     counts = Counts(
         inputs_seen=inputs_seen, analysed=sum(1 for m in media if not m.duplicate_of),

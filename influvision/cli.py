@@ -48,6 +48,16 @@ def _sample_fps(text: str) -> float:
     return value
 
 
+def _max_side(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 12:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 12, got {text!r}")
+    return value
+
+
 def _writable_file(path: str, what: str) -> None:
     """Refuse, before any work, an output file that cannot be written (its folder is made if missing)."""
     p = Path(path)
@@ -113,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also read brand names with OCR (needs influvision[ocr]; slower, see docs/logos.md)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     t.add_argument("--sample-fps", type=_sample_fps, default=10.0, help="video frames analysed per second (0: all)")
+    t.add_argument("--max-side", type=_max_side, default=1600, metavar="PX",
+                   help="photos and frames longer than this are searched for faces on a copy this long, so faces "
+                        "under 20 px x long side / PX are missed there (default 1600; larger is slower)")
     t.add_argument("--checkpoint", metavar="FILE", help="record progress here; rerun with it to resume")
     t.add_argument("--batch-size", type=_batch_size, default="auto",
                    help="photos per device batch, or 'auto' (from free GPU memory; 8 on the CPU)")
@@ -203,8 +216,7 @@ def _run(args: argparse.Namespace) -> int:
         report = track(args.sources, Gallery(args.gallery, device=args.device), device=args.device,
                        sample_fps=args.sample_fps or None, annotate_dir=args.annotate,
                        blur_unknown=args.blur_unknown, checkpoint=args.checkpoint, batch_size=args.batch_size,
-                       logo_text=args.logo_text,
-                       progress=not args.quiet)
+                       logo_text=args.logo_text, max_side=args.max_side, progress=not args.quiet)
         report.to_json(args.out)
         if args.csv:
             report.to_csv(args.csv)

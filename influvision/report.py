@@ -98,6 +98,10 @@ class MediaEntry(BaseModel):
     logos: list[LogoEntry] = Field(default_factory=list)
     error: str | None = None
     duplicate_of: str | None = Field(None, description="Earlier photo this one duplicates; not counted again")
+    smallest_face_px: float | None = Field(None, description=(
+        "Smallest face side (this media's pixels) the detector is set to find; smaller faces are found only by "
+        "chance. Photos and frames longer than the detector's max_side are searched on a copy of that size, "
+        "which raises it above the detector's min_face_size"))
     duration_s: float | None = None
     fps: float | None = None
     frames_analysed: int | None = None
@@ -282,7 +286,16 @@ class Report(BaseModel):
                  f"{c.unidentifiable_faces} too small or unsure to compare)"
                  + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else ""),
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
-                 f"margin {self.settings.margin}, device {self.settings.device}", ""]
+                 f"margin {self.settings.margin}, device {self.settings.device}"]
+        coarse = [m.smallest_face_px for m in self.media
+                  if m.smallest_face_px is not None and m.smallest_face_px > self.settings.min_face_px]
+        if coarse:
+            side = self.settings.detector.get("max_side")
+            span = f"{min(coarse):.0f}" if min(coarse) == max(coarse) else f"{min(coarse):.0f}-{max(coarse):.0f}"
+            lines.append(f"small faces may be missed: {len(coarse)} photos or videos longer than {side:.0f} px were "
+                         f"searched on a {side:.0f} px copy, where faces under {span} px are found only by chance "
+                         "(a larger max_side finds them, slower)")
+        lines.append("")
         width = max([len(n) for n in [*self.people, *self.brands]] + [12])
         lines.append(f"{'name':<{width}}  {'photos':>6}  {'seconds':>8}  {'alone s':>8}  {'mean sim':>8}")
         for kind, group in (("person", self.people), ("brand", self.brands)):

@@ -28,9 +28,10 @@ def test_register_list_track_and_exit_codes(tmp_path, shared_data, capsys):
 
     out = tmp_path / "report.json"
     code = main(["track", str(shared_data / "scenes" / "obama_and_biden.jpg"), "-g", g, "--out", str(out),
-                 "--csv", str(tmp_path / "csv"), "--device", "cpu", "-q"])
+                 "--csv", str(tmp_path / "csv"), "--device", "cpu", "--max-side", "2000", "-q"])
     assert code == 0
     report = json.loads(out.read_text())
+    assert report["settings"]["detector"]["max_side"] == 2000
     assert report["people"]["barack_obama"]["photo_count"] == 1
     assert report["people"]["joe_biden"]["photo_count"] == 1
     assert (tmp_path / "csv" / "faces.csv").exists()
@@ -73,9 +74,10 @@ def test_every_setup_problem_is_said_before_any_work_and_exits_2(tmp_path, share
     fails([*track, "--csv", str(blocker)], "is a file")
     fails([*track, "--annotate", str(blocker)], "is a file")
     fails([*track, "--checkpoint", str(blocker / "c.db")], "cannot make its folder")
-    for bad in ("-1", "nan", "inf"):
+    for flag, bad in (("--sample-fps", "-1"), ("--sample-fps", "nan"), ("--sample-fps", "inf"), ("--max-side", "0"),
+                      ("--max-side", "2k")):
         with pytest.raises(SystemExit) as stop:  # argparse refuses it
-            main([*track, "--sample-fps", bad])
+            main([*track, flag, bad])
         assert stop.value.code == 2
     fails(["gallery", "list", "-g", str(tmp_path / "typo.db")], "does not exist")
     assert not (tmp_path / "typo.db").exists()

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import influvision as iv
 
@@ -267,3 +268,30 @@ def test_a_gallery_changed_while_a_run_starts_stops_it_before_anything_is_record
         iv.track(shared_data / "scenes" / "couple.jpg", gallery=full_gallery, device="cpu",
                  checkpoint=tmp_path / "run.ckpt", progress=False)
     assert not (tmp_path / "run.ckpt").exists()
+
+
+def test_small_faces_in_a_large_photo_are_found_with_a_larger_max_side(tmp_path, shared_data, full_gallery):
+    # The Obama and Biden scene shrunk until its faces are ~36 px high, on a 4800 x 3200 px canvas: the
+    # default search runs on a 1600 px copy (faces ~12 px there) and misses them, max_side=4800 sees them.
+    scene = Image.open(shared_data / "scenes" / "obama_and_biden.jpg").convert("RGB")
+    first = iv.track([shared_data / "scenes" / "obama_and_biden.jpg"], gallery=full_gallery, device="cpu",
+                     progress=False)
+    heights = [f.box[3] - f.box[1] for f in first.media[0].faces if f.identity]
+    scale = 36 / min(heights)
+    small = scene.resize((round(scene.width * scale), round(scene.height * scale)), Image.LANCZOS)
+    canvas = Image.new("RGB", (4800, 3200), (118, 120, 125))
+    canvas.paste(small, (2000, 1400))
+    canvas.save(tmp_path / "hall.jpg", quality=92)
+
+    coarse = iv.track([tmp_path / "hall.jpg"], gallery=full_gallery, device="cpu", progress=False)
+    entry = coarse.media[0]
+    assert entry.faces == [] and entry.smallest_face_px == 60.0
+    assert "small faces may be missed: 1 photos or videos longer than 1600 px" in coarse.summary()
+    assert coarse.settings.detector["max_side"] == 1600
+
+    fine = iv.track([tmp_path / "hall.jpg"], gallery=full_gallery, device="cpu", progress=False, max_side=4800)
+    entry = fine.media[0]
+    assert entry.smallest_face_px == 20.0 and "small faces" not in fine.summary()
+    assert len(entry.faces) >= 2 and all(30 <= f.size_px <= 60 for f in entry.faces[:2])
+    assert {f.identity for f in entry.faces if f.identity} <= {"barack_obama", "joe_biden"}
+    assert fine.people, "at ~36 px at least one of them is named"

@@ -132,6 +132,12 @@ def _nms_min(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float) ->
     return order[keep]
 
 
+def smallest_face_searched(width: int, height: int, *, min_face_size: float, max_side: int) -> float:
+    """Smallest face side, in source pixels, that a detector with these settings looks for in an image of this
+    size: an image longer than ``max_side`` is searched on a copy downscaled to it, which scales the limit up."""
+    return float(min_face_size) * max(1.0, max(width, height) / max_side)
+
+
 class FaceDetector:
     """MTCNN face detector over batches of images, on one device.
 
