@@ -38,9 +38,10 @@ foreshortened) changes an outline only in ways that second moments undo:
    sentence, agree on a view as well as the wordmark does.
 
 What it cannot do: marks whose parts are not regions in the photo (a mark over a busy background that
-touches it, a swoosh printed with an outline only), marks under about 12 px in the working copy, strong
-perspective, marks that are themselves near-plain figures (BMW and Vodafone's discs) and marks made only
-of plain parts (the Adidas bars: three parallelograms agree by chance too easily to count alone).
+touches it, a swoosh printed with an outline only), marks under about 12 px in the working copy (8 px in a
+small photo upscaled twice), strong perspective, marks that are near-plain figures unless their outline is
+sharp (BMW and Vodafone's discs: found where the photo shows them crisply) and marks made only of plain parts
+(the Adidas bars alone: three parallelograms agree by chance too easily to count).
 Measured in benchmarks/RESULTS.md.
 """
 
@@ -288,15 +289,17 @@ class SilhouetteCue:
     Args:
         references: the registered marks; ``ref_index`` of a candidate indexes this list.
         min_iou: refined raster IoU a region needs to be reported.
-        work_side: photos are searched on a copy whose longer side is at most this many pixels.
+        work_side: photos are searched on a copy whose longer side is this many pixels (smaller photos are
+            upscaled at most ``max_upscale`` times, so small marks have outlines the comparison can use).
         workers: threads searching photos, one photo each (OpenCV and NumPy release the GIL); None: as many
             as decode photos (:func:`influvision.engine.default_workers`). Results do not depend on it.
     """
 
     def __init__(self, references: Sequence[LogoReference], *, min_iou: float = 0.8, work_side: int = 800,
-                 workers: int | None = None) -> None:
+                 max_upscale: float = 2.0, workers: int | None = None) -> None:
         self.min_iou = min_iou
         self.work_side = work_side
+        self.max_upscale = max_upscale
         self.workers = workers if workers is not None else default_workers()
         self._parts = [part for i, ref in enumerate(references) for part in _parts(ref, i)]
         self._bank = _Bank(np.concatenate([_rotated_rasters(p.frame) for p in self._parts]) if self._parts
@@ -325,10 +328,17 @@ class SilhouetteCue:
     def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float, np.ndarray]:
         """MSER regions of the working copy, its scale, and its Lab pixels."""
         h, w = image.shape[:2]
-        scale = min(1.0, self.work_side / max(h, w, 1))
-        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
-        frames, lab = _mser_regions(small)
+        scale = min(self.max_upscale, self.work_side / max(h, w, 1))
+        if h == 0 or w == 0:
+            return [], 1.0, np.zeros((0, 0, 3), np.uint8)
+        if scale == 1:
+            small = np.ascontiguousarray(image)
+        else:
+            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        # In an upscaled copy the least region grows with the scale (not its square): a region of the same
+        # few source pixels is then mostly interpolation (measured in RESULTS.md, 2026-12-06).
+        frames, lab = _mser_regions(small, min_area=round(MIN_REGION_PX * max(1.0, scale)))
         return frames, scale, lab
 
     def _find_one(self, k: int, image: np.ndarray) -> list[CueCandidate]:
@@ -549,12 +559,13 @@ def _continues(box: np.ndarray, members: np.ndarray, photo: _Photo) -> bool:
     return _letters_beside(photo, box, height, y_lo - height / 4, y_hi + height / 4, members)
 
 
-def _mser_regions(small: np.ndarray) -> tuple[list[_Frame], np.ndarray]:
-    """MSER regions of a uint8 RGB working copy (step 2) and its Lab pixels; none for an image too small."""
-    if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < MIN_REGION_PX:
+def _mser_regions(small: np.ndarray, min_area: int = MIN_REGION_PX) -> tuple[list[_Frame], np.ndarray]:
+    """MSER regions of at least ``min_area`` pixels of a uint8 RGB working copy (step 2) and its Lab pixels;
+    none for an image too small."""
+    if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < min_area:
         return [], np.zeros((0, 0, 3), np.uint8)  # too small for a mark (and for OpenCV's MSER)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
-    mser = cv2.MSER_create(delta=5, min_area=MIN_REGION_PX, max_area=int(0.4 * small.shape[0] * small.shape[1]))
+    mser = cv2.MSER_create(delta=5, min_area=min_area, max_area=int(0.4 * small.shape[0] * small.shape[1]))
     frames, seen = [], set()
     for channel in (lab[..., c] for c in _CHANNELS):
         # OpenCV's MSER on one channel finds both dark-on-light and light-on-dark regions.
@@ -562,7 +573,7 @@ def _mser_regions(small: np.ndarray) -> tuple[list[_Frame], np.ndarray]:
         for pts, (x0, y0, bw, bh) in zip(regions, boxes, strict=True):
             # Nested stable regions and other channels repeat nearly the same region: one is enough.
             key = (x0 // 2, y0 // 2, bw // 2, bh // 2, int(np.log(len(pts)) / 0.03))
-            if len(pts) < MIN_REGION_PX or key in seen:
+            if len(pts) < min_area or key in seen:
                 continue
             seen.add(key)
             mask = np.zeros(bh * bw, dtype=bool)
