@@ -292,9 +292,10 @@ class Report(BaseModel):
         if coarse:
             side = self.settings.detector.get("max_side")
             span = f"{min(coarse):.0f}" if min(coarse) == max(coarse) else f"{min(coarse):.0f}-{max(coarse):.0f}"
-            lines.append(f"small faces may be missed: {len(coarse)} photos or videos longer than {side:.0f} px were "
-                         f"searched on a {side:.0f} px copy, where faces under {span} px are found only by chance "
-                         "(a larger max_side finds them, slower)")
+            media = "1 photo or video" if len(coarse) == 1 else f"{len(coarse)} photos or videos"
+            lines.append(f"small faces may be missed: {media} longer than {side:.0f} px searched on a {side:.0f} px "
+                         f"copy, where faces under {span} px are found only by chance (a larger max_side finds them, "
+                         "slower)")
         lines.append("")
         width = max([len(n) for n in [*self.people, *self.brands]] + [12])
         lines.append(f"{'name':<{width}}  {'photos':>6}  {'seconds':>8}  {'alone s':>8}  {'mean sim':>8}")

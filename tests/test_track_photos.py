@@ -286,7 +286,8 @@ def test_small_faces_in_a_large_photo_are_found_with_a_larger_max_side(tmp_path,
     coarse = iv.track([tmp_path / "hall.jpg"], gallery=full_gallery, device="cpu", progress=False)
     entry = coarse.media[0]
     assert entry.faces == [] and entry.smallest_face_px == 60.0
-    assert "small faces may be missed: 1 photos or videos longer than 1600 px" in coarse.summary()
+    assert "small faces may be missed: 1 photo or video longer than 1600 px searched on a 1600 px copy, where faces " \
+           "under 60 px" in coarse.summary()
     assert coarse.settings.detector["max_side"] == 1600
 
     fine = iv.track([tmp_path / "hall.jpg"], gallery=full_gallery, device="cpu", progress=False, max_side=4800)
