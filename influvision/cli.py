@@ -26,16 +26,18 @@ EPILOG = """examples:
 """
 
 
-def _batch_size(text: str) -> int | str:
-    if text == "auto":
-        return text
+def _whole_number(text: str, least: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _batch_size(text: str) -> int | str:
+    return text if text == "auto" else _whole_number(text, 1, "a positive integer or 'auto'")
 
 
 def _sample_fps(text: str) -> float:
@@ -49,13 +51,7 @@ def _sample_fps(text: str) -> float:
 
 
 def _max_side(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 12:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 12, got {text!r}")
-    return value
+    return _whole_number(text, 12, "a whole number of pixels >= 12")
 
 
 def _writable_file(path: str, what: str) -> None:
