@@ -103,12 +103,9 @@ def test_flat_marks_are_found_where_sift_cannot(logo_data: Path, refs: list[Logo
     assert {names[i] for i in found.brand.tolist()} <= {brand, "nike", "puma", "adidas"}
 
 
-def test_a_region_cut_by_the_photo_frame_is_not_a_mark(cue: SilhouetteCue, logo_data: Path,
-                                                        refs: list[LogoReference]):
-    # The swoosh shirt foreshortened along a diagonal inside a grey frame: the shirt's dark region spans the
-    # picture, and with two of its sides made by the frame it once fitted the swoosh (a box larger than the
-    # photo).
-    img = rgb_of(logo_data / "scenes" / "fl27_3624592154.jpg")
+def _foreshortened(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo foreshortened by 1.6 along the diagonal at 135 degrees inside a grey frame (the logo benchmark's
+    tilt135), and the 2 x 3 map from photo to result."""
     h, w = img.shape[:2]
     turn = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), 135.0, 1.0), [0, 0, 1]])
     back = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), -135.0, 1.0), [0, 0, 1]])
@@ -116,25 +113,43 @@ def test_a_region_cut_by_the_photo_frame_is_not_a_mark(cue: SilhouetteCue, logo_
     frame = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
     m[:2, 2] -= frame[:, :2].min(0)
     size = frame[:, :2].max(0) - frame[:, :2].min(0)
-    tilted = cv2.warpAffine(img, m[:2], (int(size[0]), int(size[1])), borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=(128, 128, 128))
-    label = np.array([[65, 90, 1], [177, 90, 1], [65, 147, 1], [177, 147, 1]], float) @ m[:2].T
+    out = cv2.warpAffine(img, m[:2], (int(size[0]), int(size[1])), borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(128, 128, 128))
+    return out, m[:2]
+
+
+def test_a_region_cut_by_the_photo_frame_is_not_a_mark(cue: SilhouetteCue, logo_data: Path,
+                                                        refs: list[LogoReference]):
+    # The swoosh shirt foreshortened along a diagonal inside a grey frame: the shirt's dark region spans the
+    # picture, and with two of its sides made by the frame it once fitted the swoosh (a box larger than the
+    # photo).
+    img = rgb_of(logo_data / "scenes" / "fl27_3624592154.jpg")
+    tilted, m = _foreshortened(img)
+    label = np.array([[65, 90, 1], [177, 90, 1], [65, 147, 1], [177, 147, 1]], float) @ m.T
     box = (*label.min(0), *label.max(0))
     found = [c for c in cue.find([tilted]) if refs[c.ref_index].name == "nike"]
     assert found and box_iou(found[0].box, box) >= 0.5
     assert all(box_iou(c.box, box) >= 0.5 for c in found), [c.box for c in found]
 
 
-def test_the_cue_alone_finds_the_leaping_cat_and_the_three_bars(cue: SilhouetteCue, logo_data: Path,
-                                                                refs: list[LogoReference]):
-    # A shop window at 500 px: the cyan cat on a black bag, and the Adidas bars above their word, found once
-    # the photo is searched upscaled (the bars' outlines are a few pixels wide at 500 px).
-    found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])
-    by_name = {refs[c.ref_index].name: c.box for c in found}
-    assert sorted(by_name) == ["adidas", "puma"]
-    assert box_iou(by_name["puma"], (73, 121, 118, 153)) >= 0.5
-    assert box_iou(by_name["adidas"], (145, 117, 208, 151)) >= 0.5
-    assert SilhouetteCue(refs, max_upscale=1.0).find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")]) != found
+def test_the_cue_alone_finds_the_leaping_cat(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference]):
+    found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])  # cyan cat on a black bag
+    assert [refs[c.ref_index].name for c in found] == ["puma"]
+    assert box_iou(found[0].box, (73, 121, 118, 153)) >= 0.5
+
+
+def test_marks_of_plain_parts_need_three_of_them(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference],
+                                                 monkeypatch):
+    # The Adidas mark is three bars, each a plain parallelogram. Two slots between the spokes of a Ford wheel,
+    # seen foreshortened, fitted two of the bars in one view as well as two real bars do in a shop window; a
+    # mark made only of plain figures needs three of its parts (all of them, up to three) in one view.
+    img = rgb_of(logo_data / "scenes" / "fl27_2938026725.jpg")
+    wheel, _ = _foreshortened(img)
+    assert "adidas" not in {refs[c.ref_index].name for c in cue.find([wheel])}
+    adidas = next(i for i, r in enumerate(refs) if r.name == "adidas")
+    assert cue._least_parts[adidas] == 3
+    monkeypatch.setitem(cue._least_parts, adidas, 2)
+    assert "adidas" in {refs[c.ref_index].name for c in cue.find([wheel])}
 
 
 def _draw(ref: LogoReference, colour, background, affine: np.ndarray, size=(480, 360), seed=0):
@@ -209,7 +224,7 @@ def test_threads_do_not_change_the_result(logo_data: Path, refs: list[LogoRefere
     photos = [rgb_of(logo_data / "scenes" / p) for p in ("fl27_3624592154.jpg", "fl27_282208842.jpg",
                                                           "fl27_2609822722.jpg")]
     one, two = SilhouetteCue(refs, workers=1).find(photos), SilhouetteCue(refs, workers=2).find(photos)
-    assert [c.image_index for c in one] == [0, 1, 1, 2] and one == two
+    assert [c.image_index for c in one] == [0, 1, 2] and one == two
 
 
 @pytest.mark.parametrize("shape", [(0, 0, 3), (0, 50, 3), (1, 1, 3), (2, 2, 3), (10, 10000, 3), (10000, 12, 3)])

@@ -29,6 +29,8 @@ foreshortened) changes an outline only in ways that second moments undo:
    :data:`MAX_PARTS` largest parts at raster IoU :data:`PART_IOU` (any plausible rotation, unrefined)
    implies a map and a box for the whole mark, and fits of different parts, by regions in different
    places, that imply nearly the same box and map agree.
+   A mark whose parts are all plain figures (bars, discs, ellipses) needs all of them, up to three, in one
+   view; pairs of such parts agree by chance too easily (two slots of a wheel as the Adidas bars).
    An agreeing set is the mark when its parts cover enough of the ink (:data:`MIN_SUPPORT_2` with two parts,
    :data:`MIN_SUPPORT_3` with more), at least one of them fits its part better than any plain figure by
    :data:`PART_GAP`, each stands out from its surroundings (:data:`PART_CONTRAST`) and the box is mostly
@@ -306,6 +308,13 @@ class SilhouetteCue:
                            else np.zeros((0, GRID * GRID), bool))
         self._whole = np.array([p.whole for p in self._parts], dtype=bool)
         self._in_set = np.array([p.in_set for p in self._parts], dtype=bool)
+        # Parts needed in one view, per mark searched by its parts: two, or as many as it has up to three when
+        # every part is a plain figure (bars, discs, ellipses), whose pairs agree by chance too easily.
+        self._least_parts: dict[int, int] = {}
+        for ref in {p.ref_index for p in self._parts if p.in_set}:
+            members = [p for p in self._parts if p.in_set and p.ref_index == ref]
+            plain = all(_plainness(p.frame) >= MAX_GENERIC for p in members)
+            self._least_parts[ref] = min(3, len(members)) if plain else 2
 
     @property
     def searched(self) -> list[int]:
@@ -431,6 +440,8 @@ class SilhouetteCue:
     def _is_mark(self, view: _View, fits: _Fits, photo: _Photo) -> bool:
         """Whether an agreeing set of fits is evidence enough for the mark (step 4)."""
         members = view.members
+        if len(members) < self._least_parts[int(fits.ref[members[0]])]:
+            return False
         if view.support < (MIN_SUPPORT_2 if len(members) == 2 else MIN_SUPPORT_3):
             return False
         if max(fits.fit[m] - photo.plain(fits.region[m]) for m in members) < PART_GAP:
