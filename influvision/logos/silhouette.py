@@ -145,6 +145,12 @@ class _Frame:
         self.half = np.array([[a + s, b], [b, c + s]]) / t
         self.inv_half = np.array([[c + s, -b], [-b, a + s]]) / (s * t)
 
+    @cached_property
+    def plainness(self) -> float:
+        """Best raster IoU of the mask, at 8 rotations, with a plain figure (kept: a reference part's is asked for
+        when its mark is checked for a silhouette and again when the cue weighs its parts)."""
+        return float(_iou(_rotated_rasters(self)[:: ROTATIONS // 8], _plain()).max())
+
     def sample(self, m: np.ndarray, t: np.ndarray) -> np.ndarray:
         """(K, GRID*GRID) bool rasters for K maps ``m`` (K, 2, 2) and shifts ``t`` (K, 2)."""
         g = np.matmul(_GRID_PTS, m.transpose(0, 2, 1)) + t[:, None, :]
@@ -257,13 +263,9 @@ def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
     return sorted(out, key=lambda t: -t[0])
 
 
-def _plainness(frame: _Frame) -> float:
-    return float(_iou(_rotated_rasters(frame)[:: ROTATIONS // 8], _plain()).max())
-
-
 def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
     comps = _components(reference)
-    wholes = [share >= MIN_PART and _plainness(frame) < MAX_GENERIC for share, frame in comps]
+    wholes = [share >= MIN_PART and frame.plainness < MAX_GENERIC for share, frame in comps]
     # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo).
     in_set = len(comps[:MAX_PARTS]) >= 2 and not any(wholes)
     out = []
@@ -313,7 +315,7 @@ class SilhouetteCue:
         self._least_parts: dict[int, int] = {}
         for ref in {p.ref_index for p in self._parts if p.in_set}:
             members = [p for p in self._parts if p.in_set and p.ref_index == ref]
-            plain = all(_plainness(p.frame) >= MAX_GENERIC for p in members)
+            plain = all(p.frame.plainness >= MAX_GENERIC for p in members)
             self._least_parts[ref] = min(3, len(members)) if plain else 2
 
     @property
@@ -337,9 +339,9 @@ class SilhouetteCue:
     def _regions(self, image: np.ndarray) -> tuple[list[_Frame], float, np.ndarray]:
         """MSER regions of the working copy, its scale, and its Lab pixels."""
         h, w = image.shape[:2]
-        scale = min(self.max_upscale, self.work_side / max(h, w, 1))
         if h == 0 or w == 0:
             return [], 1.0, np.zeros((0, 0, 3), np.uint8)
+        scale = min(self.max_upscale, self.work_side / max(h, w))
         if scale == 1:
             small = np.ascontiguousarray(image)
         else:
