@@ -361,3 +361,32 @@ def test_every_cue_drops_a_wordmark_printed_inside_longer_text(refs: list[LogoRe
 ])
 def test_the_text_check_answers_no_for_boxes_it_cannot_judge(shape, box, height):
     assert silhouette.letters_beside(np.full(shape, 128, np.uint8), box, height) is False
+
+
+def _dim(img: np.ndarray) -> np.ndarray:
+    """A dim venue: gamma 2 and 80 % brightness, then JPEG quality 90 (the logo benchmark's ``dark``)."""
+    a = ((img.astype(np.float32) / 255.0) ** 2 * 255.0 * 0.8).clip(0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=90)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+@pytest.mark.parametrize(("photo", "brand", "box"), [
+    ("fl27_2518709496.jpg", "nbc", (3, 42, 380, 334)),  # the peacock, found by its feathers
+    ("fl27_2609822722.jpg", "nike", (330, 207, 402, 262)),  # the orange swoosh on a grey shoe
+])
+def test_a_dim_photo_is_searched_lifted_as_well(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference],
+                                                monkeypatch, photo: str, brand: str, box):
+    dim = _dim(rgb_of(logo_data / "scenes" / photo))
+    bright = silhouette.lifted(dim)
+    assert float(bright.mean()) > dim.mean() + 25
+    plain = np.full((40, 60, 3), silhouette.DARK_MEAN, np.uint8)
+    assert silhouette.lifted(plain) is plain
+
+    def hits() -> list[float]:
+        return [box_iou(c.box, box) for c in cue.find([dim]) if refs[c.ref_index].name == brand]
+
+    assert max(hits(), default=0.0) >= 0.5
+    # Searched only as it is, the mark's contrast is squeezed into too few grey levels for MSER's step.
+    monkeypatch.setattr(silhouette, "DARK_MEAN", 0.0)
+    assert max(hits(), default=0.0) < 0.5
