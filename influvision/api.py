@@ -136,7 +136,8 @@ def track(
             resolution_match=settings.resolution_match, device=str(dev),
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size),
-                      "max_side": float(pipeline.detector.max_side)},
+                      "max_side": float(pipeline.detector.max_side),
+                      **({"dim_mean": pipeline.detector.dim_mean} if pipeline.detector.dim_mean is not None else {})},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
             logo_trained_min_score=_trained_min_score(engine.logo_detector))
         ckpt = Checkpoint(checkpoint, _checkpoint_settings(report_settings, settings), gallery_key) \

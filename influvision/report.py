@@ -197,7 +197,9 @@ class Settings(BaseModel):
     version: str
     sample_fps: float | None = None
     max_gap_s: float | None = None
-    detector: dict[str, float] = Field(default_factory=dict)
+    detector: dict[str, float] = Field(default_factory=dict, description=(
+        "Face detector settings: min_face_size, max_side and dim_mean (media darker than this mean grey level are "
+        "also searched brightened)"))
 
 
 class Report(BaseModel):

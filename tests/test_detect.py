@@ -348,3 +348,38 @@ def test_fixed_canvases_change_no_detection(photos):
     torch.testing.assert_close(fixed.landmarks, exact.landmarks, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="canvas_step"):
         FaceDetector("cpu", canvas_step=0)
+
+
+def _dimmed(img: np.ndarray, brightness: float) -> np.ndarray:
+    """A dim venue: every pixel times ``brightness``, then JPEG quality 70."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray((img.astype(np.float32) * brightness).round().astype(np.uint8)).save(buf, "JPEG", quality=70)
+    return _rgb(buf)
+
+
+@pytest.mark.parametrize("name", ["jim_parsons/1.png", "johnny_galecki/3.png"])
+def test_a_dim_photo_is_also_searched_brightened(shared_data: Path, name: str):
+    img = _rgb(shared_data / "faces" / name)
+    clean = FaceDetector().detect_one(img)
+    dim = _dimmed(img, 0.15)
+    assert dim.mean() < detect_module.DIM_MEAN and len(clean) == 1
+    assert len(FaceDetector(dim_mean=None).detect_one(dim)) == 0  # the face's contrast is a few grey levels
+    found = FaceDetector().detect_one(dim)
+    assert len(found) == 1 and box_iou(found.boxes, clean.boxes).item() >= 0.6
+
+
+def test_faces_the_dim_original_shows_keep_their_own_boxes(shared_data: Path):
+    # Faces found in the dim photo and in its brightened copy are the original's detections, unchanged; the
+    # copy only adds faces, and a bright photo in the same batch is untouched.
+    # In bbt2 at 30 % brightness the brightened copy scores one of the faces higher than the original does.
+    scene, bright = _rgb(shared_data / "scenes" / "bbt2.jpg"), _rgb(shared_data / "scenes" / "couple.jpg")
+    dim = _dimmed(scene, 0.3)
+    assert dim.mean() < detect_module.DIM_MEAN < bright.mean()
+    alone = FaceDetector(dim_mean=None).detect([dim, bright])
+    both = FaceDetector().detect([dim, bright])
+    for i in (0, 1):
+        a, b = alone.boxes[alone.image_index == i], both.boxes[both.image_index == i]
+        assert len(a) and all((b == box).all(dim=1).any() for box in a)
+    assert len(both.boxes[both.image_index == 1]) == len(alone.boxes[alone.image_index == 1])

@@ -18,6 +18,7 @@ from influvision.logos.cues import SOURCE_SIFT, SOURCE_SILHOUETTE
 from influvision.logos.detect import LogoDetector
 from influvision.logos.references import LogoReference, load_reference
 from influvision.logos.silhouette import SilhouetteCue
+from influvision.tone import lifted
 
 # Flat marks SIFT does not verify (too few corners), labelled in the shared photos.
 FLAT = [
@@ -378,10 +379,10 @@ def _dim(img: np.ndarray) -> np.ndarray:
 def test_a_dim_photo_is_searched_lifted_as_well(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference],
                                                 monkeypatch, photo: str, brand: str, box):
     dim = _dim(rgb_of(logo_data / "scenes" / photo))
-    bright = silhouette.lifted(dim)
+    bright = lifted(dim, silhouette.DARK_MEAN)
     assert float(bright.mean()) > dim.mean() + 25
     plain = np.full((40, 60, 3), silhouette.DARK_MEAN, np.uint8)
-    assert silhouette.lifted(plain) is plain
+    assert lifted(plain, silhouette.DARK_MEAN) is plain
 
     def hits() -> list[float]:
         return [box_iou(c.box, box) for c in cue.find([dim]) if refs[c.ref_index].name == brand]

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from ..errors import ShapeError
+from ..tone import grey_means, lifted_tensor
 from ..types import Faces
 from ..weights import load_torch_weights
 from .tensors import gather_rows, index_tensor
@@ -57,6 +58,8 @@ _ONET_CHUNK = 1024
 # Stands in for "nothing here" in P-Net's first max pool: the ceil-mode pool of an image alone sees only
 # its own pixels, and padding must not change that.
 _POOL_FILL = -1.0e4
+# Images darker than this mean grey level are also searched brightened (FaceDetector's ``dim_mean``).
+DIM_MEAN = 60.0
 
 
 class _Nets(NamedTuple):
@@ -132,6 +135,14 @@ def _nms_min(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float) ->
     return order[keep]
 
 
+def _ordered(keep: Tensor, boxes: Tensor, scores: Tensor, image_index: Tensor) -> Tensor:
+    """``keep`` ordered by image, then by descending score, ties (saturated scores) by x1: stable sorts, last
+    key first, so that the order does not depend on which other images share the batch."""
+    keep = keep[torch.sort(boxes[keep, 0], stable=True).indices]
+    keep = keep[torch.sort(scores[keep], descending=True, stable=True).indices]
+    return keep[torch.sort(image_index[keep], stable=True).indices]
+
+
 def smallest_face_searched(width: int, height: int, *, min_face_size: float, max_side: int) -> float:
     """Smallest face side, in source pixels, that a detector with these settings looks for in an image of this
     size: an image longer than ``max_side`` is searched on a copy downscaled to it, which scales the limit up."""
@@ -155,6 +166,10 @@ class FaceDetector:
             facenet-pytorch's output exactly but misplaces boxes and landmarks of faces cut by the image
             border, e.g. tightly cropped face photos (eye error about 0.15-0.6 of the eye distance on
             150x150 face chips, against under 0.11 with ``"zero"``).
+        dim_mean: an image whose mean grey level (0-255, after ``max_side``) is under this is searched twice,
+            as it is and brightened by a gamma curve (:func:`influvision.tone.lifted_tensor`), and the faces
+            of both are merged by the final NMS: in dim photos MTCNN misses faces whose contrast darkness has
+            squeezed into a few grey levels. None: never.
         canvas_step: P-Net canvases are padded to a multiple of this many pixels, and their batches to a
             power of two, so that input shapes repeat across batches and calls: a GPU sets up its
             convolution kernels once per shape. None: 32 on CUDA, 1 (exact sizes) on the CPU, where
@@ -173,6 +188,7 @@ class FaceDetector:
         factor: float = 0.709,
         max_side: int = 1600,
         border: Literal["zero", "stretch"] = "zero",
+        dim_mean: float | None = DIM_MEAN,
         canvas_step: int | None = None,
     ) -> None:
         if min_face_size < 1:
@@ -194,13 +210,15 @@ class FaceDetector:
         self.factor = float(factor)
         self.max_side = int(max_side)
         self.border = border
+        self.dim_mean = None if dim_mean is None else float(dim_mean)
         self.canvas_step = int(canvas_step) if canvas_step is not None else (32 if device.type == "cuda" else 1)
         if self.canvas_step < 1:
             raise ValueError(f"canvas_step must be at least 1, got {canvas_step}")
 
     def __repr__(self) -> str:
         return (f"FaceDetector(device={str(self.device)!r}, min_face_size={self.min_face_size}, "
-                f"thresholds={self.thresholds}, factor={self.factor}, max_side={self.max_side}, border={self.border!r})")
+                f"thresholds={self.thresholds}, factor={self.factor}, max_side={self.max_side}, border={self.border!r}, "
+                f"dim_mean={self.dim_mean})")
 
     @property
     def _nets(self) -> _Nets:
@@ -238,10 +256,20 @@ class FaceDetector:
         if len(images) == 0:
             return Faces.empty(self.device)
         work, back = self._prepare(images)
+        work, source = self._with_brightened(work)
         found = self._detect_prepared(work)
         if found is None:
             return Faces.empty(self.device)
         image_index, boxes, scores, landmarks = found
+        if source is not None:
+            # A brightened copy's faces belong to its original. A face found in both is the original's: the
+            # copy only adds the faces the dark original hid (its amplified noise moves landmarks of small
+            # faces).
+            from_copy = image_index >= len(images)
+            image_index = source[image_index]
+            keep = _nms_min(boxes, scores - 2.0 * from_copy.float(), image_index, 0.7)
+            keep = _ordered(keep, boxes, scores, image_index)
+            image_index, boxes, scores, landmarks = image_index[keep], boxes[keep], scores[keep], landmarks[keep]
         # Map back from the downscaled copies: boxes as edge coordinates shifted by MTCNN's one pixel,
         # landmarks as pixel centres.
         s = back[image_index]  # (N, 2): original / working size, x then y
@@ -275,6 +303,18 @@ class FaceDetector:
                 back[i, 0], back[i, 1] = w / nw, h / nh
             work.append(x.float())
         return work, back.to(self.device)
+
+    def _with_brightened(self, work: list[Tensor]) -> tuple[list[Tensor], Tensor | None]:
+        """The working images plus a brightened copy of each dim one, and (B',) the original each of them is
+        (None when no image is dim)."""
+        if self.dim_mean is None or not work:
+            return work, None
+        means = grey_means(work).tolist()  # one small copy to the host per batch
+        dim = [i for i, m in enumerate(means) if m < self.dim_mean]
+        if not dim:
+            return work, None
+        source = torch.tensor(list(range(len(work))) + dim, dtype=torch.long, device=self.device)
+        return work + [lifted_tensor(work[i], means[i]) for i in dim], source
 
     def _detect_prepared(self, work: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
         # One summed-area table per image serves the pyramid's resizes and the R-/O-Net crops.
@@ -310,12 +350,7 @@ class FaceDetector:
         # points: (K, 10) = 5 x-fractions then 5 y-fractions of the inclusive box.
         landmarks = points.view(-1, 2, 5).transpose(1, 2) * wh[:, None, :] + boxes[:, None, :2] - 1
         boxes = _regress(boxes, reg)
-        keep = _nms_min(boxes, score, image_index, 0.7)
-        # Order by image, then by descending score, ties (saturated scores) by x1: stable sorts, last key
-        # first, so that the order does not depend on which other images share the batch.
-        keep = keep[torch.sort(boxes[keep, 0], stable=True).indices]
-        keep = keep[torch.sort(score[keep], descending=True, stable=True).indices]
-        keep = keep[torch.sort(image_index[keep], stable=True).indices]
+        keep = _ordered(_nms_min(boxes, score, image_index, 0.7), boxes, score, image_index)
         return image_index[keep], boxes[keep], score[keep], landmarks[keep].contiguous()
 
     def _scales(self, min_side: int) -> list[float]:

@@ -59,6 +59,7 @@ import numpy as np
 
 from ..boxes import box_inside, box_iou
 from ..engine import default_workers
+from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import CueCandidate
 from .references import LogoReference
@@ -85,11 +86,10 @@ _CHANNELS = (0, 1, 2)
 MIN_OUTLINE_CONTRAST = 3.0
 # MSER regions smaller than this (pixels of the working copy) are not compared.
 MIN_REGION_PX = 120
-# A working copy whose mean grey level is under DARK_MEAN (a dim venue) is also searched lifted by the gamma curve
-# that takes that mean to LIFT_MEAN: MSER's stability step is in grey levels, and darkness squeezes a mark's
+# A working copy whose mean grey level is under DARK_MEAN (a dim venue) is also searched brightened
+# (:func:`influvision.tone.lifted`): MSER's stability step is in grey levels, and darkness squeezes a mark's
 # contrast into few of them.
 DARK_MEAN = 100.0
-LIFT_MEAN = 110.0
 # Marks of several parts (module doc, step 4): parts carrying at least MIN_SHARE of the ink, the largest
 # MAX_PARTS of them; a region fits a part at raster IoU PART_IOU (no refinement); fits agree on the mark
 # when their mark boxes overlap by AGREE_BOX and their maps differ by at most AGREE_MAP (relative norm).
@@ -577,24 +577,13 @@ def _continues(box: np.ndarray, members: np.ndarray, photo: _Photo) -> bool:
     return _letters_beside(photo, box, height, y_lo - height / 4, y_hi + height / 4, members)
 
 
-def lifted(image: np.ndarray) -> np.ndarray:
-    """A uint8 RGB image whose mean grey level is under :data:`DARK_MEAN`, brightened by the gamma curve that
-    takes that mean to :data:`LIFT_MEAN` (the image itself otherwise)."""
-    mean = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean()) if image.size else 255.0
-    if mean >= DARK_MEAN:
-        return image
-    gamma = np.log(LIFT_MEAN / 255.0) / np.log(max(mean, 1.0) / 255.0)
-    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
-    return cv2.LUT(image, lut)
-
-
 def _mser_regions(small: np.ndarray, min_area: int = MIN_REGION_PX) -> tuple[list[_Frame], np.ndarray]:
     """MSER regions of at least ``min_area`` pixels of a uint8 RGB working copy (step 2) and the Lab pixels
     their outline contrast is measured on; none for an image too small. A dark copy is searched as it is and
-    lifted (:func:`lifted`), and its contrasts are measured on the lifted one."""
+    brightened (:func:`influvision.tone.lifted`), and its contrasts are measured on the brightened one."""
     if min(small.shape[:2]) < 3 or small.shape[0] * small.shape[1] < min_area:
         return [], np.zeros((0, 0, 3), np.uint8)  # too small for a mark (and for OpenCV's MSER)
-    bright = lifted(small)
+    bright = lifted(small, DARK_MEAN)
     labs = [cv2.cvtColor(im, cv2.COLOR_RGB2LAB) for im in ((small, bright) if bright is not small else (small,))]
     mser = cv2.MSER_create(delta=5, min_area=min_area, max_area=int(0.4 * small.shape[0] * small.shape[1]))
     frames, seen = [], set()
