@@ -31,9 +31,11 @@ def lift_gamma(mean: float) -> float:
 
 
 def lifted(image: np.ndarray, below: float) -> np.ndarray:
-    """A uint8 RGB (H, W, 3) image whose mean grey level is under ``below``, brightened by :func:`lift_gamma`;
-    the image itself otherwise."""
-    mean = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean()) if image.size else 255.0
+    """A uint8 RGB (H, W, 3) or grey (H, W) image whose mean grey level is under ``below``, brightened by
+    :func:`lift_gamma`; the image itself otherwise."""
+    if not image.size:
+        return image
+    mean = float((cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image).mean())
     if mean >= below:
         return image
     lut = np.clip(255.0 * (np.arange(256) / 255.0) ** lift_gamma(mean) + 0.5, 0, 255).astype(np.uint8)

@@ -299,6 +299,31 @@ def test_output_columns_and_batching(all_photos, detector: LogoDetector):
     assert (batch.boxes[:, 2] <= w).all() and (batch.boxes[:, 3] <= h).all()
 
 
+@pytest.mark.parametrize(("photo", "brand", "box"), [
+    ("fl27_2938026725.jpg", "ford", (174, 158, 283, 220)),  # the oval on a car's grille, mean grey 25 when dimmed
+    ("fl27_4329940418.jpg", "bmw", (199, 20, 319, 104)),  # the roundel on a car's bonnet, mean grey 11
+])
+def test_a_dim_photo_is_also_described_brightened(logo_data: Path, refs: list[LogoReference], monkeypatch,
+                                                  photo: str, brand: str, box):
+    from influvision.logos import matcher
+
+    a = rgb_of(logo_data / "scenes" / photo).astype(np.float32)
+    buf = io.BytesIO()  # a dim venue: gamma 2 and 80 % brightness (the logo benchmark's "dark")
+    Image.fromarray(((a / 255.0) ** 2 * 255.0 * 0.8).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    dim = rgb_of(buf)
+    sift = LogoDetector(refs, silhouette=False)
+    names = [r.name for r in refs]
+
+    def best() -> float:
+        out = sift.detect([dim])
+        return max((box_iou(b, box) for b, i in zip(out.boxes.tolist(), out.brand.tolist(), strict=True)
+                    if names[i] == brand), default=0.0)
+
+    assert best() >= 0.5
+    monkeypatch.setattr(matcher, "DARK_MEAN", 0.0)  # described only as it is: its corners are too faint
+    assert best() < 0.5
+
+
 def test_matching_threads_do_not_change_the_result(all_photos, refs: list[LogoReference]):
     from influvision.logos.matcher import SiftMatcher
 

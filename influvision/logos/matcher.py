@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from ..engine import default_workers
+from ..tone import lifted
 from .references import LogoReference
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ _SHORTLIST_MARGIN = 8
 # the reference descriptors' energy in 64 of 128; on the shared photos the ranking is that of the exact
 # product, feature for feature).
 _COARSE_DIMS = 64
+# A working copy darker than this mean grey level is also described brightened (SiftMatcher._features); a
+# keypoint of the brightened copy this close (working-copy pixels) to one of the copy's own is the same point.
+DARK_MEAN = 100.0
+_SAME_POINT_PX = 2.0
 # Elements of one block of the coarse product on the CPU (16 MB in float32; see SiftMatcher._shortlist).
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -232,10 +238,10 @@ class SiftMatcher:
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
                           interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
-        kps, d = self._sift_for(self.max_features).detectAndCompute(work, None)
-        if d is None or len(kps) < self.min_inliers or len(self.db_desc) < 2:
+        xy, d = self._features(work)
+        if len(xy) < self.min_inliers or len(self.db_desc) < 2:
             return []
-        xy = np.array([k.pt for k in kps], dtype=np.float32) / s
+        xy /= s
         with self._torch_lock:
             best, brand, ref_xy, ok = self._ratio_matches(torch.from_numpy(_rootsift(d)).to(self.device))
         cands: list[Candidate] = []
@@ -246,6 +252,28 @@ class SiftMatcher:
             dst = xy[sel]
             cands.extend(self._fit_instances(index, int(b), src, dst, grey_f, (w, h)))
         return cands
+
+    def _features(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SIFT keypoints (K, 2) float32 and descriptors (K, 128) of a grey working copy. A dim copy (mean grey
+        level under :data:`DARK_MEAN`) is also described brightened (:func:`influvision.tone.lifted`): SIFT's
+        contrast threshold is in grey levels, which darkness squeezes. The brightened copy's keypoints within
+        :data:`_SAME_POINT_PX` of one of the copy's own are that point again and are dropped (RANSAC would count
+        them twice)."""
+        sift = self._sift_for(self.max_features)
+        kps, d = sift.detectAndCompute(work, None)
+        xy = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
+        d = d if d is not None else np.zeros((0, 128), np.float32)
+        bright = lifted(work, DARK_MEAN)
+        if bright is work:
+            return xy, d
+        kps2, d2 = sift.detectAndCompute(bright, None)
+        if d2 is None or not kps2:
+            return xy, d
+        xy2 = np.array([k.pt for k in kps2], dtype=np.float32)
+        if len(xy):
+            new = cKDTree(xy).query(xy2, distance_upper_bound=_SAME_POINT_PX)[0] > _SAME_POINT_PX
+            xy2, d2 = xy2[new], d2[new]
+        return np.concatenate([xy, xy2]), np.concatenate([d, d2])
 
     def _ratio_matches(self, desc: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For each photo feature: best db index, its brand, its canvas point, and whether it passes."""
