@@ -59,7 +59,7 @@ _ONET_CHUNK = 1024
 # its own pixels, and padding must not change that.
 _POOL_FILL = -1.0e4
 # Images darker than this mean grey level are also searched brightened (FaceDetector's ``dim_mean``).
-DIM_MEAN = 60.0
+DIM_MEAN = 45.0
 
 
 class _Nets(NamedTuple):
