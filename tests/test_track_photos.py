@@ -296,3 +296,20 @@ def test_small_faces_in_a_large_photo_are_found_with_a_larger_max_side(tmp_path,
     assert len(entry.faces) >= 2 and all(30 <= f.size_px <= 60 for f in entry.faces[:2])
     assert {f.identity for f in entry.faces if f.identity} <= {"barack_obama", "joe_biden"}
     assert fine.people, "at ~36 px at least one of them is named"
+
+
+def test_a_registered_person_in_a_dim_photo_is_named(tmp_path, shared_data):
+    # At 15 % brightness MTCNN sees no face in this photo; the detector's brightened second search finds it, and
+    # the face (cut from the dim original) is named from the person's other photos.
+    import numpy as np
+
+    from influvision.faces.detect import DIM_MEAN
+
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    for person in ("jim_parsons", "johnny_galecki", "kaley_cuoco"):
+        gallery.add_person(person, [p for p in sorted((shared_data / "faces" / person).iterdir()) if p.name != "1.png"])
+    pixels = np.asarray(Image.open(shared_data / "faces" / "jim_parsons" / "1.png").convert("RGB"), dtype=np.float32)
+    Image.fromarray((pixels * 0.15).round().astype(np.uint8)).save(tmp_path / "dim.jpg", quality=70)
+    report = iv.track([tmp_path / "dim.jpg"], gallery=gallery, device="cpu", progress=False)
+    assert [f.identity for f in report.media[0].faces] == ["jim_parsons"]
+    assert report.settings.detector["dim_mean"] == DIM_MEAN
