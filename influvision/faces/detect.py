@@ -8,6 +8,9 @@ The three MTCNN networks (P-Net, R-Net, O-Net, with facenet-pytorch's weights) r
 3. O-Net scores 48x48 crops, regresses the boxes and predicts 5 landmarks; a final NMS keeps a box unless
    it covers more than 70 % of a better box or a better box covers more than 70 % of it ("Min" overlap).
 
+An image darker than ``dim_mean`` also goes through the three stages as a brightened copy in the same batch;
+the final NMS then adds the faces only the copy shows to the original's (``FaceDetector(dim_mean=...)``).
+
 Unlike facenet-pytorch's driver, every stage works on all images at once: each pyramid scale is one P-Net
 call per bucket of images (same-size images stacked; on a GPU, different sizes also share a padded canvas
 whose padding cannot leak into the result), candidates are tensors tagged with their image, NMS is grouped by image, and the R-Net and
