@@ -7,6 +7,8 @@ Why the pieces are there:
   twice: dark mark on light ground and its inverse.
 * Real logos are seen in perspective; a few tilted views of each reference (affine simulation as in
   ASIFT) give descriptors that still match at 50-60 degrees of tilt.
+* SIFT's contrast threshold counts grey levels, and a dim photo's marks have few: a dim photo is described
+  a second time brightened (:meth:`SiftMatcher._features`).
 * The ratio test runs against all brands at once: a photo feature that fits two brands (or two places of
   one brand) about as well is dropped. Neighbours of the same brand closer than a few canvas pixels are
   the same point seen in another simulated view, so they do not count as the runner-up.
