@@ -19,7 +19,7 @@ from torch import Tensor
 # The mean grey level (0-255) a dim photo's mean is taken to.
 LIFT_MEAN = 110.0
 # Rec. 601 luma weights of R, G, B (OpenCV's RGB -> grey).
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 def lift_gamma(mean: float) -> float:
@@ -44,7 +44,7 @@ def lifted(image: np.ndarray, below: float) -> np.ndarray:
 
 def grey_means(images: list[Tensor]) -> Tensor:
     """(B,) mean grey level of (3, H, W) float RGB images in 0-255, on their device."""
-    w = torch.tensor(_LUMA, dtype=torch.float32, device=images[0].device)
+    w = torch.tensor(LUMA, dtype=torch.float32, device=images[0].device)
     return torch.stack([(x.mean(dim=(1, 2)) * w).sum() for x in images])
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ShapeError
+from ..tone import LUMA
 from ..types import Faces
 from .align import DLIB_MTCNN_TEMPLATE, align_to_chip
 
@@ -187,7 +188,7 @@ def chip_sharpness(chips: Tensor) -> Tensor:
     n, h, w = chips.shape[0], chips.shape[1], chips.shape[2]
     if n == 0:
         return torch.zeros(0, device=chips.device)
-    rgb = torch.tensor([0.299, 0.587, 0.114], device=chips.device)
+    rgb = torch.tensor(LUMA, device=chips.device)
     grey = (chips.float() @ rgb).unsqueeze(1)  # (N, 1, H, W)
     t, b = int(h * _CENTRAL_FRACTION[0]), int(h * _CENTRAL_FRACTION[1])
     left, right = int(w * _CENTRAL_FRACTION[2]), int(w * _CENTRAL_FRACTION[3])

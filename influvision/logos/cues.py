@@ -9,6 +9,9 @@ SOURCE_TEXT = 2
 SOURCE_TRAINED = 4
 SOURCE_SILHOUETTE = 8
 CUES = {SOURCE_SIFT: "sift", SOURCE_SILHOUETTE: "silhouette", SOURCE_TEXT: "text", SOURCE_TRAINED: "trained"}
+# A photo darker than this mean grey level is searched by the SIFT matcher and the silhouette cue twice, as it
+# is and brightened (influvision.tone.lifted): both count contrast in grey levels, which darkness squeezes.
+DARK_MEAN = 100.0
 
 
 def cue_names(source: int) -> list[str]:

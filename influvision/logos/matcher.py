@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 
 from ..engine import default_workers
 from ..tone import lifted
+from .cues import DARK_MEAN
 from .references import LogoReference
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,8 @@ _SHORTLIST_MARGIN = 8
 # the reference descriptors' energy in 64 of 128; on the shared photos the ranking is that of the exact
 # product, feature for feature).
 _COARSE_DIMS = 64
-# A working copy darker than this mean grey level is also described brightened (SiftMatcher._features); a
-# keypoint of the brightened copy this close (working-copy pixels) to one of the copy's own is the same point.
-DARK_MEAN = 100.0
+# A keypoint of a dim copy's brightened version this close (working-copy pixels) to one of the copy's own is
+# the same point (SiftMatcher._features).
 _SAME_POINT_PX = 2.0
 # Elements of one block of the coarse product on the CPU (16 MB in float32; see SiftMatcher._shortlist).
 _BLOCK_ELEMENTS = 1 << 22

@@ -13,7 +13,9 @@ foreshortened) changes an outline only in ways that second moments undo:
    peacock's feathers) get no silhouette: step 4 finds them by their parts.
 2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the lightness, the
    red-green and the blue-yellow channels (Lab L, a*, b*), each in both polarities, so a mark is a region
-   whether it is printed dark on light, light on dark or only differs in colour.
+   whether it is printed dark on light, light on dark or only differs in colour. A dim photo (mean grey level
+   under :data:`~influvision.logos.cues.DARK_MEAN`) gives regions as it is and brightened: MSER's stability
+   step is counted in grey levels, which darkness squeezes.
 3. **Comparison.** Every region is rastered in its own moment frame and compared with every silhouette
    at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` are refined
    by a local search over a 2 x 2 map and a shift (moments are pulled by small protrusions), then kept
@@ -61,7 +63,7 @@ from ..boxes import box_inside, box_iou
 from ..engine import default_workers
 from ..tone import lifted
 from ..types import check_rgb_images
-from .cues import CueCandidate
+from .cues import DARK_MEAN, CueCandidate
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -86,10 +88,6 @@ _CHANNELS = (0, 1, 2)
 MIN_OUTLINE_CONTRAST = 3.0
 # MSER regions smaller than this (pixels of the working copy) are not compared.
 MIN_REGION_PX = 120
-# A working copy whose mean grey level is under DARK_MEAN (a dim venue) is also searched brightened
-# (:func:`influvision.tone.lifted`): MSER's stability step is in grey levels, and darkness squeezes a mark's
-# contrast into few of them.
-DARK_MEAN = 100.0
 # Marks of several parts (module doc, step 4): parts carrying at least MIN_SHARE of the ink, the largest
 # MAX_PARTS of them; a region fits a part at raster IoU PART_IOU (no refinement); fits agree on the mark
 # when their mark boxes overlap by AGREE_BOX and their maps differ by at most AGREE_MAP (relative norm).
