@@ -287,14 +287,16 @@ def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,
         for i, entry in enumerate(entries):
             li = logos.for_image(i)
             sources = li.columns["source"].tolist() if "source" in li.columns else [SOURCE_SIFT] * len(li)
-            for box, score, b, src in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), sources,
-                                          strict=True):
+            marks = li.columns["mark_boxes"].tolist() if "mark_boxes" in li.columns else li.boxes.tolist()
+            for box, score, b, src, mark in zip(li.boxes.tolist(), li.scores.tolist(), li.brand.tolist(), sources,
+                                                marks, strict=True):
                 share, cen = prominence(box, entry.width, entry.height)
                 near = sorted({f.identity for f in entry.faces if f.identity and logo_near_face(box, f.box)})
                 entry.logos.append(LogoEntry(brand=engine.brand_names[b], box=[round(v, 1) for v in box],
                                              score=round(score, 4), area_share=share, centrality=cen,
                                              sharpness=region_sharpness(images[i], box), near=near,
-                                             cues=cue_names(src)))
+                                             cues=cue_names(src),
+                                             mark_box=[round(v, 1) for v in mark] if mark != box else None))
     return entries
 
 

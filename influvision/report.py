@@ -45,6 +45,8 @@ class LogoEntry(BaseModel):
                                     "(the face chips' measure): low means blurred or upscaled")
     near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
     cues: list[str] = Field(default_factory=list, description="Logo cues that found it: sift, silhouette, text, trained")
+    mark_box: Box | None = Field(None, description="The matched mark's own box where `box` is the printed frame "
+                                 "around it (a badge, seal or ring: docs/logos.md)")
 
 
 class TrackEntry(BaseModel):
@@ -247,9 +249,10 @@ class Report(BaseModel):
                              f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality]
                             for m in self.media for f in m.faces])
         tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "sharpness",
-                            "near", "cues"],
+                            "near", "cues", "mark_x1", "mark_y1", "mark_x2", "mark_y2"],
                            [[m.path, lg.brand, lg.score, *lg.box, lg.area_share, lg.centrality,
-                             "" if lg.sharpness is None else lg.sharpness, ";".join(lg.near), ";".join(lg.cues)]
+                             "" if lg.sharpness is None else lg.sharpness, ";".join(lg.near), ";".join(lg.cues),
+                             *(lg.mark_box or ["", "", "", ""])]
                             for m in self.media for lg in m.logos])
         tables["logo_tracks"] = (["path", "track_id", "brand", "counted", "frames", "best_score", "mean_score",
                                   "mean_area_share", "intervals", "status"],

@@ -299,6 +299,39 @@ def test_output_columns_and_batching(all_photos, detector: LogoDetector):
     assert (batch.boxes[:, 2] <= w).all() and (batch.boxes[:, 3] <= h).all()
 
 
+def _boxes_of(found, detector: LogoDetector, brand: str) -> tuple[list, list]:
+    b = detector.brands.index(brand)
+    rows = [(bx, mk) for bx, mk, br in zip(found.boxes.tolist(), found.columns["mark_boxes"].tolist(),
+                                           found.brand.tolist(), strict=True) if br == b]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+@pytest.mark.parametrize(("photo", "brand"), [
+    ("fl27_2818828296.jpg", "starbucks"),  # the registered siren inside the old ring of lettering
+    ("fl27_3016882365.jpg", "ferrari"),  # the registered horse inside its shield on a car
+])
+def test_a_mark_is_boxed_with_its_printed_frame(all_photos, detector: LogoDetector, photo: str, brand: str):
+    _, labels, found = all_photos[photo]
+    label = next(lab["box"] for lab in labels if lab["brand"] == brand)
+    boxes, marks = _boxes_of(found, detector, brand)
+    assert len(boxes) == 1
+    assert box_iou(boxes[0], label) >= 0.5  # the badge, as labelled
+    assert box_iou(marks[0], label) < 0.5  # the matched mark alone
+    assert box_iou(marks[0], boxes[0]) > 0.3
+
+
+@pytest.mark.parametrize(("photo", "brand"), [
+    ("fl27_3858957735.jpg", "mcdonalds"),  # the arches on a rectangular sign
+    ("fl27_282208842.jpg", "puma"),  # the cat on a rectangular tag
+    ("fl27_213783134.jpg", "fedex"),  # the wordmark on a truck's side
+])
+def test_signs_and_tags_around_a_mark_are_not_its_frame(all_photos, detector: LogoDetector, photo: str,
+                                                        brand: str):
+    _, _, found = all_photos[photo]
+    boxes, marks = _boxes_of(found, detector, brand)
+    assert boxes and boxes == marks
+
+
 @pytest.mark.parametrize(("photo", "brand", "box"), [
     ("fl27_2938026725.jpg", "ford", (174, 158, 283, 220)),  # the oval on a car's grille, mean grey 25 when dimmed
     ("fl27_4329940418.jpg", "bmw", (199, 20, 319, 104)),  # the roundel on a car's bonnet, mean grey 11

@@ -200,6 +200,21 @@ def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared
     assert serial.brands["fedex"].photo_count == 1 and serial.people["barack_obama"].photo_count == 1
 
 
+def test_a_logo_in_a_badge_is_reported_with_the_badge_and_the_matched_mark(tmp_path, shared_data):
+    from influvision.boxes import box_iou
+
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_brand("starbucks", [shared_data / "logos" / "refs" / "starbucks.png"])
+    report = iv.track(shared_data / "logos" / "scenes" / "fl27_2818828296.jpg", gallery=gallery, device="cpu",
+                      progress=False)
+    (logo,) = report.media[0].logos
+    assert logo.brand == "starbucks" and logo.mark_box is not None
+    ring = (187, 69, 388, 280)  # the labelled logo: the siren and the ring of lettering around it
+    assert box_iou(logo.box, ring) >= 0.5 and box_iou(logo.mark_box, ring) < 0.5
+    assert logo.area_share > 0.2  # the badge's share of the photo, not the siren's
+    assert report.brands["starbucks"].photo_count == 1
+
+
 def test_the_logo_detector_is_built_once_for_repeated_calls_and_again_when_brands_change(tmp_path, shared_data):
     """A script calling track() once per photo must not rebuild the logo detector (seconds) every call; a
     brand registered in between, another device or another thread gets a detector of its own."""

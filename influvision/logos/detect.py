@@ -29,6 +29,7 @@ from ..boxes import box_iou
 from ..errors import InfluvisionError
 from ..types import Logos, check_rgb_images
 from .cues import SOURCE_SIFT, SOURCE_SILHOUETTE, SOURCE_TEXT, SOURCE_TRAINED, CueCandidate
+from .frame import printed_frame
 from .matcher import VIEWS, Candidate, SiftMatcher
 from .references import LogoReference
 from .silhouette import SilhouetteCue, letter_height, letters_beside
@@ -75,6 +76,8 @@ class LogoDetector:
         trained: a trained detector (:class:`~influvision.logos.trained.TrainedLogoDetector`, from
             ``influvision logos train``) run beside the other cues; a box it shares with another cue
             confirms that detection, any other box is a detection of its own.
+        frames: box a found mark with the printed frame around it when it has one (a badge, seal or ring:
+            :func:`~influvision.logos.frame.printed_frame`); the mark's own box is kept in ``mark_boxes``.
 
     Raises:
         InfluvisionError: no references; every cue off.
@@ -85,7 +88,7 @@ class LogoDetector:
                  min_inliers: int = 8, ratio: float = 0.8, min_score: float = 0.0, work_side: int = 1000,
                  max_features: int = 3000, views: Sequence[tuple[float, float]] = VIEWS,
                  text: bool | str | TextCue = False, sift: bool = True, silhouette: bool = True,
-                 trained: TrainedLogoDetector | None = None) -> None:
+                 trained: TrainedLogoDetector | None = None, frames: bool = True) -> None:
         if not references:
             raise InfluvisionError("LogoDetector needs at least one registered brand reference")
         # Several references may share a brand name (e.g. a wordmark and an emblem): each is matched on
@@ -93,6 +96,7 @@ class LogoDetector:
         self.references = list(references)
         self.device = torch.device(device)
         self.min_score = min_score
+        self.frames = frames
         self.text_cue = _text_cue(text, self.references)
         self.trained = trained
         if trained is not None and not set(trained.brands) <= set(self.brands):
@@ -140,8 +144,10 @@ class LogoDetector:
             ``brand`` (M,) int64, and columns ``inliers`` (M,) int64 (RANSAC inliers, 0 for a text-only
             detection), ``agreement`` (M,) float32 (|correlation| of the photo with the reference shape
             inside the box, in [0, 1]; 0 for text only), ``source`` (M,) int64 (bits :data:`SOURCE_SIFT`,
-            :data:`SOURCE_TEXT`, :data:`SOURCE_TRAINED` and :data:`SOURCE_SILHOUETTE`: which cues found it) and ``text_score`` (M,) float32 (the text
-            cue's score, 0 where it did not find it). Several instances per photo and brand are possible.
+            :data:`SOURCE_TEXT`, :data:`SOURCE_TRAINED` and :data:`SOURCE_SILHOUETTE`: which cues found it),
+            ``text_score`` (M,) float32 (the text cue's score, 0 where it did not find it) and ``mark_boxes``
+            (M, 4) float32 (the mark's own box: ``boxes`` is its printed frame where one was found, else the
+            same). Several instances per photo and brand are possible.
             An empty ``images`` or photos with no registered logo give M = 0.
 
         Raises:
@@ -168,6 +174,8 @@ class LogoDetector:
         if self.trained is not None:
             dets = _suppress(_fuse_trained(dets, self.trained.detect(images), self.trained.brands, self.brands))
         dets = [d for d in dets if d.score >= self.min_score and not self._inside_text(images, d)]
+        if self.frames:
+            dets = _suppress([_framed(images, d) for d in dets])
         log.debug("logo detection: %d images, %d SIFT candidates (%d kept), %d text and %d silhouette candidates, "
                   "%d kept", len(images), len(cands), n_sift, len(texts), len(outlines), len(dets))
         if not dets:
@@ -183,6 +191,7 @@ class LogoDetector:
                 "agreement": torch.tensor([d.agreement for d in dets], dtype=torch.float32, device=dev),
                 "source": torch.tensor([d.source for d in dets], dtype=torch.long, device=dev),
                 "text_score": torch.tensor([d.text_score for d in dets], dtype=torch.float32, device=dev),
+                "mark_boxes": torch.tensor([d.mark_box or d.box for d in dets], dtype=torch.float32, device=dev),
             },
         )
 
@@ -199,6 +208,7 @@ class _Det:
     agreement: float
     source: int
     text_score: float
+    mark_box: tuple[float, float, float, float] | None = None  # the mark's own box when ``box`` is its frame
 
 
 def _text_cue(text: bool | str | TextCue, references: list[LogoReference]) -> TextCue | None:
@@ -226,7 +236,14 @@ def _with_columns(empty: Logos) -> Logos:
                  {"inliers": torch.zeros(0, dtype=torch.long, device=dev),
                   "agreement": torch.zeros(0, dtype=torch.float32, device=dev),
                   "source": torch.zeros(0, dtype=torch.long, device=dev),
-                  "text_score": torch.zeros(0, dtype=torch.float32, device=dev)})
+                  "text_score": torch.zeros(0, dtype=torch.float32, device=dev),
+                  "mark_boxes": torch.zeros((0, 4), dtype=torch.float32, device=dev)})
+
+
+def _framed(images: Sequence[np.ndarray], d: _Det) -> _Det:
+    """The detection boxed with the printed frame around its mark, when the photo shows one."""
+    frame = printed_frame(images[d.image_index], d.box)
+    return d if frame is None else replace(d, box=tuple(float(v) for v in frame), mark_box=d.box)
 
 
 def _confirmed(dets: list[_Det], image_index: int, brand: str, box: tuple[float, float, float, float],

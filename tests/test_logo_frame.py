@@ -1,0 +1,67 @@
+"""The printed frame around a found mark (influvision.logos.frame): badges and seals, not signs and tags."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from influvision.boxes import box_iou
+from influvision.logos.frame import printed_frame
+from influvision.logos.references import LogoReference
+
+YELLOW = (250, 210, 20)
+
+
+def _scene(refs: list[LogoReference], draw_ground, size=(300, 400)) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A grey photo with a ground shape drawn by ``draw_ground(img)`` and the Ferrari horse (the shared
+    reference's silhouette, 110 px high) printed black in its middle; returns the photo and the horse's box."""
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(120, 6, (*size, 3)), 0, 255).astype(np.uint8)
+    draw_ground(img)
+    horse = next(r for r in refs if r.name == "ferrari").shape > 0.5
+    ys, xs = np.nonzero(horse)
+    horse = horse[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    h = 110
+    w = round(horse.shape[1] * h / horse.shape[0])
+    mask = cv2.resize(horse.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    y0, x0 = size[0] // 2 - h // 2, size[1] // 2 - w // 2
+    img[y0:y0 + h, x0:x0 + w][mask] = (15, 15, 15)
+    return img, (x0, y0, x0 + w, y0 + h)
+
+
+def test_a_mark_inside_a_disc_is_boxed_with_the_disc(refs):
+    img, mark = _scene(refs, lambda im: cv2.circle(im, (200, 150), 75, YELLOW, -1))
+    frame = printed_frame(img, mark)
+    assert frame is not None
+    assert box_iou(frame, (125, 75, 276, 226)) > 0.85
+    assert box_iou(mark, (125, 75, 276, 226)) < 0.5  # the mark alone would not pass as the badge
+
+
+def test_a_mark_inside_a_shield_is_boxed_with_the_shield(refs):
+    shield = np.array([[140, 60], [260, 60], [265, 150], [235, 220], [200, 245], [165, 220], [135, 150]], np.int32)
+    img, mark = _scene(refs, lambda im: cv2.fillPoly(im, [shield], YELLOW))
+    frame = printed_frame(img, mark)
+    assert frame is not None
+    assert box_iou(frame, (135, 60, 266, 246)) > 0.85
+
+
+@pytest.mark.parametrize("ground", ["rectangle", "perspective", "cut by the photo's edge", "nothing"])
+def test_signs_tags_and_open_grounds_are_not_frames(refs, ground):
+    draw = {
+        "rectangle": lambda im: cv2.rectangle(im, (120, 60), (280, 240), YELLOW, -1),
+        # a square sign seen from the side: a trapezoid, which fills only part of its box
+        "perspective": lambda im: cv2.fillPoly(im, [np.array([[110, 40], [290, 80], [290, 220], [110, 260]],
+                                                             np.int32)], YELLOW),
+        "cut by the photo's edge": lambda im: cv2.circle(im, (200, 150), 170, YELLOW, -1),
+        "nothing": lambda im: None,
+    }[ground]
+    img, mark = _scene(refs, draw)
+    assert printed_frame(img, mark) is None
+
+
+def test_a_frame_much_larger_than_the_mark_is_not_its_badge(refs):
+    # a round table top or a balloon behind a small mark: more than twice the mark's size on each axis
+    img, mark = _scene(refs, lambda im: cv2.ellipse(im, (200, 150), (185, 140), 0, 0, 360, YELLOW, -1),
+                       size=(300, 400))
+    assert printed_frame(img, mark) is None
