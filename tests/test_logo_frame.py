@@ -65,3 +65,10 @@ def test_a_frame_much_larger_than_the_mark_is_not_its_badge(refs):
     img, mark = _scene(refs, lambda im: cv2.ellipse(im, (200, 150), (185, 140), 0, 0, 360, YELLOW, -1),
                        size=(300, 400))
     assert printed_frame(img, mark) is None
+
+
+@pytest.mark.parametrize("box", [(0, 0, 400, 300), (-90, -90, -10, -10), (390, 290, 600, 500), (500, 400, 600, 500),
+                                 (10, 10, 12, 12), (20, 20, 20.5, 200)])
+def test_boxes_at_or_beyond_the_photo_and_degenerate_boxes_have_no_frame(refs, box):
+    img, _ = _scene(refs, lambda im: cv2.circle(im, (200, 150), 75, YELLOW, -1))
+    assert printed_frame(img, box) is None

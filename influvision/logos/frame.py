@@ -60,6 +60,8 @@ def printed_frame(image: np.ndarray, box: Sequence[float]) -> tuple[float, float
     ih, iw = image.shape[:2]
     wx1, wy1 = max(0, int(x1 - _WINDOW * w)), max(0, int(y1 - _WINDOW * h))
     wx2, wy2 = min(iw, int(np.ceil(x2 + _WINDOW * w))), min(ih, int(np.ceil(y2 + _WINDOW * h)))
+    if wx2 - wx1 < 3 or wy2 - wy1 < 3:
+        return None  # the box lies outside the photo
     s = _MARK_PX / max(w, h)
     crop = image[wy1:wy2, wx1:wx2]
     size = (max(3, round(crop.shape[1] * s)), max(3, round(crop.shape[0] * s)))
