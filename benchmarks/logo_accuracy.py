@@ -266,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         print("rapidocr-onnxruntime is not installed: the text methods are skipped")
     if not args.quick:
+        methods["sift+silhouette, no printed frames"] = {"text": False, "frames": False}
         methods["sift, upright reference only (no tilted views)"] = {**sift_only, "views": VIEWS[:1]}
         methods["sift, no diagonal tilts (upright, 0 and 90 degrees)"] = {
             **sift_only, "views": [v for v in VIEWS if v[1] in (0.0, 90.0)]}

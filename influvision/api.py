@@ -139,7 +139,8 @@ def track(
                       "max_side": float(pipeline.detector.max_side),
                       **({"dim_mean": pipeline.detector.dim_mean} if pipeline.detector.dim_mean is not None else {})},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
-            logo_trained_min_score=_trained_min_score(engine.logo_detector))
+            logo_trained_min_score=_trained_min_score(engine.logo_detector),
+            logo_frames=bool(engine.logo_detector is not None and engine.logo_detector.frames))
         ckpt = Checkpoint(checkpoint, _checkpoint_settings(report_settings, settings), gallery_key) \
             if checkpoint else None
         media: list[MediaEntry] = []

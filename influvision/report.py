@@ -196,6 +196,8 @@ class Settings(BaseModel):
     logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, silhouette, text, trained")
     logo_trained_min_score: float | None = Field(
         None, description="Score a trained-detector box needs (calibrated on labelled photos when it was trained)")
+    logo_frames: bool = Field(False, description="Logo boxes widened to the printed frame around the mark (badge, "
+                              "seal, ring) where one was found; each logo's mark_box keeps the mark's own")
     version: str
     sample_fps: float | None = None
     max_gap_s: float | None = None

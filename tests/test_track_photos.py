@@ -213,6 +213,7 @@ def test_a_logo_in_a_badge_is_reported_with_the_badge_and_the_matched_mark(tmp_p
     assert box_iou(logo.box, ring) >= 0.5 and box_iou(logo.mark_box, ring) < 0.5
     assert logo.area_share > 0.2  # the badge's share of the photo, not the siren's
     assert report.brands["starbucks"].photo_count == 1
+    assert report.settings.logo_frames
 
 
 def test_the_logo_detector_is_built_once_for_repeated_calls_and_again_when_brands_change(tmp_path, shared_data):
