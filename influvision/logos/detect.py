@@ -243,7 +243,7 @@ def _with_columns(empty: Logos) -> Logos:
 def _framed(images: Sequence[np.ndarray], d: _Det) -> _Det:
     """The detection boxed with the printed frame around its mark, when the photo shows one."""
     frame = printed_frame(images[d.image_index], d.box)
-    return d if frame is None else replace(d, box=tuple(float(v) for v in frame), mark_box=d.box)
+    return d if frame is None else replace(d, box=frame, mark_box=d.box)
 
 
 def _confirmed(dets: list[_Det], image_index: int, brand: str, box: tuple[float, float, float, float],

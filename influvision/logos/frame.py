@@ -5,9 +5,9 @@ without the ring of lettering around it. A cue boxes what it matched, the emblem
 and what a viewer sees, is the whole badge. :func:`printed_frame` looks for that badge around a detection:
 a closed outline that
 
-1. surrounds the mark's box, centred on it, larger by 15 % to 2x on each axis and by about the same factor
-   on both (a frame follows the mark, give or take the mark's own aspect in a round badge; a banner around
-   a mark is much wider than tall or the reverse);
+1. surrounds the mark's box, centred on it, at least 15 % larger on one axis, at most 2x on either, and
+   grown at most 1.6 times more on one axis than on the other (a frame follows the mark, give or take the
+   mark's own aspect in a round badge; a banner around a mark is much wider than tall or the reverse);
 2. is convex (solidity >= 0.9: a disc, an oval, a shield) and neither a rectangle (it fills at most 90 % of
    its box) nor any other quadrilateral: signs, panels, screens, labels and tags, upright or seen in
    perspective, surround marks without being part of them;
@@ -73,7 +73,7 @@ def printed_frame(image: np.ndarray, box: Sequence[float]) -> tuple[float, float
     frames.sort(key=lambda f: f[0])
     inner = frames[0][0]
     fx1, fy1, fx2, fy2 = max((f for f in frames if f[0] <= _SAME_FRAME * inner), key=lambda f: f[0])[1]
-    return (wx1 + fx1 / s, wy1 + fy1 / s, wx1 + fx2 / s, wy1 + fy2 / s)
+    return (float(wx1 + fx1 / s), float(wy1 + fy1 / s), float(wx1 + fx2 / s), float(wy1 + fy2 / s))
 
 
 def _frames(lab: np.ndarray, mark: np.ndarray) -> list[tuple[float, tuple[int, int, int, int]]]:
