@@ -11,6 +11,13 @@ from influvision.logos.frame import printed_frame
 from influvision.logos.references import LogoReference
 
 YELLOW = (250, 210, 20)
+# A shield 130 x 185 px: straight top and upper sides, the lower part rounded (two quarter ellipses).
+_t = np.linspace(0.0, 1.0, 12)
+_SHIELD = np.concatenate([
+    [[135, 60], [265, 60], [265, 140]],
+    np.stack([265 - 65 * (1 - np.cos(_t * np.pi / 2)), 140 + 105 * np.sin(_t * np.pi / 2)], axis=1)[1:],
+    np.stack([200 - 65 * np.sin(_t * np.pi / 2), 245 - 105 * (1 - np.cos(_t * np.pi / 2))], axis=1)[1:],
+]).round().astype(np.int32)
 
 
 def _scene(refs: list[LogoReference], draw_ground, size=(300, 400)) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -39,11 +46,10 @@ def test_a_mark_inside_a_disc_is_boxed_with_the_disc(refs):
 
 
 def test_a_mark_inside_a_shield_is_boxed_with_the_shield(refs):
-    shield = np.array([[140, 60], [260, 60], [265, 150], [235, 220], [200, 245], [165, 220], [135, 150]], np.int32)
-    img, mark = _scene(refs, lambda im: cv2.fillPoly(im, [shield], YELLOW))
+    img, mark = _scene(refs, lambda im: cv2.fillPoly(im, [_SHIELD], YELLOW))
     frame = printed_frame(img, mark)
     assert frame is not None
-    assert box_iou(frame, (135, 60, 266, 246)) > 0.85
+    assert box_iou(frame, (135, 60, 266, 246)) > 0.85  # the shield's box
 
 
 @pytest.mark.parametrize("ground", ["rectangle", "perspective", "cut by the photo's edge", "nothing"])
@@ -72,3 +78,25 @@ def test_a_frame_much_larger_than_the_mark_is_not_its_badge(refs):
 def test_boxes_at_or_beyond_the_photo_and_degenerate_boxes_have_no_frame(refs, box):
     img, _ = _scene(refs, lambda im: cv2.circle(im, (200, 150), 75, YELLOW, -1))
     assert printed_frame(img, box) is None
+
+
+def test_a_badge_seen_obliquely_is_still_a_frame(refs):
+    # The disc badge foreshortened 2x along a diagonal (seen from the side and above): an oval turned 45°.
+    img, mark = _scene(refs, lambda im: cv2.circle(im, (200, 150), 75, YELLOW, -1))
+    c, s = np.cos(np.pi / 4), np.sin(np.pi / 4)
+    rot = np.array([[c, -s], [s, c]])
+    lin = rot @ np.diag([1 / 2.0, 1.0]) @ rot.T
+    centre = np.array([200.0, 150.0])
+    affine = np.hstack([lin, (centre - lin @ centre)[:, None]])
+    tilted = cv2.warpAffine(img, affine, (400, 300), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def bounds(points: np.ndarray) -> tuple[float, ...]:
+        p = points @ lin.T + affine[:, 2]
+        return (*p.min(axis=0), *p.max(axis=0))
+
+    x1, y1, x2, y2 = mark
+    angle = np.linspace(0, 2 * np.pi, 200)
+    disc = np.stack([200 + 75 * np.cos(angle), 150 + 75 * np.sin(angle)], axis=1)
+    frame = printed_frame(tilted, bounds(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], float)))
+    assert frame is not None
+    assert box_iou(frame, bounds(disc)) > 0.85

@@ -37,8 +37,12 @@ _MAX_ANISOTROPY = 1.6
 # Offset of the frame's centre from the mark's, as a share of the frame's size on each axis.
 _MAX_OFFSET = 0.12
 _MIN_SOLIDITY = 0.9
-_MIN_FILL, _MAX_FILL = 0.6, 0.9
-# An outline within this share of its perimeter of a quadrilateral is one (a disc is 5 or more sides at it).
+# Share of its box a frame's filled outline covers: a disc 0.79, an upright shield about 0.7, a badge seen
+# obliquely (foreshortened along a diagonal) down to about half; a rectangle nearly all.
+_MIN_FILL, _MAX_FILL = 0.45, 0.9
+# An outline within this share of its perimeter of a quadrilateral is one: a rectangle upright or in perspective
+# stays 4 sides at it, a disc has 5 or more (3 % also let a sheared shield through, but picked wrong inner
+# outlines more often when the mark's box moved by a pixel or two: RESULTS.md).
 _CORNER_TOL = 0.04
 # Window pixels an outline keeps from the window's border (and the photo's): one that reaches it is open.
 _EDGE = 3
