@@ -8,9 +8,9 @@ a closed outline that
 1. surrounds the mark's box, centred on it, at least 15 % larger on one axis, at most 2x on either, and
    grown at most 1.6 times more on one axis than on the other (a frame follows the mark, give or take the
    mark's own aspect in a round badge; a banner around a mark is much wider than tall or the reverse);
-2. is convex (solidity >= 0.9: a disc, an oval, a shield) and neither a rectangle (it fills at most 90 % of
-   its box) nor any other quadrilateral: signs, panels, screens, labels and tags, upright or seen in
-   perspective, surround marks without being part of them;
+2. is convex (solidity >= 0.9: a disc, an oval, a shield), fills 45-90 % of its box (a badge seen obliquely
+   down to about half), and is neither a rectangle (over 90 %) nor any other quadrilateral: signs, panels,
+   screens, labels and tags, upright or seen in perspective, surround marks without being part of them;
 3. lies wholly inside the searched window, so it closes around the mark rather than running out of view.
 
 Outlines are MSER regions of the window's Lab channels, holes filled. The innermost frame is kept (an outer
