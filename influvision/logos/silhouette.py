@@ -154,16 +154,23 @@ class _Frame:
         when its mark is checked for a silhouette and again when the cue weighs its parts)."""
         return float(_iou(_rotated_rasters(self)[:: ROTATIONS // 8], _plain()).max())
 
+    @cached_property
+    def _padded(self) -> np.ndarray:
+        """The mask with a one-pixel empty border, flattened: clipped sample points read False off the mask."""
+        return np.pad(self.mask, 1).ravel()
+
     def sample(self, m: np.ndarray, t: np.ndarray) -> np.ndarray:
         """(K, GRID*GRID) bool rasters for K maps ``m`` (K, 2, 2) and shifts ``t`` (K, 2)."""
-        g = np.matmul(_GRID_PTS, m.transpose(0, 2, 1)) + t[:, None, :]
-        p = g @ self.half.T + (self.mean - self.origin)
-        xi, yi = np.floor(p[..., 0]).astype(np.int64), np.floor(p[..., 1]).astype(np.int64)
+        # Moment-frame point g sits at half (m g + t) + mean in the mask: one affine map per raster.
+        a = np.matmul(self.half, m)
+        b = t @ self.half.T + (self.mean - self.origin)
+        gx, gy = _GRID_PTS[:, 0], _GRID_PTS[:, 1]
+        px = a[:, 0, 0, None] * gx + a[:, 0, 1, None] * gy + b[:, 0, None]
+        py = a[:, 1, 0, None] * gx + a[:, 1, 1, None] * gy + b[:, 1, None]
         h, w = self.mask.shape
-        inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
-        out = np.zeros(xi.shape, dtype=bool)
-        out[inside] = self.mask[yi[inside], xi[inside]]
-        return out
+        xi = np.clip(np.floor(px), -1, w).astype(np.int64) + 1
+        yi = np.clip(np.floor(py), -1, h).astype(np.int64) + 1
+        return self._padded[yi * (w + 2) + xi]
 
 
 def _rasters(frames: Sequence[_Frame]) -> np.ndarray:
@@ -171,16 +178,15 @@ def _rasters(frames: Sequence[_Frame]) -> np.ndarray:
     over the masks packed end to end (no Python loop per region)."""
     shapes = np.array([f.mask.shape for f in frames], dtype=np.int64)  # (R, 2) h, w
     offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
-    flat = np.concatenate([f.mask.ravel() for f in frames])
+    flat = np.concatenate([f.mask.ravel() for f in frames] + [np.zeros(1, dtype=bool)])  # last: off every mask
     half = np.stack([f.half for f in frames])
     shift = np.stack([f.mean - f.origin for f in frames])
-    p = np.matmul(_GRID_PTS, half.transpose(0, 2, 1)) + shift[:, None, :]
-    xi, yi = np.floor(p[..., 0]).astype(np.int64), np.floor(p[..., 1]).astype(np.int64)
-    inside = (xi >= 0) & (yi >= 0) & (xi < shapes[:, 1, None]) & (yi < shapes[:, 0, None])
-    idx = offsets[:, None] + yi * shapes[:, 1, None] + xi
-    out = np.zeros(idx.shape, dtype=bool)
-    out[inside] = flat[idx[inside]]
-    return out
+    gx, gy = _GRID_PTS[:, 0], _GRID_PTS[:, 1]
+    xi = np.floor(half[:, 0, 0, None] * gx + half[:, 0, 1, None] * gy + shift[:, 0, None]).astype(np.int64)
+    yi = np.floor(half[:, 1, 0, None] * gx + half[:, 1, 1, None] * gy + shift[:, 1, None]).astype(np.int64)
+    w, h = shapes[:, 1, None], shapes[:, 0, None]
+    inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
+    return flat[np.where(inside, offsets[:, None] + yi * w + xi, len(flat) - 1)]
 
 
 def _rotation(a: np.ndarray | float) -> np.ndarray:
@@ -584,20 +590,34 @@ def _mser_regions(small: np.ndarray, min_area: int = MIN_REGION_PX) -> tuple[lis
     bright = lifted(small, DARK_MEAN)
     labs = [cv2.cvtColor(im, cv2.COLOR_RGB2LAB) for im in ((small, bright) if bright is not small else (small,))]
     mser = cv2.MSER_create(delta=5, min_area=min_area, max_area=int(0.4 * small.shape[0] * small.shape[1]))
-    frames, seen = [], set()
+    found: list[np.ndarray] = []
+    boxes = []
     for channel in (lab[..., c] for lab in labs for c in _CHANNELS):
         # OpenCV's MSER on one channel finds both dark-on-light and light-on-dark regions.
-        regions, boxes = mser.detectRegions(np.ascontiguousarray(channel))
-        for pts, (x0, y0, bw, bh) in zip(regions, boxes, strict=True):
-            # Nested stable regions and other channels repeat nearly the same region: one is enough.
-            key = (x0 // 2, y0 // 2, bw // 2, bh // 2, int(np.log(len(pts)) / 0.03))
-            if len(pts) < min_area or key in seen:
-                continue
-            seen.add(key)
-            mask = np.zeros(bh * bw, dtype=bool)
-            mask[(pts[:, 1] - y0) * bw + (pts[:, 0] - x0)] = True  # flat indices: half the time of (y, x) pairs
-            frames.append(_Frame(mask.reshape(bh, bw), (float(x0), float(y0))))
-    return frames, labs[-1]
+        regions, bx = mser.detectRegions(np.ascontiguousarray(channel))
+        found.extend(regions)
+        boxes.append(np.asarray(bx, dtype=np.int64).reshape(-1, 4))
+    sizes = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+    ok = np.nonzero(sizes >= min_area)[0]
+    if len(ok) == 0:
+        return [], labs[-1]
+    box = np.concatenate(boxes)[ok]
+    # Nested stable regions and other channels repeat nearly the same region: the first of a place and size
+    # is enough.
+    keys = np.column_stack([box // 2, (np.log(sizes[ok]) / 0.03).astype(np.int64)])
+    first = np.sort(np.unique(keys, axis=0, return_index=True)[1])
+    return _frames_of(found, ok[first], box[first]), labs[-1]
+
+
+def _frames_of(found: Sequence[np.ndarray], kept: np.ndarray, box: np.ndarray) -> list[_Frame]:
+    """:class:`_Frame` of each kept MSER region (``found[kept[i]]``: (n, 2) pixel x, y; ``box[i]``: x0, y0, w, h)."""
+    frames = []
+    for i, (x0, y0, bw, bh) in zip(kept, box.tolist(), strict=True):
+        pts = found[i]
+        mask = np.zeros(bh * bw, dtype=bool)
+        mask[(pts[:, 1] - y0) * bw + (pts[:, 0] - x0)] = True  # flat indices: half the time of (y, x) pairs
+        frames.append(_Frame(mask.reshape(bh, bw), (float(x0), float(y0))))
+    return frames
 
 
 def _letter_line(boxes: np.ndarray, min_parts: int) -> tuple[float, float, float] | None:
@@ -766,11 +786,18 @@ def _refine(region: np.ndarray, ref: _Frame, m0: np.ndarray) -> tuple[float, np.
     """Greedy coordinate search of the map ``m`` and shift ``t`` that maximise the IoU of ``region`` with
     the reference sampled at ``m g + t``; all 12 neighbours of a step are sampled in one call."""
     m, t = m0.astype(np.float64), np.zeros(2)
-    best = float(_iou(region[None], ref.sample(m[None], t[None]))[0, 0])
+    area = np.count_nonzero(region)
+
+    def iou(samples: np.ndarray) -> np.ndarray:  # :func:`_iou` of the one region, on bools
+        inter = np.count_nonzero(samples & region, axis=1)
+        union = area + np.count_nonzero(samples, axis=1) - inter
+        return inter.astype(np.float32) / np.maximum(union, 1).astype(np.float32)
+
+    best = float(iou(ref.sample(m[None], t[None]))[0])
     for step in _STEPS:
         dm, dt = _STEP_M * step, _STEP_T * step
         while True:
-            scores = _iou(region[None], ref.sample(m + dm, t + dt))[0]
+            scores = iou(ref.sample(m + dm, t + dt))
             j = int(scores.argmax())
             if scores[j] <= best + 1e-4:
                 break
