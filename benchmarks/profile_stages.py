@@ -1,6 +1,7 @@
 """Where a photo's time goes: each stage of track() timed on its own, per photo, with its share.
 
-    python -m benchmarks.profile_stages [--photos scenes|all|12mp] [--repeat 3] [--device auto] [--ops] [--write]
+    python -m benchmarks.profile_stages [--photos scenes|all|12mp] [--repeat 3] [--device auto] [--ops]
+                                        [--logo-parts] [--write]
 
 Photos: the 7 labelled scenes (``--photos all``: the 112 photos of scenes/ and faces/; ``--photos 12mp``: the
 7 scenes as 12-megapixel JPEGs from ``benchmarks.run``'s ``12mp`` set), in batches of 8 as
@@ -18,7 +19,9 @@ Stages, in order, each timed with the device synchronised before the clock is re
   logos      LogoDetector.detect (SIFT + RANSAC against every reference view)
   report     one host copy, report entries for faces and logos, the photo tallies
 The logo detector's construction (once per track() call) is printed apart. Each stage's time is the
-median over ``--repeat`` passes (after one warm-up pass). ``--ops`` adds torch.profiler's table of the
+median over ``--repeat`` passes (after one warm-up pass). ``--logo-parts`` adds the CPU time of each part
+of the logo search, each run on one thread (the parts' sum is what the cores spend, whatever their overlap
+in ``LogoDetector.detect``). ``--ops`` adds torch.profiler's table of the
 operators that take the face stages' time (one pass), which shows what limits them: convolutions, or
 the Python around them.
 """
@@ -151,6 +154,64 @@ def op_table(paths: list[Path], gallery: iv.Gallery, rows: int = 15) -> str:
               f"({100 * op_total / wall:.0f} %); the rest is Python and waiting\n")
 
 
+def logo_parts(paths: list[Path], detector: LogoDetector) -> str:
+    """Markdown table of the CPU ms/photo of each part of the logo search, every part on one thread (torch,
+    OpenCV and the cues' photo threads set to one for the measurement): SIFT extraction, the descriptor
+    product and ratio test, the whole matcher, the silhouette cue, and ``LogoDetector.detect``."""
+    import cv2
+
+    from influvision.logos.matcher import _rootsift
+
+    matcher, cue = detector._matcher, detector.silhouette_cue
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    workers = [(obj, obj.workers) for obj in (matcher, cue) if obj is not None]
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    for obj, _ in workers:
+        obj.workers = 1
+    cpu: dict[str, float] = defaultdict(float)
+
+    def timed(part: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t = time.process_time()
+        out = fn(*args)
+        cpu[part] += time.process_time() - t
+        return out
+
+    try:
+        for path in paths:
+            px = load_image(path).pixels
+            if matcher is not None:
+                h, w = px.shape[:2]
+                s = matcher._work_scale(h, w)
+                grey = cv2.cvtColor(px, cv2.COLOR_RGB2GRAY)
+                work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
+                                  interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+                _, desc = timed("SIFT extraction", matcher._features, work)
+                if len(desc):
+                    timed("descriptor product and ratio test", matcher._ratio_matches, torch.from_numpy(_rootsift(desc)))
+                timed("matcher", matcher.match, [px])
+            if cue is not None:
+                timed("silhouette cue", cue.find, [px])
+            timed("detect", detector.detect, [px])
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+        for obj, n in workers:
+            obj.workers = n
+    n = len(paths)
+    rows = [("SIFT extraction (in the matcher)", cpu["SIFT extraction"]),
+            ("descriptor product and ratio test (in the matcher)", cpu["descriptor product and ratio test"]),
+            ("SIFT matcher, all of it (with RANSAC and its checks)", cpu["matcher"]),
+            ("silhouette cue", cpu["silhouette cue"]),
+            ("**LogoDetector.detect** (both cues in two threads, fusion, printed frames, wordmark check)", cpu["detect"])]
+    lines = ["| part of the logo search | CPU ms/photo | share of detect |", "|---|---|---|"]
+    lines += [f"| {k} | {1000 * v / n:.0f} | {100 * v / cpu['detect']:.0f} % |" for k, v in rows]
+    rest = cpu["detect"] - cpu["matcher"] - cpu["silhouette cue"]
+    lines.append(f"\ndetect minus the two cues timed alone: {1000 * rest / n:.0f} ms/photo (fusion, frames and the "
+                 "wordmark check where logos are found, and the two cues' threads slowing each other)")
+    return "\n".join(lines)
+
+
 def build(device: str, gallery_path: str) -> tuple[iv.Gallery, LogoDetector, float]:
     """Open the gallery (faces and brands registered), load the models, build the logo detector (timed)."""
     Path(gallery_path).parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +241,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--gallery", default="out/bench_profile_gallery.db")
     ap.add_argument("--ops", action="store_true", help="also print torch.profiler's operator table")
+    ap.add_argument("--logo-parts", action="store_true",
+                    help="also time each part of the logo search on one thread (CPU ms/photo)")
     ap.add_argument("--write", action="store_true", help="append the result to benchmarks/RESULTS.md")
     args = ap.parse_args()
     skip = cuda_skip_reason(args.device)
@@ -211,12 +274,14 @@ def main() -> None:
                  f"({face_ms:.0f} ms/photo); {100 * ms['logos'] / sum(ms.values()):.0f} % of the per-photo time. "
                  f"Logo detector construction (once per track() call, {len(detector.brands)} references): "
                  f"{build_s:.1f} s")
-    flag = "" if args.photos == "scenes" else f" --photos {args.photos}"
+    flag = ("" if args.photos == "scenes" else f" --photos {args.photos}") + (" --logo-parts" if args.logo_parts else "")
     text = (f"\n### Stage profile ({time.strftime('%Y-%m-%d')}, {machine(device)}, {len(paths)} photos of "
             f"{args.photos}, median of {args.repeat})\n\n"
             f"Command: `python -m benchmarks.profile_stages{flag} --write`; {faces} faces and {logos} logos found "
             f"per pass; gallery: {len(gallery.people())} people, {len(gallery.brands())} brands\n\n"
             f"{table}\n\n{logo_line}\n")
+    if args.logo_parts:
+        text += f"\nParts of the logo search, each on one thread (`--logo-parts`):\n\n{logo_parts(paths, detector)}\n"
     publish(text, args.write)
     if args.ops:
         print(op_table(paths, gallery))
