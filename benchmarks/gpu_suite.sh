@@ -40,6 +40,6 @@ EOF
 step 90 -- "$PYTHON" -m benchmarks.embed_speed --device cuda --write
 step 200 -- "$PYTHON" -m benchmarks.run --device cuda --set 12mp --write
 step 150 -- "$PYTHON" -m benchmarks.run --device cuda --set 1080p --write
-step 90 -- "$PYTHON" -m benchmarks.profile_stages --device cuda --ops --write
+step 120 -- "$PYTHON" -m benchmarks.profile_stages --device cuda --ops --logo-parts --write
 step 150 -- "$PYTHON" -m benchmarks.scaling --device cuda --sizes 112 1000 --write
 echo "== done in $((SECONDS - START)) s"

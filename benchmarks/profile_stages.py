@@ -188,7 +188,8 @@ def logo_parts(paths: list[Path], detector: LogoDetector) -> str:
                                   interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
                 _, desc = timed("SIFT extraction", matcher._features, work)
                 if len(desc):
-                    timed("descriptor product and ratio test", matcher._ratio_matches, torch.from_numpy(_rootsift(desc)))
+                    timed("descriptor product and ratio test", matcher._ratio_matches,
+                          torch.from_numpy(_rootsift(desc)).to(matcher.device))
                 timed("matcher", matcher.match, [px])
             if cue is not None:
                 timed("silhouette cue", cue.find, [px])
