@@ -100,3 +100,24 @@ def test_logo_conditions_move_the_labels_with_the_pixels():
         assert labels[0]["box"] == [150, 100, 270, 160]  # the caller's labels are not changed
     assert CONDITIONS["half"](img, labels)[0].shape[:2] == (150, 200)
     assert CONDITIONS["dark"](img, labels)[0].mean() < 0.85 * img.mean()
+
+
+def test_logo_parts_times_every_part_and_restores_the_threads(logo_data):
+    import cv2
+    import torch
+
+    from benchmarks.profile_stages import logo_parts
+    from influvision.logos.detect import LogoDetector
+    from influvision.logos.references import load_reference
+
+    detector = LogoDetector([load_reference(b, logo_data / "refs" / f"{b}.png") for b in ("fedex", "nike")])
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    workers = detector._matcher.workers, detector.silhouette_cue.workers
+    table = logo_parts([logo_data / "scenes" / "fl27_213783134.jpg"], detector)
+    rows = {line.split(" | ")[0].strip("| *"): float(line.split(" | ")[1]) for line in table.splitlines()
+            if line.startswith("| ") and "CPU ms" not in line}
+    assert len(rows) == 5 and all(ms > 0 for ms in rows.values())
+    detect = next(ms for name, ms in rows.items() if name.startswith("LogoDetector.detect"))
+    assert detect >= rows["SIFT extraction (in the matcher)"]
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == threads
+    assert (detector._matcher.workers, detector.silhouette_cue.workers) == workers
