@@ -153,6 +153,32 @@ def test_marks_of_plain_parts_need_three_of_them(cue: SilhouetteCue, logo_data: 
     assert "adidas" in {refs[c.ref_index].name for c in cue.find([wheel])}
 
 
+def test_slanted_bars_side_by_side_are_three_parts_of_one_mark(cue: SilhouetteCue, logo_data: Path,
+                                                                refs: list[LogoReference]):
+    # White Adidas bars on a blue shop sign: each bar fits its part at 0.90-0.97, but slanted bars side by
+    # side have overlapping boxes; they are different places because their pixels do not overlap.
+    found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])
+    adidas = [c for c in found if refs[c.ref_index].name == "adidas"]
+    assert len(adidas) == 1 and box_iou(adidas[0].box, (145, 117, 208, 151)) >= 0.5
+
+
+def test_regions_are_in_one_place_when_their_pixels_overlap():
+    bar = np.array([[0, 60], [20, 60], [60, 0], [40, 0]], np.int32)  # a slanted bar, 60 x 60 box
+    frames = []
+    for dx in (0, 25):  # side by side: boxes overlap by more than half, pixels not at all
+        mask = np.zeros((61, 61), np.uint8)
+        cv2.fillPoly(mask, [bar], 1)
+        frames.append(silhouette._Frame(mask.astype(bool), (float(dx), 0.0)))
+    inner = np.zeros((30, 20), bool)
+    inner[:, :] = True
+    frames.append(silhouette._Frame(inner, (35.0, 20.0)))  # a block inside the first bar's box, partly on it
+    photo = silhouette._Photo(frames, np.zeros((3, 0), bool), np.zeros((80, 100, 3), np.uint8), 1.0, 100, 80)
+    assert photo.overlap[0, 1] > 0.5
+    assert photo.pixel_overlap(0, 1) == 0.0
+    assert photo.pixel_overlap(0, 0) == 1.0
+    assert 0.0 < photo.pixel_overlap(0, 2) < 1.0
+
+
 def _draw(ref: LogoReference, colour, background, affine: np.ndarray, size=(480, 360), seed=0):
     """The reference's shape warped by ``affine`` (2 x 3, canvas -> photo) in ``colour`` on a noisy background."""
     rng = np.random.default_rng(seed)

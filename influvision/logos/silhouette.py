@@ -30,7 +30,8 @@ foreshortened) changes an outline only in ways that second moments undo:
    when regions fit different parts in one view: every region that fits one of the mark's
    :data:`MAX_PARTS` largest parts at raster IoU :data:`PART_IOU` (any plausible rotation, unrefined)
    implies a map and a box for the whole mark, and fits of different parts, by regions in different
-   places, that imply nearly the same box and map agree.
+   places (boxes apart; for a mark that needs every part it is searched by, pixels apart is enough: slanted
+   bars side by side), that imply nearly the same box and map agree.
    A mark whose parts are all plain figures (bars, discs, ellipses) needs all of them, up to three, in one
    view; pairs of such parts agree by chance too easily (two slots of a wheel as the Adidas bars).
    An agreeing set is the mark when its parts cover enough of the ink (:data:`MIN_SUPPORT_2` with two parts,
@@ -322,10 +323,13 @@ class SilhouetteCue:
         # Parts needed in one view, per mark searched by its parts: two, or as many as it has up to three when
         # every part is a plain figure (bars, discs, ellipses), whose pairs agree by chance too easily.
         self._least_parts: dict[int, int] = {}
+        self._every_part: set[int] = set()  # marks that must show every part they are searched by
         for ref in {p.ref_index for p in self._parts if p.in_set}:
             members = [p for p in self._parts if p.in_set and p.ref_index == ref]
             plain = all(p.frame.plainness >= MAX_GENERIC for p in members)
             self._least_parts[ref] = min(3, len(members)) if plain else 2
+            if self._least_parts[ref] == len(members):
+                self._every_part.add(ref)
 
     @property
     def searched(self) -> list[int]:
@@ -411,7 +415,8 @@ class SilhouetteCue:
         for ref in np.unique(fits.ref):
             idx = np.nonzero(fits.ref == ref)[0]
             idx = idx[np.argsort(-fits.fit[idx], kind="stable")][:MAX_FITS]
-            views = [v for v in (_View.of(m, fits, share) for m in _agreeing_sets(fits, idx, share, photo))
+            views = [v for v in (_View.of(m, fits, share)
+                                 for m in _agreeing_sets(fits, idx, share, photo, ref in self._every_part))
                      if self._is_mark(v, fits, photo)]
             # Parts that look alike (the feathers) also agree on a view shifted by one part: the view that
             # explains more of the mark, and then fits it better, takes the regions.
@@ -474,16 +479,27 @@ class _Fits:
     box: np.ndarray  # (N, 4) the mark's content box in the working copy
 
 
-def _agreeing_sets(fits: _Fits, idx: np.ndarray, share: np.ndarray, photo: _Photo) -> list[np.ndarray]:
+def _agreeing_sets(fits: _Fits, idx: np.ndarray, share: np.ndarray, photo: _Photo,
+                   all_parts: bool) -> list[np.ndarray]:
     """Sets of fits of one mark (``idx``, best first) that agree on one view: different parts, fitted by
     regions in different places, implying nearly the same box and map. One set per fit not yet in a set that
     covers :data:`MIN_SUPPORT_3` of the ink, grown greedily from it, best fits first; members whose region
-    does not stand out are then dropped."""
+    does not stand out are then dropped.
+
+    Regions are in different places when their boxes overlap little. For a mark that must show every part it
+    is searched by (``all_parts``: the three Adidas bars) regions whose boxes overlap but whose pixels do not
+    are too: slanted bars side by side have overlapping boxes, and a view needing every part seldom agrees by
+    chance. Other marks keep the box rule, which also stops neighbouring feathers of a fan (3 of NBC's 6 make
+    a view) from joining a view shifted by one feather."""
     part, region = fits.part[idx], fits.region[idx]
+    apart = photo.overlap[np.ix_(region, region)] <= 0.2
     agree = ((_pairwise_iou(fits.box[idx].astype(np.float32)) >= AGREE_BOX)
              & (_map_distance(fits.map[idx]) <= AGREE_MAP)
-             & (part[:, None] != part[None, :])
-             & (photo.overlap[np.ix_(region, region)] <= 0.2))
+             & (part[:, None] != part[None, :]))
+    if all_parts:
+        for i, j in zip(*np.nonzero(np.triu(agree & ~apart)), strict=True):
+            apart[i, j] = apart[j, i] = photo.pixel_overlap(int(region[i]), int(region[j])) <= 0.2
+    agree &= apart
     sets, seen = [], np.zeros(len(idx), dtype=bool)
     for s in np.nonzero(agree.any(1))[0]:
         if seen[s]:
@@ -551,6 +567,19 @@ class _Photo:
     def overlap(self) -> np.ndarray:
         """(R, R) intersection of two regions' boxes over the smaller one."""
         return _overlap(self.boxes)
+
+    def pixel_overlap(self, a: int, b: int) -> float:
+        """Pixels two regions share over the smaller one's pixel count: 1 for nested regions, 0 for regions
+        side by side even where their boxes overlap."""
+        fa, fb = self.frames[a], self.frames[b]
+        (ax, ay), (bx, by) = fa.origin.astype(int), fb.origin.astype(int)
+        x0, y0 = max(ax, bx), max(ay, by)
+        x1 = min(ax + fa.mask.shape[1], bx + fb.mask.shape[1])
+        y1 = min(ay + fa.mask.shape[0], by + fb.mask.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            return 0.0
+        shared = np.count_nonzero(fa.mask[y0 - ay:y1 - ay, x0 - ax:x1 - ax] & fb.mask[y0 - by:y1 - by, x0 - bx:x1 - bx])
+        return shared / max(1, min(np.count_nonzero(fa.mask), np.count_nonzero(fb.mask)))
 
     @cached_property
     def nested(self) -> np.ndarray:
