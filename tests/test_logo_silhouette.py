@@ -133,10 +133,15 @@ def test_a_region_cut_by_the_photo_frame_is_not_a_mark(cue: SilhouetteCue, logo_
     assert all(box_iou(c.box, box) >= 0.5 for c in found), [c.box for c in found]
 
 
-def test_the_cue_alone_finds_the_leaping_cat(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference]):
-    found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])  # cyan cat on a black bag
-    assert [refs[c.ref_index].name for c in found] == ["puma"]
-    assert box_iou(found[0].box, (73, 121, 118, 153)) >= 0.5
+def test_the_cue_alone_finds_the_leaping_cat_and_the_slanted_bars(cue: SilhouetteCue, logo_data: Path,
+                                                                   refs: list[LogoReference]):
+    # A shop window: a cyan cat on a black bag, and white Adidas bars on a blue sign. Each bar fits its part at
+    # 0.90-0.97, but slanted bars side by side have overlapping boxes: they are different places because
+    # their pixels do not overlap. (The swoosh touches its letters and stays one region with them: missed.)
+    found = {refs[c.ref_index].name: c.box for c in cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])}
+    assert set(found) == {"puma", "adidas"}
+    assert box_iou(found["puma"], (73, 121, 118, 153)) >= 0.5
+    assert box_iou(found["adidas"], (145, 117, 208, 151)) >= 0.5
 
 
 def test_marks_of_plain_parts_need_three_of_them(cue: SilhouetteCue, logo_data: Path, refs: list[LogoReference],
@@ -151,15 +156,6 @@ def test_marks_of_plain_parts_need_three_of_them(cue: SilhouetteCue, logo_data: 
     assert cue._least_parts[adidas] == 3
     monkeypatch.setitem(cue._least_parts, adidas, 2)
     assert "adidas" in {refs[c.ref_index].name for c in cue.find([wheel])}
-
-
-def test_slanted_bars_side_by_side_are_three_parts_of_one_mark(cue: SilhouetteCue, logo_data: Path,
-                                                                refs: list[LogoReference]):
-    # White Adidas bars on a blue shop sign: each bar fits its part at 0.90-0.97, but slanted bars side by
-    # side have overlapping boxes; they are different places because their pixels do not overlap.
-    found = cue.find([rgb_of(logo_data / "scenes" / "fl27_282208842.jpg")])
-    adidas = [c for c in found if refs[c.ref_index].name == "adidas"]
-    assert len(adidas) == 1 and box_iou(adidas[0].box, (145, 117, 208, 151)) >= 0.5
 
 
 def test_regions_are_in_one_place_when_their_pixels_overlap():
@@ -251,7 +247,7 @@ def test_threads_do_not_change_the_result(logo_data: Path, refs: list[LogoRefere
     photos = [rgb_of(logo_data / "scenes" / p) for p in ("fl27_3624592154.jpg", "fl27_282208842.jpg",
                                                           "fl27_2609822722.jpg")]
     one, two = SilhouetteCue(refs, workers=1).find(photos), SilhouetteCue(refs, workers=2).find(photos)
-    assert [c.image_index for c in one] == [0, 1, 2] and one == two
+    assert [c.image_index for c in one] == [0, 1, 1, 2] and one == two  # the cat and the bars in photo 1
 
 
 @pytest.mark.parametrize("shape", [(0, 0, 3), (0, 50, 3), (1, 1, 3), (2, 2, 3), (10, 10000, 3), (10000, 12, 3)])
