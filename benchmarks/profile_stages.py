@@ -181,11 +181,7 @@ def logo_parts(paths: list[Path], detector: LogoDetector) -> str:
         for path in paths:
             px = load_image(path).pixels
             if matcher is not None:
-                h, w = px.shape[:2]
-                s = matcher._work_scale(h, w)
-                grey = cv2.cvtColor(px, cv2.COLOR_RGB2GRAY)
-                work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
-                                  interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+                _, work, _ = matcher.working_copy(px)
                 _, desc = timed("SIFT extraction", matcher._features, work)
                 if len(desc):
                     timed("descriptor product and ratio test", matcher._ratio_matches,

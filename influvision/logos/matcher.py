@@ -232,14 +232,21 @@ class SiftMatcher:
             setattr(self._local, key, sift)
         return sift
 
-    def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
+    def working_copy(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The grey photo, the grey copy SIFT describes (longer side ``work_side``, small photos upscaled at most
+        ``max_upscale`` times) and its scale, for a non-empty (H, W, 3) uint8 RGB image."""
         h, w = img.shape[:2]
-        if h == 0 or w == 0:
-            return []
         s = self._work_scale(h, w)
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
                           interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+        return grey, work, s
+
+    def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
+        h, w = img.shape[:2]
+        if h == 0 or w == 0:
+            return []
+        grey, work, s = self.working_copy(img)
         xy, d = self._features(work)
         if len(xy) < self.min_inliers or len(self.db_desc) < 2:
             return []
