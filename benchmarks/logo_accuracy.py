@@ -17,6 +17,12 @@ dim venue), ``jpeg`` (quality 40), ``hard`` (all three, quality 60) and ``tilt45
 foreshortened by 1.6 along a diagonal, as a logo seen from the side and above) and ``busy`` (the photo as one
 quarter of a 2 x 2 mosaic with three shared scenes: as much other texture as an event photo, competing for
 the matcher's feature budget). Settings are judged on all of them, not on the clean photos alone.
+
+``--extra-brands DIR`` registers every SVG or PNG mark in DIR as well (named ``x_<file stem>``; a stem that
+is a registered brand's name is skipped): brands the detector was never developed on, none of them labelled
+in these photos, so every box of one is false. It measures how the cues hold up with marks of other shapes
+(e.g. the simple-icons package: ``npm pack simple-icons@16.37.0``, then ``--extra-brands package/icons
+--extra-count 48``) and what more brands cost per photo.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import argparse
 import io
 import json
 import logging
+import random
+import re
 import sys
 import time
 from collections import Counter
@@ -47,7 +55,7 @@ from influvision.logos.cues import cue_names  # noqa: E402
 from influvision.logos.detect import LogoDetector  # noqa: E402
 from influvision.logos.evaluate import match_to_labels, named_detections  # noqa: E402
 from influvision.logos.matcher import VIEWS  # noqa: E402
-from influvision.logos.references import load_reference  # noqa: E402
+from influvision.logos.references import LogoReference, LogoReferenceError, load_reference  # noqa: E402
 from influvision.logos.text import ocr_available  # noqa: E402
 
 
@@ -184,13 +192,31 @@ def signage_photos(n: int = 30, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def extra_references(folder: Path, taken: set[str], count: int | None = None,
+                     seed: int = 0) -> tuple[list[LogoReference], list[str]]:
+    """Marks of other brands (every SVG and PNG in ``folder``, or a seeded sample of ``count`` of them) named
+    ``x_<stem>``, leaving out stems in ``taken``; and the refusals (a plain or textureless mark)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".svg", ".png") and p.stem not in taken)
+    if count is not None and count < len(files):
+        files = sorted(random.Random(seed).sample(files, count))
+    refs, refused = [], []
+    for p in files:
+        name = "x_" + re.sub(r"[^a-z0-9_-]", "_", p.stem.lower())[:60]
+        try:
+            refs.append(load_reference(name, p))
+        except LogoReferenceError as e:
+            refused.append(str(e))
+    return refs, refused
+
+
 def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
-        conditions: Sequence[str] = ("clean",)) -> dict[str, dict]:
+        conditions: Sequence[str] = ("clean",), extra: Sequence[LogoReference] = ()) -> dict[str, dict]:
     data = SHARED / "data" / "logos"
     brands_meta = json.loads((data / "scenes" / "labels.json").read_text())
     images = brands_meta["images"]
-    refs = [load_reference(p.stem, p) for p in sorted((data / "refs").glob("*.png"))]
+    refs = [load_reference(p.stem, p) for p in sorted((data / "refs").glob("*.png"))] + list(extra)
     names = [r.name for r in refs]
+    n_extra = len(extra)
     photos = {f: np.asarray(Image.open(data / "scenes" / f).convert("RGB")) for f in sorted(images)}
     negatives = [np.asarray(Image.open(p).convert("RGB"))
                  for p in sorted((SHARED / "data" / "faces").glob("*/*"))[::n_neg_step]]
@@ -205,6 +231,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
             tally = Tally()
             elapsed = 0.0
             distractor_hits = 0
+            extra_hits: Counter[str] = Counter()  # boxes of the brands added with --extra-brands: all false
             sources: Counter[str] = Counter()  # detections by the cues that found them
             for f, arr in photos.items():
                 arr, labels = CONDITIONS[cond](arr, images[f]["logos"])
@@ -214,21 +241,26 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
                 dets = named_detections(out, names)
                 sources.update("+".join(cue_names(src)) for src in out.columns["source"].tolist())
                 distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
+                extra_hits.update(d[0] for d in dets if d[0] in names[len(names) - n_extra:])
                 score_photo(dets, labels, tally)
             p, r = _pr(tally.tp, tally.fp, tally.gt)
             pp, pr_ = _pr(tally.photo[1], tally.photo[2], tally.photo[0])
             per_condition[cond] = {"precision": p, "recall": r, "tp": tally.tp, "fp": tally.fp, "gt": tally.gt,
                                    "photo_precision": pp, "photo_recall": pr_,
                                    "ms_per_photo": 1000 * elapsed / len(photos), "distractor_hits": distractor_hits,
-                                   "per_brand": tally.per_brand,
+                                   "per_brand": tally.per_brand, "extra_brand_hits": dict(extra_hits),
                                    "sources": dict(sources)}
         # Photos of people from faces/: no registered logo is labelled there, so anything found is suspect.
-        neg_hits = sum(len(det.detect([arr])) for arr in negatives)
-        sign_hits = sum(len(det.detect([arr])) for arr in signs)
+        neg_found = [named_detections(det.detect([arr]), names) for arr in negatives]
+        sign_found = [named_detections(det.detect([arr]), names) for arr in signs]
+        neg_hits, sign_hits = sum(map(len, neg_found)), sum(map(len, sign_found))
         first = per_condition[conditions[0]]
         results[method] = {**first, "condition": conditions[0], "build_s": build_s,
                            "negative_photos": len(negatives), "negative_hits": neg_hits, "signage_photos": len(signs),
-                           "signage_hits": sign_hits, "conditions": per_condition}
+                           "signage_hits": sign_hits, "conditions": per_condition,
+                           "brands": len(names), "extra_brands": n_extra,
+                           "negative_brands": dict(Counter(d[0] for f in neg_found for d in f)),
+                           "signage_brands": dict(Counter(d[0] for f in sign_found for d in f))}
         c = first
         print(f"\n## {method}: precision {c['precision']:.2f}, recall {c['recall']:.2f} ({c['tp']} TP, {c['fp']} FP, "
               f"{c['gt']} boxes; {conditions[0]} photos); photo level P {c['photo_precision']:.2f} / "
@@ -236,6 +268,12 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
               f"reported {c['distractor_hits']}x; {neg_hits} detections on {len(negatives)} face photos and "
               f"{sign_hits} on {len(signs)} generated signage photos; "
               f"found by {', '.join(f'{k} {v}' for k, v in sorted(c['sources'].items())) or 'nothing'}")
+        if n_extra:
+            r = results[method]
+            print(f"{len(names)} brands registered ({n_extra} extra, unlabelled); extra brands' boxes: "
+                  + "; ".join(f"{cond} {sum(v['extra_brand_hits'].values())} {dict(v['extra_brand_hits'])}"
+                              for cond, v in per_condition.items())
+                  + f"; brands on face photos {r['negative_brands']}, on signage {r['signage_brands']}")
         if len(conditions) > 1:
             print("| photos | precision | recall | TP / FP | ms/photo |\n|---|---|---|---|---|")
             for cond, c in per_condition.items():
@@ -254,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--conditions", default="clean", help="comma-separated photo conditions to score, of "
                     f"{', '.join(CONDITIONS)}, or 'all' (default: clean)")
+    ap.add_argument("--extra-brands", type=Path, metavar="DIR",
+                    help="also register every SVG/PNG mark in DIR (unlabelled brands: each of their boxes is false)")
+    ap.add_argument("--extra-count", type=int, help="a seeded sample of this many marks of --extra-brands")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     logging.basicConfig(level=logging.WARNING)
@@ -276,7 +317,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
         ap.error(f"unknown conditions {unknown}; choose from {', '.join(CONDITIONS)}")
-    res = run(methods, conditions=conditions)
+    extra: list[LogoReference] = []
+    if args.extra_brands:
+        taken = {p.stem for p in (SHARED / "data" / "logos" / "refs").glob("*.png")}
+        extra, refused = extra_references(args.extra_brands, taken, args.extra_count)
+        print(f"{len(extra)} extra brands from {args.extra_brands}; {len(refused)} refused at registration"
+              + "".join(f"\n  {e}" for e in refused))
+    res = run(methods, conditions=conditions, extra=extra)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
 

@@ -121,3 +121,20 @@ def test_logo_parts_times_every_part_and_restores_the_threads(logo_data):
     assert detect >= rows["SIFT extraction (in the matcher)"]
     assert (torch.get_num_threads(), cv2.getNumThreads()) == threads
     assert (detector._matcher.workers, detector.silhouette_cue.workers) == workers
+
+
+def test_extra_brands_are_named_apart_and_refusals_are_listed(logo_data, tmp_path):
+    from benchmarks.logo_accuracy import extra_references
+
+    (tmp_path / "nike.svg").write_bytes((logo_data / "refs" / "nike.png").read_bytes())  # a registered name
+    (tmp_path / "Red.Bull.png").write_bytes((logo_data / "refs" / "puma.png").read_bytes())
+    blank = np.zeros((64, 64, 4), np.uint8)
+    from PIL import Image
+
+    Image.fromarray(blank).save(tmp_path / "blank.png")
+    (tmp_path / "notes.txt").write_text("not a mark")
+    refs, refused = extra_references(tmp_path, taken={"nike"})
+    assert [r.name for r in refs] == ["x_red_bull"]
+    assert len(refused) == 1 and "blank" in refused[0]
+    refs, refused = extra_references(tmp_path, taken=set(), count=1)
+    assert len(refs) + len(refused) == 1

@@ -354,6 +354,23 @@ def test_lines_of_ordinary_text_give_nothing(refs: list[LogoReference], monkeypa
     assert [refs[c.ref_index].name for c in cue.find([img])] == ["intel", "intel"]
 
 
+# simple-icons 16.37.0, icons/handshake.svg (CC0-1.0 icon data; the mark is a trademark of its owner): a slanted "H".
+LETTER_MARK_SVG = (b'<svg role="img" viewBox="0 0 24 24" xmlns="http://www.w3.org/2000/svg"><path d="M20.728 0 16.49 24h-4.583'
+                   b'l1.87-10.532-4.743 3.893L7.856 24H3.272L7.51 0h4.582L9.806 13.012l4.729-3.862L16.145 0h4.583z"/></svg>')
+
+
+def test_a_mark_shaped_like_a_letter_is_not_searched_by_its_outline(logo_data: Path, monkeypatch):
+    mark = load_reference("handshake", LETTER_MARK_SVG)
+    assert silhouette._Frame(mark.shape > 0.5).letterness >= silhouette.MAX_GENERIC
+    assert silhouette.silhouettes(mark) == [] and not silhouette.outline_searched(mark)
+    # Lettering in two shared photos (a shop window, a sign) holds the letter: an "h" or "n" is the slanted H
+    # under an affine view. Neither photo shows the mark.
+    photos = [rgb_of(logo_data / "scenes" / f) for f in ("fl27_282208842.jpg", "fl27_3858957735.jpg")]
+    assert SilhouetteCue([mark], workers=1).find(photos) == []
+    monkeypatch.setattr(silhouette._Frame, "letterness", 0.0)
+    assert {c.image_index for c in SilhouetteCue([mark], workers=1).find(photos)} == {0, 1}
+
+
 def test_only_a_line_of_plain_letters_is_a_wordmark_with_a_letter_height(refs: list[LogoReference]):
     heights = {r.name: silhouette.letter_height(r) for r in refs}
     assert [name for name, h in heights.items() if h is not None] == ["intel"]

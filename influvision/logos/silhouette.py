@@ -9,7 +9,9 @@ foreshortened) changes an outline only in ways that second moments undo:
    rastered on a :data:`GRID` x :data:`GRID` grid at :data:`ROTATIONS` rotations (whitening leaves the
    rotation open). A silhouette that is nearly a plain figure in that frame (a disc, square, triangle,
    half-disc, ring or L: every ellipse whitens to a disc, every parallelogram to a square) is not used:
-   it would stand for every ball and sign. Marks made of many small parts (a wordmark's letters, the
+   it would stand for every ball and sign. Nor is one that is nearly a letter or digit
+   (:func:`~influvision.logos.glyphs.letter_masks`: a slanted "H" stands for every "h" and "n" in the words
+   printed around it). Marks made of many small parts (a wordmark's letters, the
    peacock's feathers) get no silhouette: step 4 finds them by their parts.
 2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the lightness, the
    red-green and the blue-yellow channels (Lab L, a*, b*), each in both polarities, so a mark is a region
@@ -65,6 +67,7 @@ from ..engine import default_workers
 from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import DARK_MEAN, CueCandidate
+from .glyphs import letter_masks
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -74,7 +77,7 @@ EXTENT = 2.8
 ROTATIONS = 48
 # A part must carry this share of the mark's ink to be a silhouette of the whole mark.
 MIN_PART = 0.5
-# Reference silhouettes whose best fit to a plain figure reaches this IoU are not used.
+# Reference silhouettes whose best fit to a plain figure or to a letter's stroke reaches this IoU are not used.
 MAX_GENERIC = 0.85
 # Region-silhouette pairs refined (before refinement), and the margin a region must fit a mark better
 # than it fits a plain figure.
@@ -154,6 +157,11 @@ class _Frame:
         """Best raster IoU of the mask, at 8 rotations, with a plain figure (kept: a reference part's is asked for
         when its mark is checked for a silhouette and again when the cue weighs its parts)."""
         return float(_iou(_rotated_rasters(self)[:: ROTATIONS // 8], _plain()).max())
+
+    @cached_property
+    def letterness(self) -> float:
+        """Best raster IoU of the mask, at every rotation, with a stroke of a letter or digit."""
+        return float(_iou(_rotated_rasters(self), _letters()).max())
 
     @cached_property
     def _padded(self) -> np.ndarray:
@@ -247,6 +255,13 @@ def _plain() -> _Bank:
     return _Bank(_plain_figures())
 
 
+@cache
+def _letters() -> _Bank:
+    """Rasters of the letters' strokes (:func:`~influvision.logos.glyphs.letter_masks`) in their moment frames,
+    built once; a shape is compared with them at every rotation of its own."""
+    return _Bank(_rasters([_Frame(m) for m in letter_masks()]))
+
+
 @dataclass
 class _Part:
     ref_index: int
@@ -275,9 +290,12 @@ def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
 
 def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
     comps = _components(reference)
-    wholes = [share >= MIN_PART and frame.plainness < MAX_GENERIC for share, frame in comps]
-    # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo).
-    in_set = len(comps[:MAX_PARTS]) >= 2 and not any(wholes)
+    large = [share >= MIN_PART and frame.plainness < MAX_GENERIC for share, frame in comps]
+    lettered = [big and frame.letterness >= MAX_GENERIC for big, (_, frame) in zip(large, comps, strict=True)]
+    wholes = [big and not letter for big, letter in zip(large, lettered, strict=True)]
+    # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo). A
+    # mark that is mostly a letter is not searched at all: its parts would be that letter's strokes and counters.
+    in_set = len(comps[:MAX_PARTS]) >= 2 and not any(wholes) and not any(lettered)
     out = []
     for k, ((share, frame), whole) in enumerate(zip(comps, wholes, strict=True)):
         member = in_set and k < MAX_PARTS

@@ -1,0 +1,64 @@
+"""Letter shapes: the strokes of Latin letters and digits in a sans-serif and a serif font at several weights.
+
+A mark whose outline is a letter (a slanted "H", a "C" in a ring) would be found in every word printed
+around an event. The silhouette cue does not search such a mark by its outline, as it does not search one
+that is nearly a disc or a square (:mod:`influvision.logos.silhouette`, step 1). Italics and other slants
+need no fonts of their own: the cue compares shapes up to an affine map, which undoes a shear.
+"""
+
+from __future__ import annotations
+
+import string
+from functools import cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, features
+
+_CHARS = string.ascii_letters + string.digits
+_SIZE = 160  # glyph height scale, pixels
+_CANVAS = 300
+# A connected stroke of a letter carrying this share of its ink is a shape of its own (the dot of an "i"
+# is not; the body of an "i" and both strokes of a "%" would be).
+_MIN_STROKE = 0.2
+
+
+def _sans(stroke: int) -> list[np.ndarray]:
+    """Letters of Pillow's bundled sans-serif font (Aileron), thickened by ``stroke`` pixels on each side."""
+    font = ImageFont.load_default(size=_SIZE)
+    out = []
+    for ch in _CHARS:
+        img = Image.new("L", (_CANVAS, _CANVAS), 0)
+        ImageDraw.Draw(img).text((60, 40), ch, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+        out.append(np.asarray(img) > 127)
+    return out
+
+
+def _serif(face: int, thickness: int) -> list[np.ndarray]:
+    """Letters of one of OpenCV's stroke fonts drawn with lines ``thickness`` pixels wide."""
+    out = []
+    for ch in _CHARS:
+        img = np.zeros((_CANVAS, _CANVAS), np.uint8)
+        cv2.putText(img, ch, (70, 220), face, 5.0, 255, thickness, cv2.LINE_AA)
+        out.append(img > 127)
+    return out
+
+
+@cache
+def letter_masks() -> tuple[np.ndarray, ...]:
+    """Bool masks of every stroke (connected ink carrying :data:`_MIN_STROKE` of a glyph's ink) of the letters
+    and digits: a regular, bold and black sans-serif (when Pillow has FreeType for its bundled font) and a
+    light and bold serif. Built once per process."""
+    glyphs = []
+    if features.check("freetype2"):
+        for stroke in (0, 5, 10):
+            glyphs.extend(_sans(stroke))
+    for face in (cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX):
+        for thickness in (6, 14):
+            glyphs.extend(_serif(face, thickness))
+    out = []
+    for glyph in glyphs:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(glyph.astype(np.uint8), connectivity=8)
+        total = max(int(glyph.sum()), 1)
+        out.extend(labels == i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= _MIN_STROKE * total)
+    return tuple(out)
