@@ -217,6 +217,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
     refs = [load_reference(p.stem, p) for p in sorted((data / "refs").glob("*.png"))] + list(extra)
     names = [r.name for r in refs]
     n_extra = len(extra)
+    extra_names = {r.name for r in extra}
     photos = {f: np.asarray(Image.open(data / "scenes" / f).convert("RGB")) for f in sorted(images)}
     negatives = [np.asarray(Image.open(p).convert("RGB"))
                  for p in sorted((SHARED / "data" / "faces").glob("*/*"))[::n_neg_step]]
@@ -241,7 +242,7 @@ def run(methods: dict[str, dict], show_brands: bool = True, n_neg_step: int = 3,
                 dets = named_detections(out, names)
                 sources.update("+".join(cue_names(src)) for src in out.columns["source"].tolist())
                 distractor_hits += sum(d[0] in ("google", "intel") for d in dets)
-                extra_hits.update(d[0] for d in dets if d[0] in names[len(names) - n_extra:])
+                extra_hits.update(d[0] for d in dets if d[0] in extra_names)
                 score_photo(dets, labels, tally)
             p, r = _pr(tally.tp, tally.fp, tally.gt)
             pp, pr_ = _pr(tally.photo[1], tally.photo[2], tally.photo[0])

@@ -124,13 +124,13 @@ def test_logo_parts_times_every_part_and_restores_the_threads(logo_data):
 
 
 def test_extra_brands_are_named_apart_and_refusals_are_listed(logo_data, tmp_path):
+    from PIL import Image
+
     from benchmarks.logo_accuracy import extra_references
 
     (tmp_path / "nike.svg").write_bytes((logo_data / "refs" / "nike.png").read_bytes())  # a registered name
     (tmp_path / "Red.Bull.png").write_bytes((logo_data / "refs" / "puma.png").read_bytes())
     blank = np.zeros((64, 64, 4), np.uint8)
-    from PIL import Image
-
     Image.fromarray(blank).save(tmp_path / "blank.png")
     (tmp_path / "notes.txt").write_text("not a mark")
     refs, refused = extra_references(tmp_path, taken={"nike"})

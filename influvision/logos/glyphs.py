@@ -9,7 +9,6 @@ need no fonts of their own: the cue compares shapes up to an affine map, which u
 from __future__ import annotations
 
 import string
-from functools import cache
 
 import cv2
 import numpy as np
@@ -44,11 +43,10 @@ def _serif(face: int, thickness: int) -> list[np.ndarray]:
     return out
 
 
-@cache
-def letter_masks() -> tuple[np.ndarray, ...]:
+def letter_masks() -> list[np.ndarray]:
     """Bool masks of every stroke (connected ink carrying :data:`_MIN_STROKE` of a glyph's ink) of the letters
     and digits: a regular, bold and black sans-serif (when Pillow has FreeType for its bundled font) and a
-    light and bold serif. Built once per process."""
+    light and bold serif (the silhouette cue keeps only their rasters, built once per process)."""
     glyphs = []
     if features.check("freetype2"):
         for stroke in (0, 5, 10):
@@ -61,4 +59,4 @@ def letter_masks() -> tuple[np.ndarray, ...]:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(glyph.astype(np.uint8), connectivity=8)
         total = max(int(glyph.sum()), 1)
         out.extend(labels == i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= _MIN_STROKE * total)
-    return tuple(out)
+    return out

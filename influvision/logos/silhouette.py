@@ -156,12 +156,18 @@ class _Frame:
     def plainness(self) -> float:
         """Best raster IoU of the mask, at 8 rotations, with a plain figure (kept: a reference part's is asked for
         when its mark is checked for a silhouette and again when the cue weighs its parts)."""
-        return float(_iou(_rotated_rasters(self)[:: ROTATIONS // 8], _plain()).max())
+        return float(_iou(self.rotated[:: ROTATIONS // 8], _plain()).max())
 
     @cached_property
     def letterness(self) -> float:
         """Best raster IoU of the mask, at every rotation, with a stroke of a letter or digit."""
-        return float(_iou(_rotated_rasters(self), _letters()).max())
+        return float(_iou(self.rotated, _letters()).max())
+
+    @cached_property
+    def rotated(self) -> np.ndarray:
+        """(ROTATIONS, GRID*GRID) bool: the mask rastered in its moment frame at each of the bank's rotations
+        (kept: a reference part's are asked for by its plain-figure and letter fits and by the cue's bank)."""
+        return self.sample(_rotation(_ANGLES), np.zeros((ROTATIONS, 2)))
 
     @cached_property
     def _padded(self) -> np.ndarray:
@@ -203,10 +209,6 @@ def _rotation(a: np.ndarray | float) -> np.ndarray:
     return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
 
 
-def _rotated_rasters(frame: _Frame) -> np.ndarray:
-    return frame.sample(_rotation(_ANGLES), np.zeros((ROTATIONS, 2)))
-
-
 class _Bank:
     """Bool rasters kept as float32 with their pixel counts, for :func:`_iou` against many photos' regions."""
 
@@ -246,7 +248,7 @@ def _plain_figures() -> np.ndarray:
     ell = np.zeros((n, n), np.uint8)
     cv2.fillPoly(ell, [np.array([[50, 50], [350, 50], [350, 120], [120, 120], [120, 350], [50, 350]], np.int32)], 1)
     figs.append(ell)
-    return np.concatenate([_rotated_rasters(_Frame(f.astype(bool))) for f in figs])
+    return np.concatenate([_Frame(f.astype(bool)).rotated for f in figs])
 
 
 @cache
@@ -291,11 +293,11 @@ def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
 def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
     comps = _components(reference)
     large = [share >= MIN_PART and frame.plainness < MAX_GENERIC for share, frame in comps]
-    lettered = [big and frame.letterness >= MAX_GENERIC for big, (_, frame) in zip(large, comps, strict=True)]
-    wholes = [big and not letter for big, letter in zip(large, lettered, strict=True)]
+    wholes = [big and frame.letterness < MAX_GENERIC for big, (_, frame) in zip(large, comps, strict=True)]
     # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo). A
-    # mark that is mostly a letter is not searched at all: its parts would be that letter's strokes and counters.
-    in_set = len(comps[:MAX_PARTS]) >= 2 and not any(wholes) and not any(lettered)
+    # mark whose large part is a letter is not searched by its parts: they would be that letter's strokes and
+    # counters.
+    in_set = len(comps[:MAX_PARTS]) >= 2 and not any(large)
     out = []
     for k, ((share, frame), whole) in enumerate(zip(comps, wholes, strict=True)):
         member = in_set and k < MAX_PARTS
@@ -334,7 +336,7 @@ class SilhouetteCue:
         self.max_upscale = max_upscale
         self.workers = workers if workers is not None else default_workers()
         self._parts = [part for i, ref in enumerate(references) for part in _parts(ref, i)]
-        self._bank = _Bank(np.concatenate([_rotated_rasters(p.frame) for p in self._parts]) if self._parts
+        self._bank = _Bank(np.concatenate([p.frame.rotated for p in self._parts]) if self._parts
                            else np.zeros((0, GRID * GRID), bool))
         self._whole = np.array([p.whole for p in self._parts], dtype=bool)
         self._in_set = np.array([p.in_set for p in self._parts], dtype=bool)
