@@ -22,7 +22,7 @@ the matcher's feature budget). Settings are judged on all of them, not on the cl
 is a registered brand's name is skipped): brands the detector was never developed on, none of them labelled
 in these photos, so every box of one is false. It measures how the cues hold up with marks of other shapes
 (e.g. the simple-icons package: ``npm pack simple-icons@16.37.0``, then ``--extra-brands package/icons
---extra-count 48``) and what more brands cost per photo.
+--extra-count 48``; ``--extra-seed`` draws another sample) and what more brands cost per photo.
 """
 
 from __future__ import annotations
@@ -296,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--extra-brands", type=Path, metavar="DIR",
                     help="also register every SVG/PNG mark in DIR (unlabelled brands: each of their boxes is false)")
     ap.add_argument("--extra-count", type=int, help="a seeded sample of this many marks of --extra-brands")
+    ap.add_argument("--extra-seed", type=int, default=0, help="the seed of that sample (default 0)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     logging.basicConfig(level=logging.WARNING)
@@ -321,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     extra: list[LogoReference] = []
     if args.extra_brands:
         taken = {p.stem for p in (SHARED / "data" / "logos" / "refs").glob("*.png")}
-        extra, refused = extra_references(args.extra_brands, taken, args.extra_count)
+        extra, refused = extra_references(args.extra_brands, taken, args.extra_count, args.extra_seed)
         print(f"{len(extra)} extra brands from {args.extra_brands}; {len(refused)} refused at registration"
               + "".join(f"\n  {e}" for e in refused))
     res = run(methods, conditions=conditions, extra=extra)

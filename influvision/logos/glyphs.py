@@ -1,9 +1,12 @@
-"""Letter shapes: the strokes of Latin letters and digits in a sans-serif and a serif font at several weights.
+"""Shapes printed everywhere: the strokes of Latin letters and digits (a sans-serif and a serif font at several
+weights) and common pictograms (stars, a cross, an arrow).
 
 A mark whose outline is a letter (a slanted "H", a "C" in a ring) would be found in every word printed
-around an event. The silhouette cue does not search such a mark by its outline, as it does not search one
-that is nearly a disc or a square (:mod:`influvision.logos.silhouette`, step 1). Italics and other slants
-need no fonts of their own: the cue compares shapes up to an affine map, which undoes a shear.
+around an event, and a mark that is a star in every flag, shop sign and coffee cup's ring of stars. The
+silhouette cue does not search such a mark by its outline, as it does not search one that is nearly a disc
+or a square (:mod:`influvision.logos.silhouette`, step 1). Italics and other slants need no fonts of their
+own: the cue compares shapes up to an affine map, which undoes a shear (and turns a regular star into any
+evenly squashed one).
 """
 
 from __future__ import annotations
@@ -41,6 +44,31 @@ def _serif(face: int, thickness: int) -> list[np.ndarray]:
         cv2.putText(img, ch, (70, 220), face, 5.0, 255, thickness, cv2.LINE_AA)
         out.append(img > 127)
     return out
+
+
+def _polygon(points: np.ndarray) -> np.ndarray:
+    img = np.zeros((_CANVAS, _CANVAS), np.uint8)
+    cv2.fillPoly(img, [np.round(points).astype(np.int32)], 1)
+    return img > 0
+
+
+def _star(points: int, inner: float) -> np.ndarray:
+    """A regular star of ``points`` points whose inner corners lie at ``inner`` times its outer radius."""
+    a = np.arange(2 * points) * np.pi / points - np.pi / 2
+    r = np.where(np.arange(2 * points) % 2 == 0, 120.0, 120.0 * inner)
+    return _polygon(np.stack([150 + r * np.cos(a), 150 + r * np.sin(a)], 1))
+
+
+def symbol_masks() -> list[np.ndarray]:
+    """Bool masks of common pictograms: five-pointed stars (the classic one and a stouter one), a six-pointed
+    star, a Greek cross and a block arrow. Hearts are not among them: whitened, most rounded marks (the apple,
+    Vodafone's speech mark) come within 0.8 of one."""
+    cross = np.zeros((_CANVAS, _CANVAS), bool)
+    cross[115:185, 40:260] = True
+    cross[40:260, 115:185] = True
+    arrow = _polygon(np.array([[40, 120], [170, 120], [170, 60], [260, 150], [170, 240], [170, 180], [40, 180]],
+                              np.float64))
+    return [_star(5, 0.382), _star(5, 0.5), _star(6, 0.577), cross, arrow]
 
 
 def letter_masks() -> list[np.ndarray]:

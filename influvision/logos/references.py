@@ -93,7 +93,7 @@ class LogoReference:
         from .silhouette import outline_searched  # imported here: that module builds on this one
 
         outline = ("the silhouette cue searches its outline" if outline_searched(self) else
-                   "its outline is too plain for the silhouette cue")
+                   "its outline is too plain (near a plain figure, a letter or a star) for the silhouette cue")
         return (f"warning: the mark has few corners ({self.keypoints} keypoints): the geometric matcher rarely "
                 f"finds such marks and {outline} (docs/logos.md, Limitations); a trained detector can find more "
                 "(influvision logos train)")

@@ -9,9 +9,9 @@ foreshortened) changes an outline only in ways that second moments undo:
    rastered on a :data:`GRID` x :data:`GRID` grid at :data:`ROTATIONS` rotations (whitening leaves the
    rotation open). A silhouette that is nearly a plain figure in that frame (a disc, square, triangle,
    half-disc, ring or L: every ellipse whitens to a disc, every parallelogram to a square) is not used:
-   it would stand for every ball and sign. Nor is one that is nearly a letter or digit
-   (:func:`~influvision.logos.glyphs.letter_masks`: a slanted "H" stands for every "h" and "n" in the words
-   printed around it). Marks made of many small parts (a wordmark's letters, the
+   it would stand for every ball and sign. Nor is one that is nearly a letter, digit or common pictogram
+   (:mod:`~influvision.logos.glyphs`: a slanted "H" stands for every "h" and "n" in the words printed around
+   it, a star for every star on a flag or a sign). Marks made of many small parts (a wordmark's letters, the
    peacock's feathers) get no silhouette: step 4 finds them by their parts.
 2. **Photo.** Candidate regions are maximally stable extremal regions (MSER) of the lightness, the
    red-green and the blue-yellow channels (Lab L, a*, b*), each in both polarities, so a mark is a region
@@ -21,10 +21,11 @@ foreshortened) changes an outline only in ways that second moments undo:
 3. **Comparison.** Every region is rastered in its own moment frame and compared with every silhouette
    at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` are refined
    by a local search over a 2 x 2 map and a shift (moments are pulled by small protrusions), then kept
-   when the refined IoU reaches ``min_iou``, beats the region's best fit to a plain figure by
-   :data:`GENERIC_GAP`, the implied affine map is a plausible view (anisotropy at most
-   :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region stands out from its
-   surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
+   when the refined IoU reaches ``min_iou`` and beats by :data:`MARK_GAP` the silhouette's own best fit to a
+   plain figure or glyph (a region of that shape would fit the mark about as well), the region fits the mark
+   better than any plain figure by :data:`GENERIC_GAP`, the implied affine map is a plausible view
+   (anisotropy at most :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region
+   stands out from its surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
    reference content box carried through that map. Regions cut by two sides of the photo are not compared
    (their outline is partly the photo's frame).
 4. **Marks of several parts.** A mark whose parts are each too small or too plain to stand for it (the
@@ -67,7 +68,7 @@ from ..engine import default_workers
 from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import DARK_MEAN, CueCandidate
-from .glyphs import letter_masks
+from .glyphs import letter_masks, symbol_masks
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -77,12 +78,18 @@ EXTENT = 2.8
 ROTATIONS = 48
 # A part must carry this share of the mark's ink to be a silhouette of the whole mark.
 MIN_PART = 0.5
-# Reference silhouettes whose best fit to a plain figure or to a letter's stroke reaches this IoU are not used.
+# Reference silhouettes whose best fit to a plain figure or to a glyph (a letter's stroke, a pictogram) reaches
+# this IoU are not used.
 MAX_GENERIC = 0.85
 # Region-silhouette pairs refined (before refinement), and the margin a region must fit a mark better
 # than it fits a plain figure.
 PRE_IOU = 0.7
 GENERIC_GAP = 0.1
+# A region must fit a silhouette better by this much than the silhouette fits its nearest plain figure or glyph
+# (both unrefined): a rounded square with a keyhole fits a bold "o" or "e" at 0.82, as a region shaped like one
+# would fit the mark. The refinement adds about this much to a fit; a larger gap also drops Vodafone's speech
+# mark (0.83 to a glyph) where the photo shows it (RESULTS.md, 2026-12-07).
+MARK_GAP = 0.02
 MAX_ANISOTROPY = 3.0
 MAX_ROTATION_DEG = 50.0
 # Lab channels searched: lightness, red-green, blue-yellow.
@@ -159,14 +166,14 @@ class _Frame:
         return float(_iou(self.rotated[:: ROTATIONS // 8], _plain()).max())
 
     @cached_property
-    def letterness(self) -> float:
-        """Best raster IoU of the mask, at every rotation, with a stroke of a letter or digit."""
-        return float(_iou(self.rotated, _letters()).max())
+    def glyphness(self) -> float:
+        """Best raster IoU of the mask, at every rotation, with a stroke of a letter or digit or a pictogram."""
+        return float(_iou(self.rotated, _glyphs()).max())
 
     @cached_property
     def rotated(self) -> np.ndarray:
         """(ROTATIONS, GRID*GRID) bool: the mask rastered in its moment frame at each of the bank's rotations
-        (kept: a reference part's are asked for by its plain-figure and letter fits and by the cue's bank)."""
+        (kept: a reference part's are asked for by its plain-figure and glyph fits and by the cue's bank)."""
         return self.sample(_rotation(_ANGLES), np.zeros((ROTATIONS, 2)))
 
     @cached_property
@@ -258,10 +265,10 @@ def _plain() -> _Bank:
 
 
 @cache
-def _letters() -> _Bank:
-    """Rasters of the letters' strokes (:func:`~influvision.logos.glyphs.letter_masks`) in their moment frames,
-    built once; a shape is compared with them at every rotation of its own."""
-    return _Bank(_rasters([_Frame(m) for m in letter_masks()]))
+def _glyphs() -> _Bank:
+    """Rasters of the letters' strokes and the pictograms (:mod:`~influvision.logos.glyphs`) in their moment
+    frames, built once; a shape is compared with them at every rotation of its own."""
+    return _Bank(_rasters([_Frame(m) for m in letter_masks() + symbol_masks()]))
 
 
 @dataclass
@@ -293,10 +300,10 @@ def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
 def _parts(reference: LogoReference, ref_index: int) -> list[_Part]:
     comps = _components(reference)
     large = [share >= MIN_PART and frame.plainness < MAX_GENERIC for share, frame in comps]
-    wholes = [big and frame.letterness < MAX_GENERIC for big, (_, frame) in zip(large, comps, strict=True)]
+    wholes = [big and frame.glyphness < MAX_GENERIC for big, (_, frame) in zip(large, comps, strict=True)]
     # A mark with a silhouette is searched whole; one without, by its parts (fewer fits to weigh per photo). A
-    # mark whose large part is a letter is not searched by its parts: they would be that letter's strokes and
-    # counters.
+    # mark whose large part is a glyph is not searched by its parts either: they would be a letter's strokes and
+    # counters, a star's points.
     in_set = len(comps[:MAX_PARTS]) >= 2 and not any(large)
     out = []
     for k, ((share, frame), whole) in enumerate(zip(comps, wholes, strict=True)):
@@ -322,7 +329,8 @@ class SilhouetteCue:
 
     Args:
         references: the registered marks; ``ref_index`` of a candidate indexes this list.
-        min_iou: refined raster IoU a region needs to be reported.
+        min_iou: refined raster IoU a region needs to be reported (more for a silhouette near a plain figure or a
+            glyph: :data:`MARK_GAP`).
         work_side: photos are searched on a copy whose longer side is this many pixels (smaller photos are
             upscaled at most ``max_upscale`` times, so small marks have outlines the comparison can use).
         workers: threads searching photos, one photo each (OpenCV and NumPy release the GIL); None: as many
@@ -340,6 +348,8 @@ class SilhouetteCue:
                            else np.zeros((0, GRID * GRID), bool))
         self._whole = np.array([p.whole for p in self._parts], dtype=bool)
         self._in_set = np.array([p.in_set for p in self._parts], dtype=bool)
+        self._least_fit = np.array([max(min_iou, max(p.frame.plainness, p.frame.glyphness) + MARK_GAP) if p.whole
+                                    else min_iou for p in self._parts])
         # Parts needed in one view, per mark searched by its parts: two, or as many as it has up to three when
         # every part is a plain figure (bars, discs, ellipses), whose pairs agree by chance too easily.
         self._least_parts: dict[int, int] = {}
@@ -416,7 +426,7 @@ class SilhouetteCue:
             if fits[rot] < PRE_IOU:
                 continue
             score, m, t = _refine(photo.rasters[r], part.frame, _rotation(_ANGLES[rot]))
-            if score < self.min_iou:
+            if score < self._least_fit[p]:
                 continue
             if score - photo.plain(r) < GENERIC_GAP or photo.contrast(r) < MIN_OUTLINE_CONTRAST:
                 continue
