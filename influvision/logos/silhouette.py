@@ -425,10 +425,11 @@ class SilhouetteCue:
             rot = int(fits.argmax())
             if fits[rot] < PRE_IOU:
                 continue
-            score, m, t = _refine(photo.rasters[r], part.frame, _rotation(_ANGLES[rot]))
-            if score < self._least_fit[p]:
+            # The region's own tests first (kept per region): most regions fail them, and a refinement costs more.
+            if photo.plain(r) > 1.0 - GENERIC_GAP or photo.contrast(r) < MIN_OUTLINE_CONTRAST:
                 continue
-            if score - photo.plain(r) < GENERIC_GAP or photo.contrast(r) < MIN_OUTLINE_CONTRAST:
+            score, m, t = _refine(photo.rasters[r], part.frame, _rotation(_ANGLES[rot]))
+            if score < self._least_fit[p] or score - photo.plain(r) < GENERIC_GAP:
                 continue
             box = _mapped_box(region, part, m, t, photo.scale)
             if box is not None:
