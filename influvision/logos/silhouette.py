@@ -86,8 +86,8 @@ MAX_GENERIC = 0.85
 PRE_IOU = 0.7
 GENERIC_GAP = 0.1
 # A region must fit a silhouette better by this much than the silhouette fits its nearest plain figure or glyph
-# (both unrefined): a rounded square with a keyhole fits a bold "o" or "e" at 0.82, as a region shaped like one
-# would fit the mark. The refinement adds about this much to a fit; a larger gap also drops Vodafone's speech
+# (both unrefined): a rounded shield with a keyhole is 0.82 from a letter's stroke, so a region shaped like that
+# letter fits the mark about as well. The refinement adds about this much to a fit; a larger gap also drops Vodafone's speech
 # mark (0.83 to a glyph) where the photo shows it (RESULTS.md, 2026-12-07).
 MARK_GAP = 0.02
 MAX_ANISOTROPY = 3.0
