@@ -1,5 +1,5 @@
-"""Shapes printed everywhere: the strokes of Latin letters and digits (a sans-serif and a serif font at several
-weights) and common pictograms (stars, a cross, an arrow).
+"""Shapes printed everywhere: plain figures (a disc, a square, rings...), the strokes of Latin letters and digits
+(a sans-serif and a serif font at several weights) and common pictograms (stars, a cross, an arrow).
 
 A mark whose outline is a letter (a slanted "H", a "C" in a ring) would be found in every word printed
 around an event, and a mark that is a star in every flag, shop sign and coffee cup's ring of stars. The
@@ -57,6 +57,28 @@ def _star(points: int, inner: float) -> np.ndarray:
     a = np.arange(2 * points) * np.pi / points - np.pi / 2
     r = np.where(np.arange(2 * points) % 2 == 0, 120.0, 120.0 * inner)
     return _polygon(np.stack([150 + r * np.cos(a), 150 + r * np.sin(a)], 1))
+
+
+def plain_masks() -> list[np.ndarray]:
+    """Bool masks of the plain figures: a disc, a square, a triangle, a half-disc, rings from thick to thin (the
+    letters o and O) and an L. Up to an affine map they are every ellipse, parallelogram and triangle."""
+    n, c = 400, (200, 200)
+    disc = np.zeros((n, n), np.uint8)
+    cv2.circle(disc, c, 150, 1, -1)
+    square = np.zeros((n, n), np.uint8)
+    square[100:300, 100:300] = 1
+    tri = np.zeros((n, n), np.uint8)
+    cv2.fillPoly(tri, [np.array([[200, 50], [350, 330], [50, 330]], np.int32)], 1)
+    half = np.zeros((n, n), np.uint8)
+    cv2.ellipse(half, (200, 250), (150, 150), 0, 180, 360, 1, -1)
+    rings = []
+    for inner in (60, 90, 110):
+        ring = disc.copy()
+        cv2.circle(ring, c, inner, 0, -1)
+        rings.append(ring)
+    ell = np.zeros((n, n), np.uint8)
+    cv2.fillPoly(ell, [np.array([[50, 50], [350, 50], [350, 120], [120, 120], [120, 350], [50, 350]], np.int32)], 1)
+    return [f.astype(bool) for f in (disc, square, tri, half, *rings, ell)]
 
 
 def symbol_masks() -> list[np.ndarray]:

@@ -68,7 +68,7 @@ from ..engine import default_workers
 from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import DARK_MEAN, CueCandidate
-from .glyphs import letter_masks, symbol_masks
+from .glyphs import letter_masks, plain_masks, symbol_masks
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -232,36 +232,11 @@ def _iou(a: np.ndarray, b: np.ndarray | _Bank) -> np.ndarray:
     return inter / np.maximum(af.sum(1)[:, None] + bank.counts[None, :] - inter, 1.0)
 
 
-def _plain_figures() -> np.ndarray:
-    """Rotated rasters of the plain figures a silhouette must not resemble."""
-    n = 400
-    figs = []
-    disc = np.zeros((n, n), np.uint8)
-    cv2.circle(disc, (200, 200), 150, 1, -1)
-    figs.append(disc)
-    square = np.zeros((n, n), np.uint8)
-    square[100:300, 100:300] = 1
-    figs.append(square)
-    tri = np.zeros((n, n), np.uint8)
-    cv2.fillPoly(tri, [np.array([[200, 50], [350, 330], [50, 330]], np.int32)], 1)
-    figs.append(tri)
-    half = np.zeros((n, n), np.uint8)
-    cv2.ellipse(half, (200, 250), (150, 150), 0, 180, 360, 1, -1)
-    figs.append(half)
-    for inner in (60, 90, 110):  # rings from thick to thin (letters o and O)
-        ring = disc.copy()
-        cv2.circle(ring, (200, 200), inner, 0, -1)
-        figs.append(ring)
-    ell = np.zeros((n, n), np.uint8)
-    cv2.fillPoly(ell, [np.array([[50, 50], [350, 50], [350, 120], [120, 120], [120, 350], [50, 350]], np.int32)], 1)
-    figs.append(ell)
-    return np.concatenate([_Frame(f.astype(bool)).rotated for f in figs])
-
-
 @cache
 def _plain() -> _Bank:
-    """Rotated rasters of the plain figures a silhouette must not resemble, built once."""
-    return _Bank(_plain_figures())
+    """Rotated rasters of the plain figures (:func:`~influvision.logos.glyphs.plain_masks`) a silhouette must not
+    resemble, built once."""
+    return _Bank(np.concatenate([_Frame(m).rotated for m in plain_masks()]))
 
 
 @cache
