@@ -104,9 +104,19 @@ def letter_masks() -> list[np.ndarray]:
     for face in (cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX):
         for thickness in (6, 14):
             glyphs.extend(_serif(face, thickness))
+    return [m for glyph in glyphs for _, m in components(glyph, _MIN_STROKE * max(int(glyph.sum()), 1))]
+
+
+def components(mask: np.ndarray, least: float, *, inner: bool = False) -> list[tuple[int, np.ndarray]]:
+    """(pixel count, bool mask) of each 8-connected component of ``mask`` with at least ``least`` pixels, in
+    label order; ``inner``: only those not touching the border (a mark's holes, not the ground around it)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    h, w = mask.shape
     out = []
-    for glyph in glyphs:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(glyph.astype(np.uint8), connectivity=8)
-        total = max(int(glyph.sum()), 1)
-        out.extend(labels == i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= _MIN_STROKE * total)
+    for i in range(1, n):
+        x, y, cw, ch, area = stats[i]
+        if inner and (x == 0 or y == 0 or x + cw >= w or y + ch >= h):
+            continue
+        if area >= least:
+            out.append((int(area), labels == i))
     return out

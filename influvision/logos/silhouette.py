@@ -68,7 +68,7 @@ from ..engine import default_workers
 from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import DARK_MEAN, CueCandidate
-from .glyphs import letter_masks, plain_masks, symbol_masks
+from .glyphs import components, letter_masks, plain_masks, symbol_masks
 from .references import LogoReference
 
 # Raster side of a shape in its moment frame, and the half-width of that frame in standard deviations
@@ -260,15 +260,8 @@ def _components(reference: LogoReference) -> list[tuple[float, _Frame]]:
     """(share of the ink, frame) of each connected part of the mark and each hole inside it, largest first."""
     ink = reference.shape > 0.5
     total = max(int(ink.sum()), 1)
-    out = []
-    for part, is_hole in ((ink, False), (~ink, True)):
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(part.astype(np.uint8), connectivity=8)
-        for i in range(1, n):
-            x, y, w, h, area = stats[i]
-            if is_hole and (x == 0 or y == 0 or x + w >= ink.shape[1] or y + h >= ink.shape[0]):
-                continue  # the background around the mark, not a hole in it
-            if area >= MIN_SHARE * total:
-                out.append((area / total, _Frame(labels == i)))
+    out = [(area / total, _Frame(m)) for part, is_hole in ((ink, False), (~ink, True))
+           for area, m in components(part, MIN_SHARE * total, inner=is_hole)]
     return sorted(out, key=lambda t: -t[0])
 
 
