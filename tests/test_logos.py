@@ -374,7 +374,8 @@ def test_matching_threads_do_not_change_the_result(all_photos, refs: list[LogoRe
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_coarse_shortlist_ranks_like_the_exact_product(all_photos, refs: list[LogoReference], dtype: torch.dtype):
     """The shortlist product runs on the leading principal directions, in bfloat16 where the hardware has it;
-    the neighbours and the ratio test must be those of the exact product."""
+    the neighbours and the ratio test must be those of the exact product (the per-reference test of the second
+    pass all but a few features)."""
     import cv2
 
     from influvision.logos.matcher import SiftMatcher, _rootsift
@@ -389,8 +390,32 @@ def test_coarse_shortlist_ranks_like_the_exact_product(all_photos, refs: list[Lo
     m._coarse_dtype, m._coarse_basis, m._db_coarse = torch.float32, torch.eye(128), m.db_desc
     exact = m._ratio_matches(desc)
     assert len(desc) > 500 and exact[3].sum() >= 20  # enough passing matches for the comparison to mean something
-    for a, b in zip(shortlisted, exact, strict=True):
+    for a, b in zip(shortlisted[:4], exact[:4], strict=True):
         assert np.array_equal(a, b)
+    # The runner-up within a reference (the second pass) can sit deeper in the neighbours, at the shortlist's edge.
+    assert np.count_nonzero(shortlisted[4] != exact[4]) <= 0.005 * len(desc)
+
+
+def test_a_brand_the_strict_ratio_test_misses_is_searched_with_its_own_ratio_test(refs: list[LogoReference],
+                                                                                  logo_data: Path):
+    """Foreshortened, the Coca-Cola glasses' matches have runners-up in other brands and the ratio test against
+    every brand leaves too few for a homography; the second pass (runner-up within the reference) finds one."""
+    from benchmarks.logo_accuracy import CONDITIONS
+    from influvision.logos.matcher import SiftMatcher
+
+    name = "fl27_128500912.jpg"
+    labels = json.loads((logo_data / "scenes" / "labels.json").read_text())["images"][name]["logos"]
+    img, labels = CONDITIONS["tilt135"](rgb_of(logo_data / "scenes" / name), labels)
+
+    class StrictOnly(SiftMatcher):
+        def _ratio_matches(self, desc):
+            *rest, own_ok = super()._ratio_matches(desc)
+            return (*rest, np.zeros_like(own_ok))
+
+    assert StrictOnly(refs, workers=1).match([img]) == []
+    found = SiftMatcher(refs, workers=1).match([img])
+    assert {refs[c.brand].name for c in found} == {"cocacola"}
+    assert max(box_iou(c.box, lab["box"]) for c in found for lab in labels) >= 0.5
 
 
 def test_blocked_shortlist_equals_one_product(refs: list[LogoReference], monkeypatch):

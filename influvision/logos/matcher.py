@@ -12,6 +12,11 @@ Why the pieces are there:
 * The ratio test runs against all brands at once: a photo feature that fits two brands (or two places of
   one brand) about as well is dropped. Neighbours of the same brand closer than a few canvas pixels are
   the same point seen in another simulated view, so they do not count as the runner-up.
+* That test costs recall as brands are registered (each can be a runner-up) and in degraded photos, where
+  true matches are farther. A brand the strict test finds nowhere in a photo is searched again with the
+  features whose runner-up within that reference (Lowe's test per object) passes. The second pass only
+  serves brands the first did not find: run for every brand, it fits homographies across two instances side
+  by side and finds more boxes on text (RESULTS.md, 2026-12-07).
 * Every candidate needs a homography with enough RANSAC inliers that maps the reference to a convex,
   plausibly sized and shaped quadrilateral, and the photo inside it must agree with the reference's
   shape (:func:`shape_agreement`): that check kills most chance alignments.
@@ -185,6 +190,7 @@ class SiftMatcher:
         # References sharing a brand name form one group: they never compete in the ratio test.
         first = {}
         group = np.array([first.setdefault(r.name, i) for i, r in enumerate(self.references)], dtype=np.int64)
+        self._group = group
         self._db_group_t = torch.from_numpy(group[self.db_brand] if len(self.db_brand) else self.db_brand).to(
             self.device)
 
@@ -252,14 +258,16 @@ class SiftMatcher:
             return []
         xy /= s
         with self._torch_lock:
-            best, brand, ref_xy, ok = self._ratio_matches(torch.from_numpy(_rootsift(d)).to(self.device))
+            _, brand, ref_xy, ok, own_ok = self._ratio_matches(torch.from_numpy(_rootsift(d)).to(self.device))
         cands: list[Candidate] = []
         grey_f = grey.astype(np.float32)
-        for b in np.unique(brand[ok]):
-            sel = np.nonzero(ok & (brand == b))[0]
-            src = ref_xy[sel]
-            dst = xy[sel]
-            cands.extend(self._fit_instances(index, int(b), src, dst, grey_f, (w, h)))
+        for passing in (ok, own_ok):
+            found = {self._group[c.brand] for c in cands}
+            for b in np.unique(brand[passing]):
+                if self._group[b] in found:
+                    continue
+                sel = np.nonzero(passing & (brand == b))[0]
+                cands.extend(self._fit_instances(index, int(b), ref_xy[sel], xy[sel], grey_f, (w, h)))
         return cands
 
     def _features(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,8 +292,9 @@ class SiftMatcher:
             xy2, d2 = xy2[new], d2[new]
         return np.concatenate([xy, xy2]), np.concatenate([d, d2])
 
-    def _ratio_matches(self, desc: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For each photo feature: best db index, its brand, its canvas point, and whether it passes."""
+    def _ratio_matches(self, desc: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """For each photo feature: best db index, its reference, its canvas point, whether it passes the ratio test
+        against every brand, and whether it passes it against its own reference's other places alone."""
         k = min(_NEIGHBOURS, self.db_desc.shape[0])
         # Shortlist with a coarse product (the (N, M) product is most of the matching time): projected on the
         # leading principal directions, in bfloat16 where the hardware has it. Then rank the shortlist with
@@ -309,9 +318,14 @@ class SiftMatcher:
         d2 = torch.where(has_other, dist.gather(1, first_other[:, None])[:, 0],
                          torch.full_like(dist[:, 0], 2.0))
         ok = dist[:, 0] < self.ratio * d2
+        own = other & same_ref
+        has_own = own.any(dim=1)
+        d2_own = torch.where(has_own, dist.gather(1, torch.argmax(own.to(torch.int8), dim=1)[:, None])[:, 0],
+                             torch.full_like(dist[:, 0], 2.0))
+        own_ok = dist[:, 0] < self.ratio * d2_own
         best = top_idx[:, 0]
         return (best.cpu().numpy(), b_brand[:, 0].cpu().numpy(), b_pts[:, 0].cpu().numpy(),
-                ok.cpu().numpy())
+                ok.cpu().numpy(), own_ok.cpu().numpy())
 
     def _shortlist(self, desc: torch.Tensor, k: int) -> torch.Tensor:
         """(N, k) indices of each photo feature's ``k`` nearest reference descriptors by the coarse product.
