@@ -311,18 +311,16 @@ class SiftMatcher:
         same_ref = b_brand == b_brand[:, :1]
         same_place = (same_ref & ((b_pts - b_pts[:, :1]).norm(dim=-1) < 12.0)) | (
             ~same_ref & (b_group == b_group[:, :1]))
-        # Runner-up: first neighbour that is another brand, or another place of the same reference.
+        def runner_up(allowed: torch.Tensor) -> torch.Tensor:  # distance of the first allowed neighbour, else 2
+            first = torch.argmax(allowed.to(torch.int8), dim=1)
+            return torch.where(allowed.any(dim=1), dist.gather(1, first[:, None])[:, 0],
+                               torch.full_like(dist[:, 0], 2.0))
+
+        # Runner-up: first neighbour that is another brand, or another place of the same reference; for the
+        # second pass, another place of the same reference only.
         other = ~same_place
-        has_other = other.any(dim=1)
-        first_other = torch.argmax(other.to(torch.int8), dim=1)
-        d2 = torch.where(has_other, dist.gather(1, first_other[:, None])[:, 0],
-                         torch.full_like(dist[:, 0], 2.0))
-        ok = dist[:, 0] < self.ratio * d2
-        own = other & same_ref
-        has_own = own.any(dim=1)
-        d2_own = torch.where(has_own, dist.gather(1, torch.argmax(own.to(torch.int8), dim=1)[:, None])[:, 0],
-                             torch.full_like(dist[:, 0], 2.0))
-        own_ok = dist[:, 0] < self.ratio * d2_own
+        ok = dist[:, 0] < self.ratio * runner_up(other)
+        own_ok = dist[:, 0] < self.ratio * runner_up(other & same_ref)
         best = top_idx[:, 0]
         return (best.cpu().numpy(), b_brand[:, 0].cpu().numpy(), b_pts[:, 0].cpu().numpy(),
                 ok.cpu().numpy(), own_ok.cpu().numpy())
