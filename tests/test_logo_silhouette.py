@@ -484,3 +484,25 @@ def test_a_dim_photo_is_searched_lifted_as_well(cue: SilhouetteCue, logo_data: P
     # Searched only as it is, the mark's contrast is squeezed into too few grey levels for MSER's step.
     monkeypatch.setattr(silhouette, "DARK_MEAN", 0.0)
     assert max(hits(), default=0.0) < 0.5
+
+
+def test_a_silhouette_near_a_glyph_refines_only_the_fits_that_can_reach_its_own(logo_data: Path,
+                                                                              refs: list[LogoReference], monkeypatch):
+    """Refining region-silhouette pairs is most of the cue's time when many marks are registered, and near-generic
+    marks (rounded squares, a keyhole shield) pass the pre-filter for many regions: a silhouette that needs more
+    than ``min_iou`` skips the pairs further than REFINE_REACH under what it needs, and finds the same."""
+    photos = [rgb_of(logo_data / "scenes" / "fl27_170453766.jpg"), *(signage_photos()[i] for i in (1, 2, 25))]
+    marks = [*refs, load_reference("keyhole", KEYHOLE_MARK_SVG)]
+    refine, calls = silhouette._refine, []
+    monkeypatch.setattr(silhouette, "_refine", lambda *args: calls.append(1) or refine(*args))
+
+    def search() -> tuple[list, int]:
+        calls.clear()
+        found = SilhouetteCue(marks, workers=1).find(photos)
+        return [(c.image_index, c.ref_index, c.box, c.score) for c in found], len(calls)
+
+    pruned, refined = search()
+    monkeypatch.setattr(silhouette, "REFINE_REACH", 1.0)  # every pair over PRE_IOU, as before
+    everything, refined_all = search()
+    assert pruned == everything and sum(marks[r].name == "vodafone" for _, r, _, _ in pruned) == 2
+    assert refined < refined_all  # 212 against 238 when written

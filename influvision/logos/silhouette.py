@@ -19,11 +19,12 @@ foreshortened) changes an outline only in ways that second moments undo:
    under :data:`~influvision.logos.cues.DARK_MEAN`) gives regions as it is and brightened: MSER's stability
    step is counted in grey levels, which darkness squeezes.
 3. **Comparison.** Every region is rastered in its own moment frame and compared with every silhouette
-   at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` are refined
-   by a local search over a 2 x 2 map and a shift (moments are pulled by small protrusions), then kept
-   when the refined IoU reaches ``min_iou`` and beats by :data:`MARK_GAP` the silhouette's own best fit to a
-   plain figure or glyph (a region of that shape would fit the mark about as well), the region fits the mark
-   better than any plain figure by :data:`GENERIC_GAP`, the implied affine map is a plausible view
+   at every rotation as one matrix product (IoU of the rasters). Pairs above :data:`PRE_IOU` (and within
+   :data:`REFINE_REACH` of what the silhouette needs in the end) are refined by a local search over a 2 x 2
+   map and a shift (moments are pulled by small protrusions), then kept when the refined IoU reaches
+   ``min_iou`` and beats by :data:`MARK_GAP` the silhouette's own best fit to a plain figure or glyph (a
+   region of that shape would fit the mark about as well), the region fits the mark better than any plain
+   figure by :data:`GENERIC_GAP`, the implied affine map is a plausible view
    (anisotropy at most :data:`MAX_ANISOTROPY`, rotation within :data:`MAX_ROTATION_DEG`) and the region
    stands out from its surroundings like a printed figure on a ground (:func:`outline_contrast`). The mark's box is its
    reference content box carried through that map. Regions cut by two sides of the photo are not compared
@@ -82,8 +83,12 @@ MIN_PART = 0.5
 # this IoU are not used.
 MAX_GENERIC = 0.85
 # Region-silhouette pairs refined (before refinement), and the margin a region must fit a mark better
-# than it fits a plain figure.
+# than it fits a plain figure. A silhouette that needs more than ``min_iou`` (MARK_GAP) refines only pairs
+# within REFINE_REACH of its own least fit: the refinement added at most 0.2 to a fit, and no fit that ended
+# above its least fit started more than 0.1 under it (RESULTS.md, 2026-12-07). Near-generic marks (rounded
+# squares, discs) are the silhouettes most regions pass PRE_IOU for.
 PRE_IOU = 0.7
+REFINE_REACH = 0.12
 GENERIC_GAP = 0.1
 # A region must fit a silhouette better by this much than the silhouette fits its nearest plain figure or glyph
 # (both unrefined): a rounded shield with a keyhole is 0.82 from a letter's stroke, so a region shaped like that
@@ -318,6 +323,7 @@ class SilhouetteCue:
         self._in_set = np.array([p.in_set for p in self._parts], dtype=bool)
         self._least_fit = np.array([max(min_iou, max(p.frame.plainness, p.frame.glyphness) + MARK_GAP) if p.whole
                                     else min_iou for p in self._parts])
+        self._least_pre = np.maximum(PRE_IOU, self._least_fit - REFINE_REACH)
         # Parts needed in one view, per mark searched by its parts: two, or as many as it has up to three when
         # every part is a plain figure (bars, discs, ellipses), whose pairs agree by chance too easily.
         self._least_parts: dict[int, int] = {}
@@ -384,14 +390,14 @@ class SilhouetteCue:
         """Regions that fit a silhouette (steps 1-3)."""
         best = np.where(self._whole[None, :], iou.max(2), 0.0)
         found = []
-        for r, p in zip(*np.nonzero(best >= PRE_IOU), strict=True):
+        for r, p in zip(*np.nonzero(best >= self._least_pre[None, :]), strict=True):
             if photo.framed[r]:
                 continue
             part, region = self._parts[p], photo.frames[r]
             # A silhouette with rotational symmetry fits as well upside down: start from the best upright fit.
             fits = np.where(_upright(region, part.frame), iou[r, p], -1.0)
             rot = int(fits.argmax())
-            if fits[rot] < PRE_IOU:
+            if fits[rot] < self._least_pre[p]:
                 continue
             # The region's own tests first (kept per region): most regions fail them, and a refinement costs more.
             if photo.plain(r) > 1.0 - GENERIC_GAP or photo.contrast(r) < MIN_OUTLINE_CONTRAST:
