@@ -145,6 +145,7 @@ class Gallery:
         resolve_device(device)  # an unknown or absent device is said now, before anything is written
         self.device = device
         self._pipeline: FacePipeline | None = None
+        self._outlines: dict[str, tuple[np.ndarray, float]] = {}  # brand references' outlines, by sha256
         if not self.path.parent.is_dir():
             raise GalleryError(f"{self.path}: the folder {self.path.parent} does not exist")
         if self.path.is_dir():
@@ -391,9 +392,30 @@ class Gallery:
                 ref = load_reference(validate_name(name), data)
             except InfluvisionError as e:
                 return ReferenceStatus(path, "error", f"{path}: {e}")
-            return (lambda ref_id: None), ref.texture_warning
+            return (lambda ref_id: None), "; ".join(w for w in (ref.texture_warning, self._mark_warning(subject, ref))
+                                                    if w)
 
         return self._add_references("brand", name, images, accept)
+
+    def _mark_warning(self, subject: int, ref: LogoReference) -> str:
+        """A warning when another brand has a reference of the same mark (:data:`SAME_MARK_IOU`): a photo of it
+        could be counted for either brand, as faces of one person under two names would."""
+        from .logos.references import SAME_MARK_IOU, LogoReferenceError, load_reference, mark_likeness
+
+        best: tuple[float, str, str] = (0.0, "", "")
+        for sha, other, path, data in self._db.execute(
+                "SELECT r.sha256, s.name, r.source_path, r.data FROM refs r JOIN subjects s ON s.id = r.subject_id "
+                "WHERE s.kind='brand' AND s.id != ?", (subject,)):
+            if sha not in self._outlines:  # registering many brands in one session loads each reference once
+                try:
+                    self._outlines[sha] = load_reference(other, data).outline
+                except LogoReferenceError:
+                    continue
+            best = max(best, (mark_likeness(ref.outline, self._outlines[sha]), other, path))
+        if best[0] < SAME_MARK_IOU:
+            return ""
+        return (f"warning: this mark looks like {best[1]}'s reference {best[2]} (outline IoU {best[0]:.2f}): photos "
+                "of it may be counted for either brand; register one mark under one name")
 
     def remove_brand(self, name: str) -> None:
         self._remove("brand", name)

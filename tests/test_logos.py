@@ -164,6 +164,21 @@ def test_gallery_registers_an_svg_brand(tmp_path: Path, logo_data: Path):
         assert "too plain (near a plain figure, a letter or a star) for the silhouette cue" in plain.message
 
 
+def test_one_mark_registered_under_two_names_is_warned_about(tmp_path: Path, logo_data: Path):
+    """A photo of a mark registered for two brands can be counted for either (the matcher's features fit both
+    alike): registering the FedEx SVG as a second brand, beside the 17 shared PNGs, says so; no two shared
+    brands look alike."""
+    from influvision.gallery import Gallery
+
+    with Gallery(tmp_path / "g.db") as g:
+        shared = [s for p in sorted((logo_data / "refs").glob("*.png")) for s in g.add_brand(p.stem, p)]
+        assert all(s.status == "added" and "looks like" not in s.message for s in shared)
+        (own,) = g.add_brand("fedex", FEDEX_SVG)  # another file of a brand's own mark is no conflict
+        assert own.status == "added" and "looks like" not in own.message
+        (twin,) = g.add_brand("parcelco", logo_data / "refs" / "fedex.png")
+        assert twin.status == "added" and "looks like fedex's reference" in twin.message
+
+
 @pytest.mark.parametrize("svg, problem", [
     (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><image href="/etc/hostname" '
      b'width="24" height="24"/></svg>', "external"),
