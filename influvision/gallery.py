@@ -145,7 +145,7 @@ class Gallery:
         resolve_device(device)  # an unknown or absent device is said now, before anything is written
         self.device = device
         self._pipeline: FacePipeline | None = None
-        self._outlines: dict[str, tuple[np.ndarray, float]] = {}  # brand references' outlines, by sha256
+        self._outlines: dict[str, tuple[np.ndarray, float] | None] = {}  # brand references' outlines, by sha256
         if not self.path.parent.is_dir():
             raise GalleryError(f"{self.path}: the folder {self.path.parent} does not exist")
         if self.path.is_dir():
@@ -402,16 +402,20 @@ class Gallery:
         could be counted for either brand, as faces of one person under two names would."""
         from .logos.references import SAME_MARK_IOU, LogoReferenceError, load_reference, mark_likeness
 
+        mine = ref.outline
         best: tuple[float, str, str] = (0.0, "", "")
-        for sha, other, path, data in self._db.execute(
-                "SELECT r.sha256, s.name, r.source_path, r.data FROM refs r JOIN subjects s ON s.id = r.subject_id "
-                "WHERE s.kind='brand' AND s.id != ?", (subject,)):
-            if sha not in self._outlines:  # registering many brands in one session loads each reference once
+        for ref_id, sha, other, path in self._db.execute(
+                "SELECT r.id, r.sha256, s.name, r.source_path FROM refs r JOIN subjects s ON s.id = r.subject_id "
+                "WHERE s.kind='brand' AND s.id != ?", (subject,)).fetchall():
+            if sha not in self._outlines:  # registering many brands in one session reads and loads each once
+                (data,) = self._db.execute("SELECT data FROM refs WHERE id=?", (ref_id,)).fetchone()
                 try:
                     self._outlines[sha] = load_reference(other, data).outline
-                except LogoReferenceError:
-                    continue
-            best = max(best, (mark_likeness(ref.outline, self._outlines[sha]), other, path))
+                except LogoReferenceError:  # stored by an older version; track() says so
+                    self._outlines[sha] = None
+            theirs = self._outlines[sha]
+            if theirs is not None:
+                best = max(best, (mark_likeness(mine, theirs), other, path))
         if best[0] < SAME_MARK_IOU:
             return ""
         return (f"warning: this mark looks like {best[1]}'s reference {best[2]} (outline IoU {best[0]:.2f}): photos "

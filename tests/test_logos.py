@@ -166,8 +166,8 @@ def test_gallery_registers_an_svg_brand(tmp_path: Path, logo_data: Path):
 
 def test_one_mark_registered_under_two_names_is_warned_about(tmp_path: Path, logo_data: Path):
     """A photo of a mark registered for two brands can be counted for either (the matcher's features fit both
-    alike): registering the FedEx SVG as a second brand, beside the 17 shared PNGs, says so; no two shared
-    brands look alike."""
+    alike): registering FedEx's PNG as a second brand, beside the 17 shared PNGs and FedEx's own SVG, says so;
+    no two shared brands look alike, and a brand's own second file is no conflict."""
     from influvision.gallery import Gallery
 
     with Gallery(tmp_path / "g.db") as g:
