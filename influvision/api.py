@@ -147,14 +147,19 @@ def track(
         skipped: list[Skipped] = []
         with collect_media(sources) as media_set:
             skipped += [Skipped(path=s.path, error=s.error) for s in media_set.skipped]
-            ignored = media_set.ignored
+            ignored, hidden = media_set.ignored, media_set.hidden
+            if hidden:
+                log.warning("%d photos, videos or archives inside hidden folders were not analysed (give such a "
+                            "folder as a source of its own to include it)", hidden)
             photos = [i for i in media_set.items if i.kind == "photo"]
             videos = [i for i in media_set.items if i.kind == "video"]
             bar = tqdm(total=len(photos) + len(videos), unit="media", disable=not progress, desc="influvision")
             media += _track_photos(photos, engine, batch_size, workers, ckpt, bar, annotate_dir, blur_unknown)
             media += _track_videos(videos, engine, sample_fps, ckpt, bar, annotate_dir, blur_unknown, progress)
             bar.close()
-        failed = [m for m in media if m.error and not (m.kind == "video" and m.frames_analysed)]
+        # Entries with an error and analysed frames are partly analysed (a video that stops early, a photo's
+        # first page), the rest are skipped.
+        failed = [m for m in media if m.error and not m.frames_analysed]
         skipped += [Skipped(path=m.path, error=m.error or "") for m in failed]
         media = [m for m in media if m not in failed]
         # A file reached again under another name repeats what became of it under its first name.
@@ -169,6 +174,7 @@ def track(
         report = _build_report(media, skipped, inputs_seen, report_settings)
         report.counts.batch_sizes, report.counts.oom_retries = engine.stats.batch_sizes, engine.stats.oom_retries
         report.counts.ignored_files = ignored
+        report.counts.hidden_files = hidden
         return report
     finally:
         if own_gallery:
@@ -357,7 +363,9 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
             done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
                                        logo_detector=engine.logo_detector, brand_names=engine.brand_names,
                                        annotate_dir=annotate_dir, blur_unknown=blur_unknown, progress=progress)
-            if ckpt is not None:
+            # A video nothing of which was analysed (unreadable, or out of device memory) is not recorded: the
+            # next run tries it again, as it does a photo that failed.
+            if ckpt is not None and done.frames_analysed:
                 ckpt.put(item, done, sha)
         if done.frames_analysed:  # a copy of a video that could not be read is skipped in its own right
             first[sha] = item.path

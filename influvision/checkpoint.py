@@ -42,6 +42,12 @@ class Checkpoint:
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"damaged: {check}")
+            others = sorted(r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                            if r[0] != "done")
+            if others:  # e.g. the gallery given as the checkpoint: never write into it
+                self._db.close()
+                raise InfluvisionError(f"checkpoint {self.path}: is another SQLite database (tables "
+                                       f"{', '.join(others)}), not a checkpoint; give a file of its own")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
         except (OSError, sqlite3.DatabaseError) as e:

@@ -351,8 +351,9 @@ class PhotoEngine:
         # Keyed by the item object, not its path: two inputs may be shown under one name.
         results: dict[int, MediaEntry] = {}
         dups = DuplicateIndex()
+        originals: dict[str, MediaItem] = {}  # the photo each duplicate group is counted by, by name
         for window in self._windows(items):
-            photos, resumed = self._triage(window, dups, checkpoint, results)
+            photos, resumed = self._triage(window, dups, originals, checkpoint, results)
             for image, done in resumed:  # annotated again: the copy may be wanted elsewhere, or blurred now
                 _annotate(image.pixels, done, annotate_dir, blur_unknown)
             # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
@@ -361,6 +362,7 @@ class PhotoEngine:
             def done(photo: Photo, entry: MediaEntry) -> None:
                 results[id(photo.item)] = entry
                 if entry.error is None:
+                    _first_frame_only(photo, entry)
                     self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown)
 
             self.runner.run(photos, self.analyse, on_done=done)
@@ -400,8 +402,9 @@ class PhotoEngine:
                 out.append((item, dec, None))
         return out
 
-    def _triage(self, window: list[tuple[MediaItem, Decoded]], dups: DuplicateIndex, ckpt: Checkpoint | None,
-                results: dict[int, MediaEntry]) -> tuple[list[Photo], list[tuple[DecodedImage, MediaEntry]]]:
+    def _triage(self, window: list[tuple[MediaItem, Decoded]], dups: DuplicateIndex, originals: dict[str, MediaItem],
+                ckpt: Checkpoint | None, results: dict[int, MediaEntry],
+                ) -> tuple[list[Photo], list[tuple[DecodedImage, MediaEntry]]]:
         """Errors, duplicates and resumed photos of a window go to ``results``; returned: the photos to analyse,
         and the resumed ones with their entries."""
         todo: list[Photo] = []
@@ -415,6 +418,20 @@ class PhotoEngine:
                 results[id(item)] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
+            originals[item.path] = item
+            if dups.superseded is not None:  # a far larger copy of an earlier photo: it is counted instead
+                old = originals.pop(dups.superseded)
+                first = results.get(id(old))  # analysed in an earlier window, or resumed
+                pending = [p for p in todo if p.item is old]  # or still to be analysed in this one
+                todo = [p for p in todo if p.item is not old]
+                resumed = [(image, e) for image, e in resumed if e is not first]
+                w, h = ((pending[0].image.width, pending[0].image.height) if pending else
+                        (first.width, first.height) if first is not None else (0, 0))
+                for other in results.values():
+                    if other.duplicate_of == old.path:
+                        other.duplicate_of = item.path
+                results[id(old)] = MediaEntry(path=old.path, kind="photo", width=w, height=h,
+                                              duplicate_of=item.path)
             done = ckpt.get(item, _content_key(item, dec)) if ckpt is not None else None
             if done is not None:
                 results[id(item)] = done
@@ -431,6 +448,17 @@ class PhotoEngine:
             ckpt.put(photo.item, entry, _content_key(photo.item, photo.image))
 
 
+def _first_frame_only(photo: Photo, entry: MediaEntry) -> None:
+    """Mark a photo whose file holds more pages or animation frames than the first, which alone was analysed:
+    partly analysed, as a video that stops early (``frames_analysed`` 1 and an ``error`` that says so)."""
+    n = photo.image.frames
+    if n > 1:
+        entry.frames_analysed = 1
+        entry.error = (f"{photo.item.path}: the file holds {n} pages or animation frames and only the first was "
+                       "analysed; save the others as photos of their own to count them")
+        log.warning("%s", entry.error)
+
+
 def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool) -> None:
     """Write the photo's annotated copy when asked, and record it in ``entry.annotated`` (None otherwise)."""
     entry.annotated = None
@@ -439,7 +467,7 @@ def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | 
 
         try:
             entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown))]
-        except OSError as e:  # annotation is a by-product: never fail the run
+        except (OSError, ValueError) as e:  # annotation is a by-product: never fail the run
             log.warning("could not write the annotated copy of %s: %s", entry.path, e)
 
 

@@ -99,7 +99,9 @@ class MediaEntry(BaseModel):
     faces: list[FaceEntry] = Field(default_factory=list)
     logos: list[LogoEntry] = Field(default_factory=list)
     error: str | None = None
-    duplicate_of: str | None = Field(None, description="Earlier photo this one duplicates; not counted again")
+    duplicate_of: str | None = Field(None, description=(
+        "The photo this one repeats, which is counted instead: the first of the group, or a later copy with at "
+        "least twice its pixels"))
     smallest_face_px: float | None = Field(None, description=(
         "Smallest face side (this media's pixels) the detector is set to find; smaller faces are found only by "
         "chance. Photos and frames longer than the detector's max_side are searched on a copy of that size, "
@@ -142,10 +144,14 @@ class Counts(BaseModel):
     inputs_seen: int = 0
     ignored_files: int = Field(0, description=(
         "Files in folders and archives passed over as clearly not media (sidecars, documents); not inputs"))
+    hidden_files: int = Field(0, description=(
+        "Photos, videos and archives inside hidden folders (name starting with '.': thumbnails, trash) of the "
+        "folders and archives given: not analysed and not inputs; give such a folder as a source to include it"))
     analysed: int = 0
     partly_analysed: int = Field(0, description=(
-        "Of the analysed: videos that stop early (truncated or damaged); counted up to where they stop, with "
-        "their media entry's `error` saying where"))
+        "Of the analysed: videos that stop early (truncated or damaged), counted up to where they stop, and "
+        "photos whose file holds more pages or animation frames than the first, which alone was analysed; the "
+        "media entry's `error` says which"))
     skipped: int = 0
     duplicates: int = 0
     faces: int = 0
@@ -288,7 +294,9 @@ class Report(BaseModel):
         lines = [f"influvision report: {c.analysed} analysed of {c.inputs_seen} inputs "
                  f"({c.skipped} skipped, {c.duplicates} duplicates"
                  + (f", {c.partly_analysed} partly analysed" if c.partly_analysed else "")
-                 + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "") + f"); faces: {c.faces} "
+                 + (f"; non-media files ignored: {c.ignored_files}" if c.ignored_files else "")
+                 + (f"; media in hidden folders not analysed: {c.hidden_files}" if c.hidden_files else "")
+                 + f"); faces: {c.faces} "
                  f"({c.named_faces} named, {c.unknown_faces} unknown, "
                  f"{c.unidentifiable_faces} too small or unsure to compare)"
                  + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else ""),

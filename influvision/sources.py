@@ -138,7 +138,12 @@ class MediaSet:
         repeats: (item, name of the first item) for photos and videos reached again under another name (a
             link, a hard link, another spelling of the path): not analysed again, reported as duplicates.
         ignored: files inside folders and archives passed over without a word because they are clearly
-            not media (sidecars, documents, desktop litter); counted so a report can say how many.
+            not media (sidecars, documents, desktop litter, ``__MACOSX`` resource forks); counted so a report
+            can say how many.
+        hidden: photos, videos and archives (by name) inside hidden folders (a name starting with ``.``:
+            ``.thumbnails``, ``.Trash-1000``, ``.picasaoriginals``) of a folder or archive: not analysed, since
+            such folders hold thumbnails, deleted and superseded copies, but counted so a report can say so;
+            a hidden folder given as a source of its own is searched.
         temp_dir: the private folder holding archive members, or None when no archive was opened.
     """
 
@@ -147,6 +152,7 @@ class MediaSet:
         self.skipped: list[SkippedInput] = []
         self.repeats: list[tuple[MediaItem, str]] = []
         self.ignored = 0
+        self.hidden = 0
         self.temp_dir: Path | None = None
         self._finalizer: weakref.finalize | None = None
 
@@ -191,7 +197,8 @@ def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     Args:
         sources: one source or a sequence of them; each a file, a folder, a glob pattern (used when no file
             of that exact name exists; ``**`` matches folders recursively) or a zip/tar archive.
-        recursive: walk sub-folders of folders (hidden folders and ``__MACOSX`` are never walked).
+        recursive: walk sub-folders of folders (the media in hidden folders are only counted,
+            :attr:`MediaSet.hidden`; ``__MACOSX`` resource forks are ignored).
         max_extract_bytes: total bytes all archives of this call may extract; members beyond it are skipped.
         max_compression_ratio: a zip member larger than 1 MiB whose size / compressed size exceeds this is
             refused as a possible zip bomb.
@@ -222,11 +229,13 @@ class _Collector:
         self.max_ratio = max_ratio
         self.max_members = max_members
         self.seen: dict[tuple[int, int] | str, str] = {}
+        self.sources: set[str] = set()
         self.archives = 0
 
     # --- bookkeeping
 
     def skip(self, path: str, problem: str) -> None:
+        path = _shown(path)
         logger.info("skipping %s: %s", path, problem)
         self.media.skipped.append(SkippedInput(path, str(MediaError(path, problem))))
 
@@ -250,13 +259,17 @@ class _Collector:
             self.seen[key] = display
             return True
         if first != display:
-            self.media.repeats.append((MediaItem(display, Path(os.path.abspath(p)), kind), first))  # type: ignore[arg-type]
+            self.media.repeats.append((MediaItem(_shown(display), Path(os.path.abspath(p)), kind), _shown(first)))  # type: ignore[arg-type]
         logger.debug("%s given more than once; keeping the first", display)
         return False
 
     # --- sources
 
     def add_source(self, text: str) -> None:
+        if text in self.sources:  # the same name given twice is one input, found or not
+            logger.debug("%s given more than once; keeping the first", text)
+            return
+        self.sources.add(text)
         if not text.strip():  # Path("") is the working directory: never scan it by accident
             self.skip(repr(text), "empty path: give a file, folder, archive or pattern")
             return
@@ -314,7 +327,7 @@ class _Collector:
             return 1
         if kind == "archive":
             return self.add_archive(p, display)
-        self.media.items.append(MediaItem(display, Path(os.path.abspath(p)), kind))
+        self.media.items.append(MediaItem(_shown(display), Path(os.path.abspath(p)), kind))
         return 1
 
     def _inside(self, sub: Path, real_root: Path, display: str) -> bool:
@@ -329,6 +342,17 @@ class _Collector:
         self.skip(display, "link to a folder outside the folder given: not followed (give its target as a "
                            "source of its own to include it)")
         return False
+
+    def _pass_over(self, folder: Path, hidden: bool) -> None:
+        """Count what a folder that is not searched holds: its media (by name) as hidden, or everything as
+        ignored (``__MACOSX``)."""
+        n = 0
+        for _, _, files in os.walk(folder):  # links are not followed here
+            n += sum(1 for f in files if hidden is False or _kind_by_name(f) is not None)
+        if hidden:
+            self.media.hidden += n
+        else:
+            self.media.ignored += n
 
     def unknown_type(self, p: Path, display: str, explicit: bool) -> str | None:
         """Kind of a file without a media extension: by signature, else skipped (or ignored in folders)."""
@@ -370,9 +394,14 @@ class _Collector:
                 dirnames[:] = []
                 continue
             visited.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX"
-                                 and self._inside(here / d, real_root, _display_join(display, root, here / d))) \
-                if self.recursive else []
+            if self.recursive:
+                for d in dirnames:
+                    if d.startswith(".") or d == "__MACOSX":
+                        self._pass_over(here / d, hidden=d != "__MACOSX")
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX"
+                                     and self._inside(here / d, real_root, _display_join(display, root, here / d)))
+            else:
+                dirnames[:] = []
             for name in sorted(filenames):
                 f = here / name
                 found += self.add_path(f, _display_join(display, root, f), explicit=False)
@@ -391,7 +420,8 @@ class _Collector:
             found = self._zip(p, display, dest)
         else:
             found = self._tar(p, display, dest)
-        if found == 0 and not any(s.path == display for s in self.media.skipped):
+        shown = _shown(display)
+        if found == 0 and not any(s.path == shown or s.path.startswith(f"{shown}!/") for s in self.media.skipped):
             self.skip(display, "archive contains no photos or videos")
         return found
 
@@ -461,6 +491,10 @@ class _Collector:
             if problem:
                 self.skip(member, problem)
                 continue
+            folders, _, base = m.name.replace("\\", "/").rstrip("/").rpartition("/")
+            if any(part.startswith(".") and part != "." for part in folders.split("/")):
+                self.media.hidden += _kind_by_name(base) is not None  # as in a folder: media counted, not analysed
+                continue
             fmt = stat.S_IFMT(m.mode)
             if fmt == stat.S_IFLNK:
                 self.skip(member, "link inside the archive: not followed")
@@ -468,7 +502,6 @@ class _Collector:
             if fmt and fmt != stat.S_IFREG:
                 self.skip(member, "device or special file inside the archive: refused")
                 continue
-            base = m.name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
             if base.startswith("._") or "__MACOSX/" in m.name or base.lower() in _NON_MEDIA_NAMES:
                 self.media.ignored += 1  # macOS resource forks and desktop litter
                 continue
@@ -521,7 +554,7 @@ class _Collector:
                     continue
                 logger.info("%s has no media extension but looks like a %s; using it", member, kind)
             found += 1
-            extracted.append(MediaItem(member, target, kind))
+            extracted.append(MediaItem(_shown(member), target, kind))
         self.media.items.extend(sorted(_distinct_names(extracted), key=lambda i: i.path))
         return found
 
@@ -623,6 +656,13 @@ def _display_join(display: str, root: Path, f: Path) -> str:
     return rel if display in (".", "") else os.path.join(display, rel)
 
 
+def _shown(name: str) -> str:
+    """A name as text that can be written anywhere: bytes that are not UTF-8 (which the file system and tar
+    hand over as surrogate escapes) become ``\\xNN``, so the report, CSV, checkpoint and annotated file names
+    can hold them. The file itself is still read through its real path."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 # --- duplicates -------------------------------------------------------------------------------------------
 
 # Largest Hamming distance (of 64 bits) between pHashes still called the same photo; chosen by measurement on
@@ -634,6 +674,9 @@ NEAR_DUPLICATE_MAX_DISTANCE = 8
 # shot_difference of one shot: re-encoded, resized and gamma-edited copies of the 36 shared scene and logo
 # photos reach 11.8, a dim 20-30 px face pasted into a copy 11-179 (median 89): `python -m benchmarks.duplicates`.
 SAME_SHOT_MAX_DIFF = 14.0
+# A near duplicate with at least this many times the pixels of the stored photo takes its place as the one
+# analysed: a 240 px web copy met first must not stand for the full-size shot, whose faces it is too small to name.
+SUPERSEDE_PIXELS = 2.0
 # Longer side at which same_shot compares two photos.
 SAME_SHOT_SIDE = 1024
 
@@ -712,19 +755,24 @@ class DuplicateIndex:
     Exact duplicates by the SHA-256 of the file bytes; near duplicates (the same shot resized or re-encoded)
     by :func:`phash` within ``max_distance`` bits, confirmed by :func:`same_shot` against the earlier photo's
     pixels (decoded again from its file, so nothing but hashes is kept). The first photo added is the
-    original; a duplicate is not stored, so chains resolve to the first photo. Lookup is one vectorised XOR +
-    popcount over the stored hashes (O(N) per photo: about 10 us per photo at N = 10,000).
+    original, unless a near duplicate with :data:`SUPERSEDE_PIXELS` times its pixels comes later: that one
+    takes its place (:attr:`superseded` names the photo it replaced, which is then a duplicate of it). A
+    duplicate is not stored, so chains resolve to the original. Lookup is one vectorised XOR + popcount over
+    the stored hashes (O(N) per photo: about 10 us per photo at N = 10,000).
 
     Attributes:
-        matches: path of each duplicate -> (path of the earlier photo, Hamming distance; -1 when the file
-            bytes are identical).
+        matches: path of each duplicate -> (path of its original, Hamming distance; -1 when the file bytes are
+            identical).
+        superseded: after :meth:`add`, the path of the stored photo the new one replaced as the original, else None.
     """
 
     def __init__(self, max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE):
         self.max_distance = max_distance
         self.matches: dict[str, tuple[str, int]] = {}
+        self.superseded: str | None = None
         self._by_sha: dict[str, str] = {}
         self._paths: list[str] = []
+        self._pixels: list[int] = []  # of each stored photo
         self._sources: list[Path | np.ndarray] = []  # where each stored photo's pixels can be had again
         self._hashes = np.zeros(256, dtype=np.uint64)
 
@@ -736,6 +784,9 @@ class DuplicateIndex:
             sha256: str | None = None) -> str | None:
         """Register a photo; return the path of the earlier photo it duplicates, else None.
 
+        A near duplicate with :data:`SUPERSEDE_PIXELS` times the pixels of the stored photo it repeats is not a
+        duplicate: it replaces that photo as the original, and :attr:`superseded` says which photo that was.
+
         Args:
             path: the photo's name as users see it.
             pixels: (H, W, 3) uint8 RGB (or (H, W) grey), host memory.
@@ -743,6 +794,7 @@ class DuplicateIndex:
             sha256: hex digest of the file bytes (:attr:`DecodedImage.sha256`); saves reading the file again.
                 With neither, the pixel bytes are hashed.
         """
+        self.superseded = None
         if sha256 is None and local_path is not None:
             sha256 = sha256_file(Path(local_path))
         key = sha256 or "pixels:" + hashlib.sha256(np.ascontiguousarray(pixels).data).hexdigest()
@@ -756,15 +808,32 @@ class DuplicateIndex:
             near = np.flatnonzero(dist <= self.max_distance)  # usually none: no sort over all N
             for k in near[np.argsort(dist[near], kind="stable")][:3]:
                 if self._same_shot(pixels, int(k)):
+                    size = pixels.shape[0] * pixels.shape[1]
+                    if size >= SUPERSEDE_PIXELS * self._pixels[k]:
+                        self._supersede(int(k), path, pixels, local_path, key, h, int(dist[k]))
+                        return None
                     self.matches[path] = (self._paths[k], int(dist[k]))
                     return self._paths[k]
         if n == len(self._hashes):
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
         self._hashes[n] = h
         self._paths.append(path)
+        self._pixels.append(pixels.shape[0] * pixels.shape[1])
         self._sources.append(Path(local_path) if local_path is not None else pixels)
         self._by_sha[key] = path
         return None
+
+    def _supersede(self, k: int, path: str, pixels: np.ndarray, local_path: str | os.PathLike[str] | None,
+                   key: str, h: np.uint64, dist: int) -> None:
+        """``path`` takes the place of stored photo ``k`` as the original of its group."""
+        old = self._paths[k]
+        self.superseded = old
+        self.matches = {p: ((path, d) if orig == old else (orig, d)) for p, (orig, d) in self.matches.items()}
+        self.matches[old] = (path, dist)
+        self._by_sha = {sha: (path if orig == old else orig) for sha, orig in self._by_sha.items()}
+        self._by_sha[key] = path
+        self._paths[k], self._pixels[k], self._hashes[k] = path, pixels.shape[0] * pixels.shape[1], h
+        self._sources[k] = Path(local_path) if local_path is not None else pixels
 
     def _same_shot(self, pixels: np.ndarray, k: int) -> bool:
         source = self._sources[k]
@@ -780,11 +849,14 @@ class DuplicateIndex:
 
 def find_duplicates(images: Sequence[tuple[str, np.ndarray]],
                     max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE) -> dict[str, str]:
-    """Each duplicate's path -> the earlier photo's path, for (path, (H, W, 3) uint8 pixels) in order.
+    """Each duplicate's path -> its original's path, for (path, (H, W, 3) uint8 pixels) in order (the original is
+    the first photo of the group, or a later one with far more pixels: :class:`DuplicateIndex`).
 
     Only pixels are given, so "exact" means identical pixels; see :class:`DuplicateIndex` for file hashes.
     """
     index = DuplicateIndex(max_distance)
-    return {p: orig for p, px in images if (orig := index.add(p, px)) is not None}
+    for p, px in images:
+        index.add(p, px)
+    return {p: orig for p, (orig, _) in index.matches.items()}
 
 

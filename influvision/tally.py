@@ -93,7 +93,7 @@ def tally_photos(media: list[MediaEntry]) -> tuple[dict[str, SubjectTally], dict
     together: dict[tuple[str, str], PairTally] = {}
     co: dict[tuple[str, str], PairTally] = {}
     for m in media:
-        if m.kind != "photo" or m.error or m.duplicate_of:
+        if m.kind != "photo" or (m.error and not m.frames_analysed) or m.duplicate_of:
             continue
         named = {f.identity: f for f in m.faces if f.identity}
         for name, f in named.items():

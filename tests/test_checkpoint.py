@@ -50,3 +50,14 @@ def test_a_damaged_entry_is_analysed_again_and_a_damaged_file_is_refused(tmp_pat
     path.write_bytes(bytes(data))
     with pytest.raises(InfluvisionError, match="run.ckpt: cannot be opened or written"):
         _open(path)
+
+
+def test_another_sqlite_database_is_not_taken_for_a_checkpoint(tmp_path):
+    from influvision import Gallery
+
+    gallery = tmp_path / "event.db"
+    Gallery(gallery).close()
+    before = gallery.read_bytes()
+    with pytest.raises(InfluvisionError, match="another SQLite database .*not a checkpoint"):
+        _open(gallery)
+    assert gallery.read_bytes() == before  # nothing written into the gallery

@@ -63,6 +63,7 @@ def test_folder_recursive_sorted_with_reasons(shared_data: Path, tmp_path: Path)
         assert [(s.path, s.problem) for s in media.skipped] == [
             (str(root / "odd.xyz"), "not a photo or video (unknown file type, '.xyz')")]
         assert media.ignored == 1
+        assert media.hidden == 1  # .hidden/e.jpg: counted, not analysed
         assert str(media.skipped[0]) == f"{root / 'odd.xyz'}: not a photo or video (unknown file type, '.xyz')"
         assert media.temp_dir is None  # no archive, no temp folder
     flat = collect_media(root, recursive=False)
@@ -77,8 +78,9 @@ def test_empty_folder_missing_path_and_glob(shared_data: Path, tmp_path: Path) -
     only_text.mkdir()
     (only_text / "readme.txt").write_text("x")
     media = collect_media([empty, only_text, tmp_path / "missing.jpg", str(root / "*.jpg"),
-                           str(root / "**" / "*.png"), str(root / "*.gif")])
+                           str(root / "**" / "*.png"), str(root / "*.gif"), empty, tmp_path / "missing.jpg"])
     assert [Path(i.path).name for i in media.items] == ["a.jpg", "b.jpg", "c.png"]
+    # A source given twice is one input, also when it is missing or empty.
     assert [s.problem for s in media.skipped] == [
         "folder contains no photos or videos", "folder contains no photos or videos", "not found",
         "no files match this pattern"]
@@ -305,7 +307,19 @@ def test_duplicates_exact_and_near(shared_data: Path, tmp_path: Path) -> None:
     assert 0 <= index.matches["group2_small.jpg"][1] <= NEAR_DUPLICATE_MAX_DISTANCE
     tiny = _resized_copy(scenes["obama_and_biden.jpg"].pixels, 0.25, 40)
     assert index.add("ob_tiny.jpg", tiny) == "obama_and_biden.jpg"
-    assert len(index) == 7
+    assert len(index) == 7 and index.superseded is None
+
+
+def test_a_far_larger_copy_met_later_becomes_the_original(shared_data: Path) -> None:
+    full = load_image(shared_data / "scenes" / "obama_and_biden.jpg").pixels
+    index = DuplicateIndex()
+    assert index.add("web/ob.jpg", _resized_copy(full, 0.3, 80)) is None
+    assert index.add("web/ob_copy.jpg", _resized_copy(full, 0.35, 70)) == "web/ob.jpg"  # not twice the pixels
+    assert index.add("originals/ob.jpg", full) is None and index.superseded == "web/ob.jpg"
+    assert index.add("mail/ob.jpg", _resized_copy(full, 0.5, 70)) == "originals/ob.jpg"
+    assert {p: orig for p, (orig, _) in index.matches.items()} == {
+        "web/ob.jpg": "originals/ob.jpg", "web/ob_copy.jpg": "originals/ob.jpg", "mail/ob.jpg": "originals/ob.jpg"}
+    assert len(index) == 1
 
 
 def test_two_shots_of_one_scene_are_not_duplicates_though_they_hash_alike(shared_data: Path) -> None:
@@ -364,3 +378,46 @@ def test_a_compressed_tar_that_inflates_like_a_bomb_is_refused_unextracted(share
         (skip,) = media.skipped
         assert skip.path == f"{archive}!/zeros.jpg" and "possible zip bomb" in skip.problem
         assert sum(f.stat().st_size for f in media.temp_dir.rglob("*") if f.is_file()) == len(photo)
+
+
+def test_a_folder_and_the_same_tree_zipped_give_the_same_media(shared_data: Path, tmp_path: Path) -> None:
+    root = _tree(shared_data, tmp_path / "event")
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07")
+    archive = tmp_path / "event.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(root).as_posix())
+    with collect_media(root) as folder, collect_media(archive) as zipped:
+        assert [os.path.relpath(i.path, root) for i in folder.items] == [i.path.split("!/")[1] for i in zipped.items]
+        assert folder.hidden == zipped.hidden == 1  # .hidden/e.jpg
+        assert folder.ignored == zipped.ignored == 2  # notes.txt and the resource fork
+    with collect_media(root / ".hidden") as given:  # named as a source, a hidden folder is searched
+        assert [Path(i.path).name for i in given.items] == ["e.jpg"] and given.hidden == 0
+
+
+def test_an_archive_whose_only_member_is_refused_is_reported_once(shared_data: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "bad_only.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(shared_data / PHOTOS[0], arcname="../x.jpg")
+    with collect_media(archive) as media:
+        assert [(s.path, s.problem) for s in media.skipped] == [
+            (f"{archive}!/../x.jpg", "unsafe path in archive ('..' points outside the archive): refused")]
+
+
+def test_names_that_are_not_utf8_are_shown_escaped(shared_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9.jpg")  # a Latin-1 name on a UTF-8 file system: a surrogate escape in Python
+    shutil.copyfile(shared_data / PHOTOS[0], folder / odd)
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w", encoding="utf-8", errors="surrogateescape") as tf:
+        tf.add(shared_data / PHOTOS[1], arcname=os.fsdecode(b"d\xe9j\xe0.jpg"))
+    with collect_media([folder, archive, tmp_path / os.fsdecode(b"gone\xff.jpg")]) as media:
+        shown = [i.path for i in media.items] + [s.path for s in media.skipped] + [str(s) for s in media.skipped]
+        assert [Path(i.path).name for i in media.items] == ["caf\\xe9.jpg", "d\\xe9j\\xe0.jpg"]
+        assert [(Path(s.path).name, s.problem) for s in media.skipped] == [("gone\\xff.jpg", "not found")]
+        for name in shown:
+            name.encode("utf-8")  # writable as text: no surrogate escapes left
+        assert load_image(media.items[0].local_path).sha256  # still read through its real path

@@ -329,3 +329,53 @@ def test_a_registered_person_in_a_dim_photo_is_named(tmp_path, shared_data):
     report = iv.track([tmp_path / "dim.jpg"], gallery=gallery, device="cpu", progress=False)
     assert [f.identity for f in report.media[0].faces] == ["jim_parsons"]
     assert report.settings.detector["dim_mean"] == DIM_MEAN
+
+
+def test_a_photo_named_in_a_foreign_encoding_is_counted_resumed_annotated_and_written(tmp_path, shared_data,
+                                                                                         full_gallery):
+    import os
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(shared_data / "scenes" / "obama_and_biden.jpg", src / os.fsdecode(b"caf\xe9.jpg"))
+    for _ in range(2):  # the second run resumes it from the checkpoint
+        report = iv.track(src, gallery=full_gallery, device="cpu", progress=False,
+                          checkpoint=tmp_path / "run.ckpt", annotate_dir=tmp_path / "ann")
+        assert report.people["barack_obama"].photos == [str(src / "caf\\xe9.jpg")]
+        assert len(list((tmp_path / "ann").iterdir())) == 1
+        report.to_json(tmp_path / "report.json")
+        report.to_csv(tmp_path / "csv")
+        assert "caf\\\\xe9.jpg" in (tmp_path / "report.json").read_text()  # JSON escapes the backslash
+
+
+def test_a_photo_file_of_several_pages_is_reported_as_partly_analysed(tmp_path, shared_data, full_gallery):
+    face = Image.open(shared_data / "scenes" / "obama_and_biden.jpg").convert("RGB")
+    blank = Image.new("RGB", face.size, "white")
+    face.save(tmp_path / "face_first.tiff", save_all=True, append_images=[blank])
+    blank.save(tmp_path / "cover_first.tiff", save_all=True, append_images=[face])
+    report = iv.track(tmp_path, gallery=full_gallery, device="cpu", progress=False)
+    by_name = {m.path.split("/")[-1]: m for m in report.media}
+    assert report.counts.analysed == 2 and report.counts.partly_analysed == 2 and not report.skipped
+    assert all(m.frames_analysed == 1 and "holds 2 pages" in m.error for m in by_name.values())
+    # Only the first page is analysed: the people on the second one are not counted, and the report says so.
+    assert report.people["barack_obama"].photos == [str(tmp_path / "face_first.tiff")]
+    assert "partly analysed" in report.summary()
+
+
+def test_a_web_size_copy_met_first_does_not_stand_for_the_full_size_photo(tmp_path, shared_data, full_gallery):
+    photo = Image.open(shared_data / "scenes" / "obama_and_biden.jpg").convert("RGB")
+    small = photo.resize((240, round(240 * photo.height / photo.width)), Image.Resampling.LANCZOS)
+    (tmp_path / "a_web").mkdir()
+    (tmp_path / "b_originals").mkdir()
+    small.save(tmp_path / "a_web" / "ob.jpg", quality=80)
+    photo.save(tmp_path / "b_originals" / "ob.jpg", quality=95)
+    photo.resize((photo.width // 2, photo.height // 2)).save(tmp_path / "b_originals" / "ob_half.jpg")
+    for resume in (False, True):  # resumed: the same photo is counted, from the checkpoint
+        report = iv.track(tmp_path, gallery=full_gallery, device="cpu", progress=False,
+                          checkpoint=tmp_path.parent / f"{tmp_path.name}.ckpt")
+        original = str(tmp_path / "b_originals" / "ob.jpg")
+        assert report.people["barack_obama"].photos == report.people["joe_biden"].photos == [original]
+        assert {m.path: m.duplicate_of for m in report.media} == {
+            str(tmp_path / "a_web" / "ob.jpg"): original, original: None,
+            str(tmp_path / "b_originals" / "ob_half.jpg"): original}
+        assert report.counts.analysed == 1 and report.counts.duplicates == 2, resume

@@ -142,3 +142,22 @@ def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(s
     assert copy.duplicate_of == original.path and copy.people is None
     assert list(report.people["rick_astley"].intervals) == [original.path]
     assert report.counts.duplicates == 1 and report.counts.analysed == 1
+
+
+def test_a_video_that_failed_outright_is_tried_again_on_resume(shared_data, full_gallery, tmp_path, monkeypatch):
+    import torch
+
+    from influvision.faces.pipeline import FacePipeline
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    video = shared_data / "videos" / "nggyup.mp4"
+    with monkeypatch.context() as m:
+        m.setattr(FacePipeline, "__call__", out_of_memory)
+        failed = iv.track(video, gallery=full_gallery, device="cpu", sample_fps=2, progress=False,
+                          checkpoint=tmp_path / "run.ckpt")
+    assert [s.path for s in failed.skipped] == [str(video)] and "rick_astley" not in failed.people
+    resumed = iv.track(video, gallery=full_gallery, device="cpu", sample_fps=2, progress=False,
+                       checkpoint=tmp_path / "run.ckpt")
+    assert not resumed.skipped and resumed.people["rick_astley"].exposure_seconds > 8

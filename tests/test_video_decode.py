@@ -15,8 +15,9 @@ from influvision.errors import MediaError
 
 
 def write_clip(path: Path, pts_ms: list[int], *, size: tuple[int, int] = (96, 64), rotation: int | None = None,
-               faststart: bool = False, noise: bool = False) -> Path:
-    """An H.264 mp4 whose frame i has timestamp pts_ms[i] (ms); column block width encodes i."""
+               faststart: bool = False, noise: bool = False, audio_s: float = 0.0) -> Path:
+    """An H.264 clip (container by extension) whose frame i has timestamp pts_ms[i] (ms); with ``audio_s``, also
+    that many seconds of silent audio."""
     rng = np.random.default_rng(0)
     opts = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=opts) as c:
@@ -25,6 +26,16 @@ def write_clip(path: Path, pts_ms: list[int], *, size: tuple[int, int] = (96, 64
         s.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             s.set_display_rotation(rotation)
+        if audio_s:
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "mono"
+            for k in range(0, int(audio_s * 48000), 1024):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 48000, k, Fraction(1, 48000)
+                for pk in a.encode(frame):
+                    c.mux(pk)
+            for pk in a.encode(None):
+                c.mux(pk)
         for p in pts_ms:
             img = (rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) if noise
                    else np.zeros((size[1], size[0], 3), np.uint8))
@@ -108,6 +119,27 @@ def test_rotation_metadata_is_applied(tmp_path, rotation):
     assert frame[0, 0, 0] < 50
 
 
+@pytest.mark.parametrize(("name", "matrix", "corner"), [
+    ("hflip", (-1, 0, 0, 1), (0, -1)), ("vflip", (1, 0, 0, -1), (-1, 0)), ("transpose", (0, 1, 1, 0), (0, 0))])
+def test_a_mirroring_display_matrix_is_shown_as_a_player_shows_it(tmp_path, name, matrix, corner):
+    import struct
+
+    path = write_clip(tmp_path / "plain.mp4", [0, 33, 66], size=(64, 48))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    at += 8 + (20 if data[at + 4] == 0 else 32) + 16  # the track header's 3 x 3 matrix (16.16 fixed point)
+    a, b, c, d = (v << 16 for v in matrix)
+    data[at:at + 36] = struct.pack(">9i", a, b, 0, c, d, 0, 0, 0, 1 << 30)
+    mirrored = tmp_path / f"{name}.mp4"
+    mirrored.write_bytes(bytes(data))
+    info = probe_video(mirrored)
+    assert info.mirrored and (info.width, info.height) == ((48, 64) if name == "transpose" else (64, 48))
+    frame = next(iter(iter_frames(mirrored, sample_fps=None))).frames[0]
+    assert frame.shape == (info.height, info.width, 3)
+    # Where the white top-left corner of the stored picture is shown.
+    assert frame[corner[0], corner[1], 0] > 200 and frame[-1 - corner[0], -1 - corner[1], 0] < 50
+
+
 def test_truncated_file_yields_frames_before_the_cut_and_an_error(tmp_path, caplog):
     full = write_clip(tmp_path / "full.mp4", [i * 40 for i in range(50)], noise=True, faststart=True)
     data = full.read_bytes()
@@ -120,6 +152,20 @@ def test_truncated_file_yields_frames_before_the_cut_and_an_error(tmp_path, capl
     assert bs[-1].error is not None and "truncated" in bs[-1].error
     assert all(b.error is None for b in bs[:-1])
     assert any("truncated" in r.getMessage() for r in caplog.records)
+
+
+def test_a_matroska_videos_length_is_its_video_tracks_own(tmp_path):
+    # Matroska declares no stream duration; its container length is an end time and the longest track's.
+    late = write_clip(tmp_path / "late.mkv", [10_000 + 33 * i for i in range(60)])  # a cut that kept its times
+    long_audio = write_clip(tmp_path / "audio.mkv", [33 * i for i in range(60)], audio_s=3.0)
+    for clip in (late, long_audio):
+        info, batches = open_video(clip, sample_fps=10)
+        assert info.duration_s == pytest.approx(1.98, abs=0.04)
+        assert collect(batches)[0][-1].error is None  # complete: not reported as truncated
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(late.read_bytes()[: int(late.stat().st_size * 0.6)])
+    _, batches = open_video(cut, sample_fps=10)
+    assert "looks truncated" in collect(batches)[0][-1].error
 
 
 def test_truncated_file_without_index_is_a_media_error(tmp_path):

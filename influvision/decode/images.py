@@ -14,7 +14,8 @@ Conversions, chosen so that detectors see what a person would see:
   are min-max normalised;
 * 1-bit, greyscale and palette images become grey/colour RGB;
 * the EXIF orientation tag is applied, so phone photos come out upright;
-* GIF, multi-page TIFF and animated WebP: the first frame only.
+* GIF, multi-page TIFF and animated WebP or PNG: the first frame only; :attr:`DecodedImage.frames` says how
+  many the file holds, and the engine reports such a photo as partly analysed.
 
 Plain JPEGs (baseline, extended or progressive Huffman coding, greyscale or YCbCr, with an end marker) are
 decoded by libjpeg-turbo through torchvision rather than Pillow: the same library and the same pixels
@@ -67,6 +68,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # _PEEK_BYTES parse as an image header (a 1.5 GiB file of zeros named .jpg is refused without reading it).
 MAX_PHOTO_BYTES = 1 << 30
 _PEEK_ABOVE_BYTES = 64 << 20
+# Formats whose files may hold several pictures meant to be seen (pages, animation frames). MPO is left out: a
+# camera JPEG's extra pictures are previews and depth maps of the one photo.
+_MULTI_FRAME_FORMATS = frozenset({"TIFF", "GIF", "WEBP", "PNG"})
 _PEEK_BYTES = 8 << 20
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"GIF87a",
                 b"GIF89a", b"BM")
@@ -116,6 +120,8 @@ class DecodedImage:
         format: the container Pillow recognised from the content ("JPEG", "PNG", "WEBP", ...), which may
             disagree with the file extension.
         sha256: hex SHA-256 of the file's bytes, for exact-duplicate detection.
+        frames: pages or animation frames the file holds (multi-page TIFF, animated GIF, WebP or PNG); only
+            the first is decoded. A JPEG's extra MPO pictures (previews, depth maps) are not counted.
     """
 
     path: str
@@ -125,6 +131,7 @@ class DecodedImage:
     original_mode: str
     format: str = ""
     sha256: str = ""
+    frames: int = 1
 
 
 # Image.open parses only the header; it runs under this lock so that the warnings filter that silences
@@ -204,7 +211,18 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     if not pixels.flags.writeable:  # a view of Pillow's read-only buffer; callers may write (torch.from_numpy)
         pixels = pixels.copy()
     return DecodedImage(path=label, pixels=pixels, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
-                        original_mode=mode, format=fmt, sha256=hashlib.sha256(data).hexdigest())
+                        original_mode=mode, format=fmt, sha256=hashlib.sha256(data).hexdigest(),
+                        frames=_frames(im, fmt))
+
+
+def _frames(im: Image.Image, fmt: str) -> int:
+    """Pages or animation frames of a multi-frame format (1 where the count cannot be read)."""
+    if fmt not in _MULTI_FRAME_FORMATS:
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # a damaged later page: the first one decoded, which is what is analysed
+        return 1
 
 
 def plain_jpeg(im: Image.Image, jpeg: _JpegReport) -> bool:

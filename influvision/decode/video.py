@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,16 +51,22 @@ class VideoInfo:
 
     Attributes:
         path: the file as given.
-        duration_s: declared length of the video stream in seconds (container length if the stream has
-            none); 0.0 when nothing is declared.
+        duration_s: declared length of the video stream in seconds: the stream's own, else its ``DURATION``
+            tag (Matroska, WebM) less its start, else the container's length less its start; 0.0 when nothing
+            is declared.
         fps: average frame rate in frames per second (0.0 if unknown); for variable-frame-rate clips this is
             only an average, timestamps come from the frames.
         frame_count: declared number of frames (0 when the container does not say).
         width, height: size of the frames *as displayed*, i.e. after :attr:`rotation` is applied (pixels).
         rotation: degrees (0, 90, 180, 270) by which decoded frames are turned counter-clockwise for display
             (from the stream's display matrix); :func:`iter_frames` applies it.
+        mirrored: whether the display matrix also mirrors the picture (flipped left-right after the turn), as
+            a player shows it; :func:`iter_frames` applies it.
         codec: ffmpeg's codec name, e.g. ``"h264"``.
         start_s: declared start time of the stream in seconds; frame times are given relative to it.
+        own_duration: whether ``duration_s`` is the video stream's own length (from the stream, its tag, or a
+            container holding nothing else). A container's length may be a longer audio track's, so only an own
+            length that the decoded frames fall short of marks the file as truncated.
     """
 
     path: str
@@ -71,6 +78,8 @@ class VideoInfo:
     rotation: int
     codec: str
     start_s: float = 0.0
+    own_duration: bool = True
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ class _Backend:
     def frames(self, path: str) -> Iterator[_RawFrame]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def to_rgb(self, raw: _RawFrame, rotation: int) -> np.ndarray:  # pragma: no cover - interface
+    def to_rgb(self, raw: _RawFrame, rotation: int, mirrored: bool = False) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -167,26 +176,32 @@ class _PyAVBackend(_Backend):
             container.close()
 
     @staticmethod
-    def _rotation(stream: av.video.stream.VideoStream) -> int:
-        # The display matrix is frame side data in recent ffmpeg; read it from the first frame only if the
-        # stream-level value is absent. 0 when the clip carries none.
-        rot = 0
+    def _orientation(stream: av.video.stream.VideoStream) -> tuple[int, bool]:
+        """(rotation, mirrored) of the display matrix, which recent ffmpeg gives as side data of the frames: read
+        from the first frame; (0, False) when the clip carries none."""
         try:
             for frame in stream.container.decode(stream):
-                rot = int(frame.rotation or 0)
+                for side in frame.side_data:
+                    if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+                        return display_orientation(np.frombuffer(bytes(side), dtype="<i4"), frame.rotation or 0)
                 break
         except av.FFmpegError:
-            rot = 0
-        return int(round(rot / 90.0)) % 4 * 90
+            pass
+        return 0, False
 
     def _info(self, path: str, container: av.container.InputContainer,
               stream: av.video.stream.VideoStream) -> VideoInfo:
         tb = stream.time_base or Fraction(1, 1)
         start_s = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska's per-track end time
+        own = True
         if stream.duration is not None:
             duration_s = float(stream.duration * tb)
+        elif tagged is not None:
+            duration_s = max(0.0, tagged - start_s)
         elif container.duration is not None:
-            duration_s = container.duration / av.time_base
+            duration_s = max(0.0, (container.duration - (container.start_time or 0)) / av.time_base)
+            own = len(container.streams) == 1
         else:
             duration_s = 0.0
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -195,12 +210,12 @@ class _PyAVBackend(_Backend):
         if w * h > MAX_FRAME_PIXELS:  # checked before the first frame is decoded (for its rotation)
             raise MediaError(path, f"frames of {w} x {h} px are larger than influvision analyses (at most "
                                    f"{MAX_FRAME_PIXELS // 10**6} megapixels, 8K video is 33)")
-        rotation = self._rotation(stream)
+        rotation, mirrored = self._orientation(stream)
         if rotation in (90, 270):
             w, h = h, w
         return VideoInfo(path=path, duration_s=duration_s, fps=fps, frame_count=int(stream.frames or 0),
-                         width=int(w), height=int(h), rotation=rotation,
-                         codec=stream.codec_context.name or "unknown", start_s=start_s)
+                         width=int(w), height=int(h), rotation=rotation, mirrored=mirrored,
+                         codec=stream.codec_context.name or "unknown", start_s=start_s, own_duration=own)
 
     def frames(self, path: str) -> Iterator[_RawFrame]:
         container, stream = self._open(path)
@@ -235,11 +250,13 @@ class _PyAVBackend(_Backend):
         finally:
             container.close()
 
-    def to_rgb(self, raw: _RawFrame, rotation: int) -> np.ndarray:
+    def to_rgb(self, raw: _RawFrame, rotation: int, mirrored: bool = False) -> np.ndarray:
         img = raw.frame.to_ndarray(format="rgb24")  # type: ignore[attr-defined]
         if rotation:
-            img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))
-        return img
+            img = np.rot90(img, k=rotation // 90)
+        if mirrored:
+            img = img[:, ::-1]
+        return np.ascontiguousarray(img)
 
 
 _BACKENDS: dict[str, _Backend] = {"pyav": _PyAVBackend()}
@@ -250,6 +267,36 @@ def _backend(name: str) -> _Backend:
         return _BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown video backend {name!r}; choose one of: {', '.join(_BACKENDS)}") from None
+
+
+def display_orientation(matrix: np.ndarray, rotation_deg: float = 0.0) -> tuple[int, bool]:
+    """How to show a frame by its display matrix (9 values, 16.16 fixed point, ffmpeg's layout): (k, mirrored), the
+    picture turned ``k`` degrees counter-clockwise and then, when mirrored, flipped left-right.
+
+    The matrix maps a stored pixel (x, y) to the displayed (m0 x + m3 y, m1 x + m4 y) plus a shift. A turn by a
+    multiple of 90 degrees, with or without a mirror, has entries of 0 and +-1 there; any other angle is rounded
+    to the nearest multiple of 90 degrees (``rotation_deg``, ffmpeg's reading of the matrix), unmirrored.
+    """
+    a, b, c, d = (float(v) for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    scale = math.sqrt(abs(a * d - b * c)) or 1.0
+    signs = [round(v / scale) for v in (a, b, c, d)]
+    if sorted(map(abs, signs)) != [0, 0, 1, 1] or abs(signs[0]) != abs(signs[3]):
+        return int(round(rotation_deg / 90.0)) % 4 * 90, False
+    a, b, c, d = signs
+    probe = np.arange(6).reshape(2, 3)
+    shown = probe[::d, ::a] if a else probe.T[::b, ::c]  # x stays a column (y a row), or becomes a row
+    for k in range(4):
+        turned = np.rot90(probe, k)
+        for mirrored in (False, True):
+            if np.array_equal(turned[:, ::-1] if mirrored else turned, shown):
+                return 90 * k, mirrored
+    raise AssertionError("unreachable: a signed permutation matrix is one of the eight turns and mirrors")
+
+
+def _tag_seconds(tag: str | None) -> float | None:
+    """Seconds of a ``HH:MM:SS.fraction`` duration tag, or None."""
+    m = re.fullmatch(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*", tag or "")
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 
 
 def probe_video(path: str | Path, *, backend: str = "pyav") -> VideoInfo:
@@ -327,7 +374,7 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
     decoded = 0
 
     def take(raw: _RawFrame, duration: float) -> None:
-        frames.append(dec.to_rgb(raw, info.rotation))
+        frames.append(dec.to_rgb(raw, info.rotation, info.mirrored))
         pts.append(raw.pts_s)
         idx.append(raw.index)
         durs.append(max(duration, 1e-6))
@@ -365,7 +412,7 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
         raise MediaError(path, error or "video stream contains no frames")
     # The last sampled frame stands for the time until the end of the last decoded frame.
     take(held, end_s - held.pts_s)
-    if error is None and info.duration_s > 0:
+    if error is None and info.duration_s > 0 and info.own_duration:
         period = 1.0 / info.fps if info.fps > 0 else 0.0
         missing = info.duration_s - end_s
         if missing > max(_TRUNCATION_FRAMES * period, _TRUNCATION_MIN_S):
