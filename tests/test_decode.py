@@ -200,6 +200,20 @@ def test_truncated_png_is_refused(shared_data: Path, tmp_path: Path) -> None:
     assert "truncated PNG" in _problem(path).problem
 
 
+@pytest.mark.parametrize(("name", "options", "problem"), [
+    ("cut.webp", {"lossless": True}, "truncated WebP file: the file ends early"),
+    ("cut.webp", {"quality": 80}, "truncated WebP file: the file ends early"),
+    ("cut.tiff", {"compression": "tiff_deflate"}, "truncated TIFF file: the file ends before its first image"),
+])
+def test_a_truncated_webp_or_tiff_is_called_truncated(shared_data: Path, tmp_path: Path, name: str, options: dict,
+                                                      problem: str) -> None:
+    path = tmp_path / name
+    Image.open(shared_data / BASELINE).save(path, **options)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert problem in _problem(path).problem
+
+
 def _overwrite(data: bytes, seed: int, n: int) -> bytes:
     out = bytearray(data)
     middle = len(out) // 2
@@ -256,6 +270,15 @@ def test_video_named_jpg(shared_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "clip.jpg"
     path.write_bytes((shared_data / "videos/nggyup.mp4").read_bytes()[:4096])
     assert "looks like a video" in _problem(path).problem
+
+
+def test_tar_archive_named_jpg(shared_data: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    path = tmp_path / "photos.jpg"
+    with tarfile.open(path, "w") as tf:
+        tf.add(shared_data / BASELINE, arcname="a.jpg")
+    assert _problem(path).problem == "not an image: looks like a TAR archive"
 
 
 def test_empty_missing_and_folder(tmp_path: Path) -> None:

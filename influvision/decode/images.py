@@ -298,17 +298,24 @@ def _read_file(path: Path, label: str) -> bytes:
 def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
     """Parse the header (no pixel decoding) and apply the size limits."""
     try:
-        with _OPEN_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+        # Pillow's own warnings about the file (corrupt EXIF, its bomb warning: the limits are applied below) are
+        # logged with the file's name instead of printed without it.
+        with _OPEN_LOCK, warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            try:
+                im = Image.open(io.BytesIO(data))
+            finally:
+                for w in said:
+                    if not issubclass(w.category, Image.DecompressionBombWarning):
+                        logger.debug("%s: %s", label, w.message)
     except UnidentifiedImageError:
-        raise MediaError(label, _sniff_problem(data)) from None
+        raise MediaError(label, _short_container(data) or _sniff_problem(data)) from None
     except Image.DecompressionBombError:
         raise MediaError(label, "image too large: its header declares more than "
                                 f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels (Pillow's safety limit); "
                                 "it may be a decompression bomb") from None
     except Exception as e:
-        raise MediaError(label, f"damaged image header: {e}") from None
+        raise MediaError(label, _short_container(data) or f"damaged image header: {e}") from None
     w, h = im.size
     if w <= 0 or h <= 0:
         raise MediaError(label, f"damaged image header: size {w} x {h}")
@@ -334,6 +341,20 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+def _short_container(data: bytes) -> str | None:
+    """Why a WebP or TIFF that Pillow cannot open is unusable, when its own structure shows it was cut short."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if len(data) < declared:
+            return f"truncated WebP file: the file ends early ({len(data)} of the {declared} bytes it declares)"
+    elif data[:4] in (b"II*\x00", b"MM\x00*"):
+        first_ifd = int.from_bytes(data[4:8], "little" if data[:2] == b"II" else "big")
+        if first_ifd + 2 > len(data):
+            return "truncated TIFF file: the file ends before its first image directory"
+        return "damaged TIFF file: its image directory cannot be read (a truncated or damaged file)"
+    return None
+
+
 def _sniff_problem(data: bytes) -> str:
     """Say what a file Pillow cannot identify looks like instead."""
     head = data[:4096]
@@ -346,6 +367,8 @@ def _sniff_problem(data: bytes) -> str:
         return "not a photo: looks like a video (MP4/MOV)"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "not a photo: looks like a video (AVI)"
+    if head[257:262] == b"ustar":
+        return "not an image: looks like a TAR archive"
     for offset, magic, problem in _SIGNATURES:
         if head[offset:offset + len(magic)] == magic:
             return problem
