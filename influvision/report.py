@@ -111,6 +111,9 @@ class MediaEntry(BaseModel):
     frames_analysed: int | None = None
     sample_fps: float | None = None
     time_resolution_s: float | None = Field(None, description="Time one analysed frame stands for")
+    offset_s: float | None = Field(None, description=(
+        "Video times are measured from the video track's first frame; a player's clock reads them plus this "
+        "(the track starts this late in the file, e.g. after an audio lead-in; 0 for most files)"))
     max_gap_s: float | None = None
     tracks: list[TrackEntry] | None = None
     people: dict[str, VideoPresence] | None = Field(None, description="Per person in this video")

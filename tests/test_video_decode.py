@@ -168,6 +168,14 @@ def test_a_matroska_videos_length_is_its_video_tracks_own(tmp_path):
     assert "looks truncated" in collect(batches)[0][-1].error
 
 
+def test_a_video_track_that_starts_after_the_audio_says_by_how_much(tmp_path):
+    clip = write_clip(tmp_path / "lead_in.mp4", [1000 + 33 * i for i in range(30)], audio_s=2.0)
+    info = probe_video(clip)
+    assert info.offset_s == pytest.approx(1.0, abs=0.01)
+    assert collect(iter_frames(clip, sample_fps=None))[1][0] == 0.0  # frame times start at the track's first frame
+    assert probe_video(write_clip(tmp_path / "plain.mp4", [33 * i for i in range(30)])).offset_s == 0.0
+
+
 def test_truncated_file_without_index_is_a_media_error(tmp_path):
     # moov at the end (the muxer's default): cutting the file loses the index, nothing can be read.
     full = write_clip(tmp_path / "full.mp4", [i * 40 for i in range(50)], noise=True)

@@ -64,6 +64,8 @@ class VideoInfo:
             a player shows it; :func:`iter_frames` applies it.
         codec: ffmpeg's codec name, e.g. ``"h264"``.
         start_s: declared start time of the stream in seconds; frame times are given relative to it.
+        offset_s: how much later than the file's start the video track starts (a player's clock reads frame times
+            plus this; 0 for most files).
         own_duration: whether ``duration_s`` is the video stream's own length (from the stream, its tag, or a
             container holding nothing else). A container's length may be a longer audio track's, so only an own
             length that the decoded frames fall short of marks the file as truncated.
@@ -80,6 +82,7 @@ class VideoInfo:
     start_s: float = 0.0
     own_duration: bool = True
     mirrored: bool = False
+    offset_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ class _PyAVBackend(_Backend):
             w, h = h, w
         return VideoInfo(path=path, duration_s=duration_s, fps=fps, frame_count=int(stream.frames or 0),
                          width=int(w), height=int(h), rotation=rotation, mirrored=mirrored,
-                         codec=stream.codec_context.name or "unknown", start_s=start_s, own_duration=own)
+                         codec=stream.codec_context.name or "unknown", start_s=start_s, own_duration=own,
+                         offset_s=max(0.0, start_s - (container.start_time or 0) / av.time_base))
 
     def frames(self, path: str) -> Iterator[_RawFrame]:
         container, stream = self._open(path)

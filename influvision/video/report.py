@@ -81,7 +81,8 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
         path=path, kind="video", width=va.info.width, height=va.info.height,
         error=f"{path}: {va.error}" if va.error else None,
         duration_s=_r(va.info.duration_s), fps=round(float(va.info.fps), 3), frames_analysed=va.frames_analysed,
-        sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), max_gap_s=va.max_gap_s,
+        sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), offset_s=_r(va.info.offset_s),
+        max_gap_s=va.max_gap_s,
         tracks=tracks, people=people, together=together, cuts_s=[_r(c) for c in va.cuts_s],
         timeline=[(r.second, r.person, round(float(r.fraction), 3)) for r in va.timeline])
 
