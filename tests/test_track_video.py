@@ -100,8 +100,10 @@ def test_copies_of_a_video_that_cannot_be_read_are_each_skipped(full_gallery, tm
     assert report.counts.skipped == 2 and report.counts.duplicates == 0 and report.media == []
 
 
-def _reencode(src, dst, *, start_s: float = 0.0, end_s: float = 1e9, width: int | None = None, crf: int = 32):
-    """``src`` from start_s to end_s, re-encoded with libx264 (optionally scaled to ``width``)."""
+def _reencode(src, dst, *, start_s: float = 0.0, end_s: float = 1e9, width: int | None = None, crf: int = 32,
+              paste=None):
+    """``src`` from start_s to end_s, re-encoded with libx264 (optionally scaled to ``width``); ``paste``:
+    (PIL image, (x, y), from_s, to_s) pasted into the frames of that time span."""
     import av
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
@@ -114,6 +116,8 @@ def _reencode(src, dst, *, start_s: float = 0.0, end_s: float = 1e9, width: int 
             t = float(frame.pts * s_in.time_base)
             if start_s <= t < end_s:
                 img = frame.to_image().resize((w, h))
+                if paste is not None and paste[2] <= t < paste[3]:
+                    img.paste(paste[0], paste[1])
                 out.mux(s_out.encode(av.VideoFrame.from_image(img)))
         out.mux(s_out.encode())
 
@@ -137,6 +141,16 @@ def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(s
     finder.add("a", first, length[first])
     assert finder.original_of(second) is None  # told apart by the opening frames alone
     assert same_footage(video, length[video], smaller, length[smaller])
+    # The same copy with a real FedEx mark shown for half a second, between two of eight evenly spread frames:
+    # its own video (its brand seconds count), not a copy.
+    labels = json.loads((shared_data / "logos" / "scenes" / "labels.json").read_text())["images"]
+    name, label = next((n, lab) for n, lab in labels.items() for lab in lab["logos"] if lab["brand"] == "fedex")
+    from PIL import Image
+
+    mark = Image.open(shared_data / "logos" / "scenes" / name).convert("RGB").crop(tuple(round(v) for v in label["box"]))
+    sponsored = tmp_path / "clip_480p_sponsored.mp4"
+    _reencode(video, sponsored, width=854, crf=34, paste=(mark, (40, 40), 6.3, 6.8))
+    assert not same_footage(video, length[video], sponsored, probe_video(sponsored).duration_s)
     report = iv.track([video, smaller], gallery=full_gallery, device="cpu", sample_fps=2, progress=False)
     original, copy = report.media
     assert copy.duplicate_of == original.path and copy.people is None

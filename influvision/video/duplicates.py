@@ -1,8 +1,8 @@
 """Re-encoded copies of a video: the same footage at another size, bitrate or codec is counted once.
 
 A byte-identical copy is found by its SHA-256 (api.py). A re-encoded one has other bytes, so two videos are
-compared only when their lengths agree (within half a second or 1 %): then frames at the same times must be
-the same shot (:func:`influvision.sources.same_shot`, with a tolerance for video compression: resized,
+compared only when their lengths agree (within half a second or 1 %): then frames at the same times, two per
+second (as often as logos are searched, so nothing the analysis counts can hide between them), must be the same shot (:func:`influvision.sources.same_shot`, with a tolerance for video compression: resized,
 recompressed or tone-edited, but no region that changed). Two recordings of one scene, say fixed-length segments from one camera, differ wherever anybody moved
 and stay two videos; footage in which nothing moves at all would be called a copy.
 """
@@ -10,6 +10,8 @@ and stay two videos; footage in which nothing moves at all would be called a cop
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -21,8 +23,11 @@ from ..sources import same_shot
 
 log = logging.getLogger(__name__)
 
-# Frames compared, spread evenly over the video.
+# Frames compared, spread evenly over the video: at least COMPARED_FRAMES, and COMPARED_PER_S per second (the
+# logo search's rate, video.report.LOGO_FPS: a sponsor's mark shown for a second in one copy must not be called
+# the same footage).
 COMPARED_FRAMES = 8
+COMPARED_PER_S = 2.0
 # Largest shot_difference of a frame and its copy. Video codecs at low bitrates smear more than photo JPEGs:
 # nggyup.mp4 re-encoded at 854 px, crf 34 reaches 16.8, dirtydancing at 640 px, crf 38 24.7 (at 426 px, crf 45,
 # 46: such a copy counts as a video of its own); two 2-s segments of street_crowd.mp4 differ by 194-212.
@@ -91,19 +96,32 @@ class CopyFinder:
         return self._openings[path]
 
 
-def same_footage(a: str | Path, a_s: float, b: str | Path, b_s: float, frames: int = COMPARED_FRAMES) -> bool:
+def same_footage(a: str | Path, a_s: float, b: str | Path, b_s: float, frames: int = COMPARED_FRAMES,
+                 per_s: float = COMPARED_PER_S) -> bool:
     """Whether video ``b`` is a re-encoded copy of video ``a`` (``a_s``, ``b_s``: their declared lengths in
-    seconds): the same length, and ``frames`` frames at the same times that are each the same shot. Decodes
-    both (only when their lengths agree); a video that cannot be decoded is no copy."""
+    seconds): the same length, and frames at the same times (``per_s`` per second, at least ``frames``) that are
+    each the same shot. Decodes both side by side (only when their lengths agree) and stops at the first frame
+    that differs; a video that cannot be decoded is no copy."""
     if not same_length(a_s, b_s):
         return False
-    rate = frames / min(a_s, b_s)
+    n = max(frames, math.ceil(per_s * min(a_s, b_s)))
+    rate = n / min(a_s, b_s)
+    compared = 0
     try:
-        fa, fb = _frames(a, rate, frames), _frames(b, rate, frames)
+        for x, y in zip(_stream(a, rate), _stream(b, rate), strict=False):
+            if not same_shot(x, y, FRAME_MAX_DIFF):
+                return False
+            compared += 1
+            if compared == n:
+                return True
     except MediaError as e:
         log.debug("cannot compare %s with %s: %s", a, b, e)
-        return False
-    return len(fa) == len(fb) == frames and all(same_shot(x, y, FRAME_MAX_DIFF) for x, y in zip(fa, fb, strict=True))
+    return False
+
+
+def _stream(path: str | Path, rate: float) -> Iterator[np.ndarray]:
+    for batch in iter_frames(path, sample_fps=rate, batch_size=4):
+        yield from batch.frames
 
 
 def _frames(path: str | Path, rate: float | None, n: int) -> list[np.ndarray]:
