@@ -14,7 +14,9 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -121,13 +123,19 @@ class ReferenceStatus:
 
 
 def validate_name(name: str) -> str:
-    """Return the name stripped, or raise GalleryError saying what a valid name looks like."""
-    if not isinstance(name, str) or not NAME_RE.match(name.strip()):
+    """Return the name stripped and in Unicode's composed form (NFC: an accent typed as a separate mark, as some
+    systems store it, is the same name), or raise GalleryError saying what a valid name looks like."""
+    if not isinstance(name, str) or not NAME_RE.match(unicodedata.normalize("NFC", name.strip())):
         raise GalleryError(
             f"invalid name {name!r}: use 1-80 letters, digits, spaces, '_', '-', '.' or \"'\", "
             "starting with a letter or digit (e.g. 'rick_astley')"
         )
-    return name.strip()
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def _name_key(name: str) -> str:
+    """What two names must not share: letter case and compatibility forms (full-width letters) aside."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 class Gallery:
@@ -175,10 +183,7 @@ class Gallery:
         if tables and "meta" not in tables:
             raise GalleryError(f"{self.path} is a SQLite file but not an influvision gallery")
         if not tables:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.executescript(_SCHEMA)
-            self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                 [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
+            tables = self._create()
         try:
             meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as e:
@@ -202,6 +207,35 @@ class Gallery:
                 self._db.executescript(_DETECTOR_SCHEMA)
             except sqlite3.OperationalError as e:  # a read-only gallery made before trained logo detectors
                 log.debug("%s: no logo detector table and cannot add one (%s)", self.path, e)
+
+    def _create(self) -> set[str]:
+        """Write the schema of a new gallery in one transaction (another process may be creating the same file:
+        it waits, then finds the tables); returns the tables."""
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as e:
+            raise GalleryError(f"cannot create the gallery {self.path}: {e} (is the folder writable?)") from None
+        with self._immediate():
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                                     [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
+                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return tables
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction that takes the file's write lock at once (other processes wait for it)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # ---- people -----------------------------------------------------------------------------------------
 
@@ -254,9 +288,11 @@ class Gallery:
         if isinstance(verdict, ReferenceStatus):
             return verdict
         store, message = verdict
-        with self._db:
-            cur = self._db.execute("INSERT INTO refs (subject_id, sha256, source_path, data, added) "
+        with self._immediate():  # the reference and its embeddings, or neither
+            cur = self._db.execute("INSERT OR IGNORE INTO refs (subject_id, sha256, source_path, data, added) "
                                    "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
+            if cur.rowcount == 0:  # another process registered the same file meanwhile
+                return ReferenceStatus(path, "already_registered")
             store(cur.lastrowid)
         return ReferenceStatus(path, "added", message)
 
@@ -378,14 +414,18 @@ class Gallery:
             if isinstance(face, ReferenceStatus):
                 log.warning("reference %s gives no usable face with %s: %s", path, self.embedder_name, face.message)
                 continue
-            with self._db:
+            with self._immediate():
                 self._store_embeddings(ref_id, face)
 
     # ---- brands -----------------------------------------------------------------------------------------
 
     def add_brand(self, name: str, images: str | Path | Sequence[str | Path]) -> list[ReferenceStatus]:
         """Register reference images of a brand's logo (PNG with transparency, JPG crops, SVG)."""
-        from .logos.references import load_reference
+        from .logos.references import BRAND_NAME, load_reference
+
+        if not isinstance(name, str) or not BRAND_NAME.match(name.strip()):
+            raise GalleryError(f"invalid brand name {name!r}: use 1-64 lowercase letters, digits, '_' or '-', "
+                               "starting with a letter or digit (e.g. 'acme')")
 
         def accept(subject: int, data: bytes, path: str) -> ReferenceStatus | tuple[_Store, str]:
             try:
@@ -491,7 +531,7 @@ class Gallery:
                                f"{registered}; retrain it")
         if hashlib.sha256(data).hexdigest() != sha256:
             raise GalleryError("the detector's data does not match the sha256 given with it")
-        with self._db:
+        with self._immediate():
             self._db.execute("INSERT OR REPLACE INTO logo_detector VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                              (json.dumps(list(brands)), self._brand_refs_key(), sha256, data,
                               json.dumps(metrics or {}), int(use), time.time()))
@@ -547,19 +587,26 @@ class Gallery:
         if not create:
             known = self._names(kind)
             raise GalleryError(f"no {kind} named {name!r} in {self.path}; registered: {', '.join(known) or 'none'}")
-        for other_kind, other_name in self._db.execute("SELECT kind, name FROM subjects").fetchall():
-            if other_name.casefold() != name.casefold():
-                continue
-            if other_kind != kind:
-                raise GalleryError(f"{name!r} is already registered as a {other_kind}; choose another name")
-            raise GalleryError(f"{name!r} differs from the registered {kind} {other_name!r} only in letter case: "
-                               f"use {other_name!r} to add references, or choose another name")
-        cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)", (kind, name, time.time()))
-        return int(cur.lastrowid or 0)
+        # Checked and inserted under the write lock: two processes registering one name (or a person and a brand
+        # of one name) at once cannot both pass the check.
+        with self._immediate():
+            row = self._db.execute("SELECT id FROM subjects WHERE kind=? AND name=?", (kind, name)).fetchone()
+            if row:
+                return int(row[0])
+            for other_kind, other_name in self._db.execute("SELECT kind, name FROM subjects").fetchall():
+                if _name_key(other_name) != _name_key(name):
+                    continue
+                if other_kind != kind:
+                    raise GalleryError(f"{name!r} is already registered as a {other_kind}; choose another name")
+                raise GalleryError(f"{name!r} differs from the registered {kind} {other_name!r} only in letter case "
+                                   f"or width: use {other_name!r} to add references, or choose another name")
+            cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)",
+                                   (kind, name, time.time()))
+            return int(cur.lastrowid or 0)
 
     def _remove(self, kind: str, name: str) -> None:
         subject = self._subject_id(kind, validate_name(name), create=False)
-        with self._db:
+        with self._immediate():
             self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
 
     def _names(self, kind: str) -> list[str]:

@@ -155,3 +155,40 @@ def test_a_pipe_given_as_a_reference_photo_is_refused_not_waited_on(gallery, sha
     os.mkfifo(fifo)
     statuses = gallery.add_person("joe_biden", [fifo, shared_data / "faces" / "joe_biden" / "1.jpg"])
     assert [s.status for s in statuses] == ["error", "added"] and "not a regular file" in statuses[0].message
+
+
+def test_names_are_compared_in_one_unicode_form(gallery, shared_data):
+    import unicodedata
+
+    faces = shared_data / "faces"
+    decomposed = unicodedata.normalize("NFD", "Zoë Müller")  # accents as separate marks, as macOS stores names
+    gallery.add_person(decomposed, [faces / "madonna" / "1.jpg"])
+    assert gallery.people() == ["Zoë Müller"]  # stored composed
+    (again,) = gallery.add_person("Zoë Müller", [faces / "madonna" / "1.jpg"])
+    assert again.status == "already_registered"
+    with pytest.raises(GalleryError, match="letter case or width"):
+        gallery.add_person("ＺＯË Müller", [faces / "madonna" / "2.jpg"])  # full-width letters: the same name
+
+
+def test_a_bad_brand_name_is_refused_once_before_any_file_is_read(gallery, shared_data):
+    with pytest.raises(GalleryError, match="invalid brand name 'Acme'"):
+        gallery.add_brand("Acme", [shared_data / "logos" / "refs" / "nike.png", "/nowhere/missing.png"])
+    assert gallery.brands() == []
+
+
+def test_processes_creating_one_gallery_and_registering_one_name_at_once_agree(tmp_path, shared_data):
+    import subprocess
+    import sys
+
+    nike = shared_data / "logos" / "refs" / "nike.png"
+    script = ("import sys; from influvision import Gallery; g = Gallery(sys.argv[1], device='cpu'); "
+              "print(*(s.status for s in g.add_brand(sys.argv[2], [sys.argv[3]])))")
+    for trial in range(3):
+        path = tmp_path / f"new_{trial}.db"
+        runs = [subprocess.Popen([sys.executable, "-c", script, str(path), "acme", str(nike)], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        outs = [r.communicate(timeout=300) for r in runs]
+        assert [r.returncode for r in runs] == [0, 0], [err[-400:] for _, err in outs]
+        assert sorted(out.strip() for out, _ in outs) == ["added", "already_registered"]
+        with Gallery(path, device="cpu") as g:
+            assert g.brands() == ["acme"]

@@ -186,10 +186,21 @@ def test_one_mark_registered_under_two_names_is_warned_about(tmp_path: Path, log
      b'<image xlink:href="http://example.com/x.png"/></svg>', "external"),
     (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M0 0h24v24', "cannot be rendered"),
     (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"></svg>', "blank"),
+    (b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><text>&b;</text></svg>', "XML entities"),
 ])
 def test_bad_svg_references_are_refused_with_the_reason(svg: bytes, problem: str):
     with pytest.raises(LogoReferenceError, match=problem):
         load_reference("broken", svg)
+
+
+@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"<!-- Generator: an editor's SVG export -->\n",
+                                    b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG '
+                                    b'1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'])
+def test_an_svg_that_starts_with_what_editors_write_before_it_is_read(prefix: bytes):
+    plain = load_reference("fedex", FEDEX_SVG)
+    prefixed = load_reference("fedex", prefix + FEDEX_SVG.read_bytes())
+    assert prefixed.size == plain.size and np.array_equal(prefixed.shape > 0.5, plain.shape > 0.5)
 
 
 def test_svg_references_inside_the_document_are_allowed_in_every_quoting():

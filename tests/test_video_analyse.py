@@ -67,11 +67,11 @@ def _script() -> dict[str, tuple[list[int], tuple[float, float, float, float], s
     }
 
 
-def _scripted_faces_fn(people: dict[str, torch.Tensor]):
+def _scripted_faces_fn(people: dict[str, torch.Tensor], script=None):
     g = torch.Generator().manual_seed(1)
     stranger = torch.randn(128, generator=g)
     stranger = stranger / stranger.norm() * 0.8
-    script = _script()
+    script = script or _script()
 
     def faces_fn(frames: list[np.ndarray]) -> Faces:
         rows = []
@@ -138,6 +138,30 @@ def test_scripted_clip_exposure_identity_and_conflict(synthetic):
     assert [(r.second, r.person, r.fraction) for r in res.timeline] == [
         (0, "ann", 1.0), (1, "ann", 0.5), (2, "ann", 0.9), (3, "ann", 1.0)]
     assert res.timeline_csv().splitlines()[2] == "1,ann,0.5000"
+
+
+def test_a_face_the_tracker_hands_to_a_refused_track_still_counts_for_its_person(synthetic):
+    path, index, _ = synthetic
+    _, people = _gallery()
+    script = {
+        # ann, whose own track has no detection in frames 15-20 (0.6 s: longer than the gaps bridged).
+        "ann": (list(range(0, 15)) + list(range(21, 40)), (10, 10, 50, 50), "ann", 0.2),
+        # A false box on her hair beside her face in frames 12-14; in frames 15-20 the tracker gives her face,
+        # shifted towards that box, to the track it started.
+        "hair": (list(range(12, 15)), (30, 0, 70, 40), "ann", 0.45),
+        "handed": (list(range(15, 21)), (25, 5, 65, 45), "ann", 0.2),
+        # Another face closest to ann at the same time elsewhere in the frame: not hers, never handed over.
+        "double": (list(range(22, 32)), (100, 70, 140, 110), "ann", 0.35),
+    }
+    res = analyse_video(path, faces_fn=_scripted_faces_fn(people, script), index=index, settings=SETTINGS,
+                        sample_fps=None, batch_size=7)
+    status = sorted((t.status, t.frames) for t in res.tracks)
+    assert status == [("handed_over", 9), ("named", 34), ("overlap_conflict", 10)]
+    np.testing.assert_allclose(res.person_intervals["ann"], [[0.0, 4.0]], atol=1e-6)  # 3.4 s without the repair
+    det = res.detections
+    handed = det.track_id == next(t.track_id for t in res.tracks if t.status == "handed_over")
+    # Only the frames her own track missed are hers; the hair box beside her face in frames 12-14 is not.
+    assert sorted(np.round(det.pts_s[handed & (det.identity == 0)], 1)) == [1.5, 1.6, 1.7, 1.8, 1.9, 2.0]
 
 
 def test_gap_bridging_and_sampling(synthetic):

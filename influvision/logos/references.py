@@ -153,9 +153,14 @@ def mark_likeness(a: tuple[np.ndarray, float], b: tuple[np.ndarray, float]) -> f
     return float(np.count_nonzero(ma & mb) / max(np.count_nonzero(ma | mb), 1))
 
 
+# What may come before an SVG's root element: a byte-order mark, the XML declaration, comments, processing
+# instructions and a DOCTYPE (editors and exporters write all of them).
+_SVG_START = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)*<svg[\s>/]",
+                        re.S | re.I)
+
+
 def _is_svg(data: bytes) -> bool:
-    head = data[:512].lstrip().lower()
-    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower())
+    return _SVG_START.match(data[:65536]) is not None
 
 
 def _read(name: str, source: str | Path | bytes) -> bytes:
@@ -264,6 +269,8 @@ def rasterise_svg(name: str, data: bytes) -> bytes:
         LogoReferenceError: the SVG is not valid UTF-8 or cannot be rendered, has no size, or refers to
             external resources (files or URLs; only ``#fragment`` and ``data:`` references are allowed).
     """
+    if re.search(rb"<!ENTITY", data, re.I):  # entity expansion is how small XML files become huge ones
+        raise LogoReferenceError(f"brand {name!r}: the SVG declares XML entities; export it without them or as a PNG")
     external = [m for m in _ANY_REF.finditer(data) if not _INTERNAL_REF.match(data, m.start())]
     if external:
         raise LogoReferenceError(
@@ -272,7 +279,7 @@ def rasterise_svg(name: str, data: bytes) -> bytes:
     if importlib.util.find_spec("resvg_py") is None:  # a core dependency, but say so if it was removed
         raise LogoReferenceError(f"brand {name!r}: SVG references need 'resvg-py' (pip install resvg-py)")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise LogoReferenceError(f"brand {name!r}: the SVG cannot be rendered ({err})") from err
     n = _svg_elements(name, text)

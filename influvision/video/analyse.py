@@ -8,6 +8,7 @@ exposure seconds. docs/video.md explains every step for auditing an invoice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..boxes import box_iou
 from ..decode.video import VideoInfo, open_video
 from ..errors import ShapeError
-from ..match import GalleryIndex, MatchSettings
+from ..match import GalleryIndex, MatchSettings, person_distances
 from ..types import Faces
 from .exposure import (
     DEFAULT_MAX_GAP_S,
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 
 FacesFn = Callable[[list[np.ndarray]], Faces]
 _NEEDED = ("embedding", "size_px", "frontalness")
+# How long a face track survives without a detection (seconds; at least two sampled frames).
+LOST_TRACK_S = 1.0
+# A refused track's box must overlap the named track's box beside the gap it fills this much (_handovers).
+HANDOVER_IOU = 0.1
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,7 @@ def analyse_video(
     rate = info.fps if info.fps > 0 else 30.0
     if sample_fps is not None:
         rate = min(rate, float(sample_fps))
-    tracker = FaceTracker(frame_rate=rate)
+    tracker = FaceTracker(frame_rate=rate, lost_track_s=LOST_TRACK_S)
     cutter = ShotCutDetector(cut_threshold)
     expected = info.frame_count if sample_fps is None or not info.fps else \
         int(np.ceil(info.duration_s * min(info.fps, float(sample_fps))))
@@ -266,11 +272,16 @@ def analyse_video(
     decisions = identify_tracks(all_faces, track_id, spans, index, settings, top_k=top_k,
                                 min_evidence=min_evidence, method=identity_method)
     track_iv = _track_intervals(track_id, pts, dur, max_gap_s)
-    tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
 
     person_of_track = {d.track_id: d.person_index for d in decisions}
     det_identity = np.array([person_of_track.get(int(t), -1) for t in track_id], dtype=np.int64) \
         if len(track_id) else np.zeros(0, dtype=np.int64)
+    handed = _handovers(decisions, track_id, pts, boxes_h, all_faces, index, settings,
+                        max(LOST_TRACK_S, 2.0 / rate))
+    det_identity[handed[:, 0]] = handed[:, 1]
+    handing = {int(t) for t in track_id[handed[:, 0]]}
+    decisions = [dataclasses.replace(d, status="handed_over") if d.track_id in handing else d for d in decisions]
+    tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
     # Each detection stands for its frame's time [pts, pts + duration); a person's intervals are the union
     # of the frames of their named tracks, gaps shorter than max_gap_s bridged.
     det_iv = np.stack([pts, pts + dur], axis=1) if len(pts) else np.zeros((0, 2))
@@ -298,6 +309,49 @@ def analyse_video(
                                    scores=all_faces.scores.float().cpu().numpy(), track_id=track_id,
                                    identity=det_identity),
         frame_pts_s=fpts, frame_duration_s=fdur, cuts_s=cuts, error=error)
+
+
+def _handovers(decisions: list[TrackIdentity], track_id: np.ndarray, pts: np.ndarray, boxes: np.ndarray,
+               faces: Faces, index: GalleryIndex, settings: MatchSettings, budget_s: float) -> np.ndarray:
+    """(K, 2) rows and person indices: detections of a track refused a name for overlapping a named track of
+    the same person (``overlap_conflict``) that fill a gap of that named track.
+
+    The tracker sometimes hands a named face to a track that began beside it on a false box (hair, a collar):
+    that track then overlaps the named one in time and is refused as a whole, and the named track has a hole
+    where the face was still on screen. A refused track's detection is given the name only when it lies in a
+    gap of the named track no longer than ``budget_s`` (the tracker's lost-track budget), at a frame where the
+    named track has no detection, its box overlaps the named track's box before or after the gap
+    (IoU >= :data:`HANDOVER_IOU`), and the face alone is within the matching threshold of that person.
+    """
+    named: dict[int, list[int]] = {}
+    for d in decisions:
+        if d.status == "named":
+            named.setdefault(d.person_index, []).append(d.track_id)
+    cand_rows: list[int] = []
+    cand_person: list[int] = []
+    for d in decisions:
+        if d.status != "overlap_conflict" or d.nearest is None:
+            continue
+        person = index.names.index(d.nearest)
+        rows = np.flatnonzero(track_id == d.track_id)
+        for winner in named.get(person, []):
+            w_rows = np.flatnonzero(track_id == winner)
+            w_pts = pts[w_rows]
+            for r in rows:
+                k = int(np.searchsorted(w_pts, pts[r]))
+                if k == 0 or k == len(w_rows) or w_pts[k] == pts[r] or w_pts[k] - w_pts[k - 1] > budget_s:
+                    continue
+                if max(box_iou(boxes[r], boxes[w_rows[k - 1]]), box_iou(boxes[r], boxes[w_rows[k]])) >= HANDOVER_IOU:
+                    cand_rows.append(int(r))
+                    cand_person.append(person)
+    if not cand_rows:
+        return np.zeros((0, 2), dtype=np.int64)
+    rows_t = torch.as_tensor(cand_rows, device=faces.device)
+    emb = faces.columns["embedding"][rows_t].float()
+    dist = person_distances(emb, index.to(faces.device))  # (K, P)
+    own = dist[torch.arange(len(cand_rows), device=faces.device), torch.as_tensor(cand_person, device=faces.device)]
+    ok = (own <= settings.threshold).cpu().numpy()
+    return np.stack([np.asarray(cand_rows)[ok], np.asarray(cand_person)[ok]], axis=1).astype(np.int64)
 
 
 def _track_spans(track_id: np.ndarray, pts: np.ndarray, dur: np.ndarray,
