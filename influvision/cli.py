@@ -54,6 +54,24 @@ def _max_side(text: str) -> int:
     return _whole_number(text, 12, "a whole number of pixels >= 12")
 
 
+def _positive(text: str) -> int:
+    return _whole_number(text, 1, "a positive whole number")
+
+
+def _not_negative(text: str) -> int:
+    return _whole_number(text, 0, "a whole number >= 0")
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, got {text!r}")
+    return value
+
+
 def _writable_file(path: str, what: str) -> None:
     """Refuse, before any work, an output file that cannot be written (its folder is made if missing)."""
     p = Path(path)
@@ -134,12 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--backgrounds", nargs="+", metavar="DIR", default=[],
                     help="photos/videos (files or folders) to composite onto; default: procedural backgrounds. "
                          "Do not use the photos you validate on")
-    tr.add_argument("--epochs", type=int, default=10)
-    tr.add_argument("--minutes", type=float, help="train for this long instead of --epochs (epochs fitted to it)")
-    tr.add_argument("--images", type=int, default=600, help="synthetic pictures (10%% kept for validation)")
-    tr.add_argument("--imgsz", type=int, default=320, help="training image size, a multiple of 32")
-    tr.add_argument("--batch", type=int, default=16, help="training batch size (64 suits a large GPU)")
-    tr.add_argument("--workers", type=int, default=0,
+    tr.add_argument("--epochs", type=_positive, default=10)
+    tr.add_argument("--minutes", type=_minutes, help="train for this long instead of --epochs (epochs fitted to it)")
+    tr.add_argument("--images", type=_positive, default=600, help="synthetic pictures (10%% kept for validation)")
+    tr.add_argument("--imgsz", type=_positive, default=320, help="training image size, a multiple of 32")
+    tr.add_argument("--batch", type=_positive, default=16, help="training batch size (64 suits a large GPU)")
+    tr.add_argument("--workers", type=_not_negative, default=0,
                     help="processes rendering and loading training pictures (0: one per CPU core)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
@@ -172,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("influvision: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's exit flush cannot fail
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

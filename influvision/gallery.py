@@ -26,7 +26,7 @@ import torch
 
 from .decode.images import load_image
 from .errors import GalleryError, InfluvisionError, MediaError
-from .faces.embed import resolve_device
+from .faces.embed import EMBEDDERS, resolve_device
 from .faces.resolution import RESOLUTION_LEVELS
 from .files import MAX_REFERENCE_BYTES, read_regular_file
 from .match import GalleryIndex
@@ -158,6 +158,8 @@ class Gallery:
             raise GalleryError(f"{self.path}: the folder {self.path.parent} does not exist")
         if self.path.is_dir():
             raise GalleryError(f"{self.path} is a folder, not a gallery file")
+        if not self.path.exists() and not os.access(self.path.parent, os.W_OK):
+            raise GalleryError(f"cannot create the gallery {self.path}: the folder {self.path.parent} is not writable")
         # A gallery in a folder we cannot write to (a shared, read-only copy) is read as it is: SQLite would
         # otherwise try to create its journal files beside it and fail.
         read_only = self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
@@ -373,8 +375,10 @@ class Gallery:
                 "JOIN embeddings e ON e.ref_id = r.id WHERE s.kind='person' AND e.embedder=? ORDER BY s.name, r.id",
                 (key,)).fetchall()
 
+        spec = EMBEDDERS.get(self.embedder_name)
+
         def stack(rows: list[tuple[str, str, int, bytes]]) -> torch.Tensor:
-            return torch.from_numpy(self._vectors(rows, int(rows[0][2])))
+            return torch.from_numpy(self._vectors(rows, spec.dim if spec is not None else int(rows[0][2])))
 
         rows = rows_for(self.embedder_name)
         if not rows:

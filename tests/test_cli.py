@@ -79,6 +79,11 @@ def test_every_setup_problem_is_said_before_any_work_and_exits_2(tmp_path, share
         with pytest.raises(SystemExit) as stop:  # argparse refuses it
             main([*track, flag, bad])
         assert stop.value.code == 2
+    for flag, bad in (("--batch", "0"), ("--workers", "-1"), ("--minutes", "-5"), ("--epochs", "0"),
+                      ("--images", "x")):
+        with pytest.raises(SystemExit) as stop:
+            main(["logos", "train", "-g", str(g), flag, bad])
+        assert stop.value.code == 2 and bad in capsys.readouterr().err
     fails(["gallery", "list", "-g", str(tmp_path / "typo.db")], "does not exist")
     assert not (tmp_path / "typo.db").exists()
     fails(["gallery", "add-person", "zz", photo, "-g", str(g), "--device", "cuda:7"], "'cuda:7'")

@@ -126,6 +126,9 @@ def test_damaged_contents_of_a_gallery_are_named(tmp_path, shared_data):
         g._db.execute("UPDATE embeddings SET vector = substr(vector, 1, 100)")  # truncated by a bad copy
         with pytest.raises(GalleryError, match="embedding of barack_obama's reference .*1.jpg is not 128"):
             g.index()
+        g._db.execute("UPDATE embeddings SET vector = zeroblob(2048), dim = 512")  # another model's, same name
+        with pytest.raises(GalleryError, match="embedding of barack_obama's reference .*1.jpg is not 128"):
+            g.index()
         g._db.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
     with pytest.raises(GalleryError, match="schema version 'abc'"):
         Gallery(path)

@@ -203,6 +203,14 @@ def test_an_svg_that_starts_with_what_editors_write_before_it_is_read(prefix: by
     assert prefixed.size == plain.size and np.array_equal(prefixed.shape > 0.5, plain.shape > 0.5)
 
 
+def test_a_mark_exported_semi_transparent_is_the_same_mark(logo_data: Path, tmp_path: Path):
+    rgba = np.asarray(Image.open(logo_data / "refs" / "adidas.png").convert("RGBA")).copy()
+    rgba[..., 3] = (rgba[..., 3] * 0.45).astype(np.uint8)  # a watermark-style export at 45 % opacity
+    Image.fromarray(rgba).save(tmp_path / "faint.png")
+    faint, full = load_reference("adidas", tmp_path / "faint.png"), load_reference("adidas", logo_data / "refs" / "adidas.png")
+    assert faint.size == full.size and np.mean((faint.shape > 0.5) == (full.shape > 0.5)) > 0.995
+
+
 def test_svg_references_inside_the_document_are_allowed_in_every_quoting():
     svg = FEDEX_SVG.read_bytes().replace(
         b"<path ", b'<defs><linearGradient id="g"><stop offset="0" stop-color="#4d148c"/></linearGradient></defs>'

@@ -217,8 +217,9 @@ def load_reference(name: str, source: str | Path | bytes) -> LogoReference:
     if has_alpha:
         shape = arr[..., 3].astype(np.float32) / 255.0
         rgb = arr[..., :3]
-        if float(shape.max()) < 0.5:
+        if float(shape.max()) < 0.05:
             raise LogoReferenceError(f"brand {name!r}: the reference is blank (fully transparent)")
+        shape /= float(shape.max())  # a mark exported semi-transparent (a watermark) is still the mark
         # A transparent PNG whose content fills it entirely carries no shape in its alpha: treat as a crop.
         if float(shape.min()) > 0.5:
             has_alpha = False
