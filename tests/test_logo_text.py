@@ -136,3 +136,17 @@ def test_auto_without_rapidocr_falls_back_to_sift(refs: list[LogoReference], mon
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # import fails as if not installed
     with pytest.raises(OcrUnavailableError, match="rapidocr-onnxruntime"):
         LogoDetector(subset, text=True)
+
+
+def test_the_ocr_models_are_checked_before_they_are_loaded(tmp_path, monkeypatch):
+    pytest.importorskip("rapidocr_onnxruntime")
+    from influvision import weights
+    from influvision.errors import WeightsError
+    from influvision.logos.text import load_ocr_engine
+
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"not the model that was checked")
+    monkeypatch.setattr(weights, "package_path", lambda name, file=None: junk)
+    monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
+    with pytest.raises(WeightsError, match="fails its checksum"):
+        load_ocr_engine()

@@ -118,6 +118,10 @@ class TextCandidate(CueCandidate):
     confidence: float
 
 
+# The manifest of the OCR's model files (weights/).
+OCR_MODELS = "rapidocr-ppocrv4"
+
+
 def load_ocr_engine(threads: int | None = None) -> Any:
     """A RapidOCR engine on the CPU that reads images at the size they are given.
 
@@ -136,11 +140,18 @@ def load_ocr_engine(threads: int | None = None) -> Any:
         raise OcrUnavailableError(
             "the logo text cue needs rapidocr-onnxruntime: pip install --no-deps 'rapidocr-onnxruntime>=1.4,<1.5' "
             "&& pip install onnxruntime pyclipper shapely six") from err
+    from ..weights import resolve_weights
+
     n = threads if threads is not None else min(4, os.cpu_count() or 1)
+    # The package's own ONNX files, each checked against its sha256 (weights/rapidocr-ppocrv4.json) before
+    # onnxruntime reads it.
+    models = {f"{part}_model_path": str(resolve_weights(OCR_MODELS, file, download=False))
+              for part, file in (("det", "ch_PP-OCRv4_det_infer.onnx"), ("rec", "ch_PP-OCRv4_rec_infer.onnx"),
+                                 ("cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx"))}
     # "max" with the photo already resized by us: the detector keeps our size instead of upscaling every
     # photo's shorter side to 736 px, so the cost per photo is bounded by ``work_side``.
     return RapidOCR(intra_op_num_threads=n, inter_op_num_threads=1, det_limit_type="max",
-                    det_limit_side_len=4096, text_score=0.5)
+                    det_limit_side_len=4096, text_score=0.5, **models)
 
 
 def read_text(engine: Any, bgr: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
