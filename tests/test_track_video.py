@@ -175,3 +175,57 @@ def test_a_video_that_failed_outright_is_tried_again_on_resume(shared_data, full
     resumed = iv.track(video, gallery=full_gallery, device="cpu", sample_fps=2, progress=False,
                        checkpoint=tmp_path / "run.ckpt")
     assert not resumed.skipped and resumed.people["rick_astley"].exposure_seconds > 8
+
+
+def test_a_stranger_moving_fast_between_analysed_frames_is_blurred_in_every_frame(shared_data, tmp_path):
+    import av
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from influvision.boxes import box_iou
+    from influvision.faces.pipeline import FacePipeline
+
+    pipe = FacePipeline("dlib-resnet-v1", "cpu")
+
+    def head(path, side):  # the face with some hair and neck around it, as a square of `side` px
+        src = np.asarray(Image.open(path).convert("RGB"))
+        x1, y1, x2, y2 = pipe([src]).boxes[0].tolist()
+        cx, cy, s = (x1 + x2) / 2, (y1 + y2) / 2, 1.6 * max(x2 - x1, y2 - y1)
+        return Image.fromarray(src).crop((int(cx - s / 2), int(cy - s / 2), int(cx + s / 2), int(cy + s / 2))).resize(
+            (side, side))
+
+    stranger = head(sorted((shared_data / "faces" / "matt_damon").iterdir())[0], 190)
+    rick = head(sorted((shared_data / "faces" / "rick_astley").iterdir())[0], 190)
+    frames = []
+    for k in range(60):  # the stranger crosses at 420 px/s: 14 px a frame, 210 px between analysed frames
+        im = Image.new("RGB", (1280, 360), (128, 128, 128))
+        im.paste(rick, (1070, 80))
+        im.paste(stranger, (20 + round(420 * k / 30), 60))
+        frames.append(np.asarray(im))
+    video = tmp_path / "crossing.mp4"
+    with av.open(str(video), "w") as c:
+        s = c.add_stream("libx264", rate=30, options={"crf": "18"})
+        s.width, s.height, s.pix_fmt = 1280, 360, "yuv420p"
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    g = iv.Gallery(tmp_path / "g.db", device="cpu")
+    g.add_person("rick_astley", sorted((shared_data / "faces" / "rick_astley").iterdir()))
+    report = iv.track(video, gallery=g, device="cpu", sample_fps=2, progress=False, annotate_dir=tmp_path / "ann",
+                      blur_unknown=True)
+    written = next(p for p in report.media[0].annotated if p.endswith(".mp4"))
+    with av.open(written) as c:
+        shown = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(shown) == len(frames)
+    for k, (before, after) in enumerate(zip(frames, shown, strict=True)):
+        original, annotated = pipe([before]), pipe([after])
+        for j in range(len(original)):
+            mine = [i for i in range(len(annotated))
+                    if box_iou(annotated.boxes[i].tolist(), original.boxes[j].tolist()) > 0.3]
+            dist = [float(torch.linalg.norm(annotated.columns["embedding"][i] - original.columns["embedding"][j]))
+                    for i in mine]
+            if original.boxes[j][0] > 1000:  # Rick, registered: left as he is
+                assert dist and min(dist) < 0.2, k
+            else:  # the stranger: not recognisable in any frame
+                assert not dist or min(dist) > 0.5, (k, dist)

@@ -82,6 +82,13 @@ class FacePipeline:
         ``chip`` (N, S, S, 3) uint8. Returns all their faces with quality and embeddings."""
         on_device = [_to_device(im, self.device) for im in images]
         faces = self.detector.detect(on_device)
+        return self._describe(on_device, faces, keep_chips)
+
+    def detect(self, images: Sequence[np.ndarray | torch.Tensor]) -> Faces:
+        """The faces of uint8 RGB HWC images: boxes, scores and landmarks only (no alignment or embedding)."""
+        return self.detector.detect([_to_device(im, self.device) for im in images])
+
+    def _describe(self, on_device: list[torch.Tensor], faces: Faces, keep_chips: bool) -> Faces:
         dim = self.embedder.dim
         if len(faces) == 0:
             z = torch.zeros(0, device=self.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..annotate import blur_box, draw_detections, output_path, timeline_png
+from ..boxes import box_iou
 from ..decode.video import iter_frames
 from ..engine import split_on_oom
 from ..errors import MediaError
@@ -62,7 +64,8 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
         logo_tracks = add_video_logos(entry, item, va, logo_detector, brand_names)
     if annotate_dir is not None and va.frames_analysed:
         entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown,
-                                                          logo_tracks=logo_tracks)]
+                                                          logo_tracks=logo_tracks,
+                                                          faces_in=_face_boxes(pipeline) if blur_unknown else None)]
     return entry
 
 
@@ -157,12 +160,15 @@ def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
 
 
 def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool,
-                   logo_tracks: list[LogoTrack] | None = None) -> list[Path]:
+                   logo_tracks: list[LogoTrack] | None = None,
+                   faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> list[Path]:
     """Write an MP4 with boxes, names and track ids, and a timeline PNG. Frames between analysed frames
     show each track's box moved linearly from the analysed frame before to the one after (a track in only one
     of them keeps its box); with ``blur_unknown`` they blur, for every unknown face of either frame, the box
-    spanning both its positions, so a stranger walking between two analysed frames stays blurred. Counted logo
-    tracks' boxes show for the time their searched frame stands for."""
+    spanning both its positions, and every face ``faces_in`` (face boxes per frame: the detector run on every
+    written frame) finds that is not a named face there: a stranger who moves far between two analysed frames,
+    is missed in one, or appears after a cut between them stays blurred. Counted logo tracks' boxes show for
+    the time their searched frame stands for."""
     out = output_path(directory, item.path, ".annotated.mp4")
     fps = va.info.fps if va.info.fps and va.info.fps > 0 else 25.0
     written = []
@@ -176,8 +182,13 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
             logos_at = _logos_by_frame(logo_tracks or [])
             logo_times = np.array(sorted(logos_at), dtype=np.float64)
             for batch in iter_frames(item.local_path, sample_fps=None, batch_size=16):
-                for frame, pts in zip(batch.frames, batch.pts_s, strict=True):
+                found = faces_in(batch.frames) if blur_unknown and faces_in is not None else [None] * len(batch)
+                for frame, pts, boxes in zip(batch.frames, batch.pts_s, found, strict=True):
                     faces, labels, hide = _faces_at(shown, va.frame_pts_s, float(pts))
+                    if boxes is not None:
+                        named = [f.box for f in faces if f.identity is not None]
+                        hide += [list(map(float, b)) for b in boxes
+                                 if not any(box_iou(b, n) >= _NAMED_IOU for n in named)]
                     j = int(np.searchsorted(logo_times, pts + 1e-6)) - 1
                     logos = []
                     if j >= 0:
@@ -219,8 +230,9 @@ def _logos_by_frame(tracks: list[LogoTrack]) -> dict[float, tuple[float, list[Lo
 
 
 _Shown = dict[float, list[tuple[int, FaceEntry, str]]]
-# Blurred regions reach this fraction of a box's side beyond it on every side.
-_BLUR_MARGIN = 0.1
+# A face the detector finds in a written frame is a named face when it overlaps one this much; any other is
+# blurred (with ``blur_unknown``).
+_NAMED_IOU = 0.3
 
 
 def _detections_by_frame(va: VideoAnalysis) -> _Shown:
@@ -264,8 +276,16 @@ def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
     return faces, labels, hide
 
 
+def _face_boxes(pipeline: FacePipeline) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """Face boxes (K, 4) of each frame, by the pipeline's detector alone (no embedding)."""
+    def boxes(frames: list[np.ndarray]) -> list[np.ndarray]:
+        faces = split_on_oom(pipeline.detect, pipeline.device)(frames)
+        index = faces.image_index.cpu().numpy()
+        found = faces.boxes.float().cpu().numpy()
+        return [found[index == k] for k in range(len(frames))]
+    return boxes
+
+
 def _span(p: list[float], q: list[float]) -> list[float]:
-    """The box covering both boxes, widened by ``_BLUR_MARGIN`` of its size on every side."""
-    x1, y1, x2, y2 = min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])
-    dx, dy = _BLUR_MARGIN * (x2 - x1), _BLUR_MARGIN * (y2 - y1)
-    return [x1 - dx, y1 - dy, x2 + dx, y2 + dy]
+    """The box covering both boxes (:func:`~influvision.annotate.blur_box` widens what it blurs)."""
+    return [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
