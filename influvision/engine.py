@@ -418,9 +418,9 @@ class PhotoEngine:
                 results[id(item)] = MediaEntry(path=item.path, kind="photo", width=dec.width,
                                                 height=dec.height, duplicate_of=earlier)
                 continue
+            old = originals.pop(dups.superseded, None) if dups.superseded is not None else None
             originals[item.path] = item
-            if dups.superseded is not None:  # a far larger copy of an earlier photo: it is counted instead
-                old = originals.pop(dups.superseded)
+            if old is not None:  # a far larger copy of an earlier photo: it is counted instead
                 first = results.get(id(old))  # analysed in an earlier window, or resumed
                 pending = [p for p in todo if p.item is old]  # or still to be analysed in this one
                 todo = [p for p in todo if p.item is not old]
