@@ -164,6 +164,30 @@ def test_a_face_the_tracker_hands_to_a_refused_track_still_counts_for_its_person
     assert sorted(np.round(det.pts_s[handed & (det.identity == 0)], 1)) == [1.5, 1.6, 1.7, 1.8, 1.9, 2.0]
 
 
+def test_in_footage_under_two_frames_per_second_one_missed_frame_of_a_track_is_bridged(tmp_path):
+    path = tmp_path / "slides.mp4"  # five frames of 2 s each, numbered like the synthetic clip's
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(1, 2))
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1)
+        s.options = {"crf": "0"}
+        for i in range(5):
+            img = np.full((H, W, 3), 60, np.uint8)
+            img[:16, :16] = 4 * i
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = 2 * i, Fraction(1, 1)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    index, people = _gallery()
+    script = {"ann": ([0, 1, 3, 4], (10, 10, 50, 50), "ann", 0.2)}  # missed in the middle frame
+    res = analyse_video(path, faces_fn=_scripted_faces_fn(people, script), index=index, settings=SETTINGS,
+                        sample_fps=None)
+    assert [t.status for t in res.tracks] == ["named"]  # the tracker kept her track over the missed frame
+    np.testing.assert_allclose(res.person_intervals["ann"], [[0.0, 10.0]], atol=1e-6)  # not 8 s
+
+
 def test_gap_bridging_and_sampling(synthetic):
     path, index, faces_fn = synthetic
     res = analyse_video(path, faces_fn=faces_fn, index=index, settings=SETTINGS, sample_fps=None, max_gap_s=0.7)

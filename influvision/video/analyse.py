@@ -43,6 +43,8 @@ FacesFn = Callable[[list[np.ndarray]], Faces]
 _NEEDED = ("embedding", "size_px", "frontalness")
 # How long a face track survives without a detection (seconds; at least two sampled frames).
 LOST_TRACK_S = 1.0
+# Within one track, gaps up to this many analysed frame steps are bridged (one missed frame), besides max_gap_s.
+SLOW_FOOTAGE_GAP = 1.5
 # A refused track's box must overlap the named track's box beside the gap it fills this much (_handovers).
 HANDOVER_IOU = 0.1
 
@@ -283,14 +285,19 @@ def analyse_video(
     decisions = [dataclasses.replace(d, status="handed_over") if d.track_id in handing else d for d in decisions]
     tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
     # Each detection stands for its frame's time [pts, pts + duration); a person's intervals are the union
-    # of the frames of their named tracks, gaps shorter than max_gap_s bridged.
+    # of the frames of their named tracks, gaps shorter than max_gap_s bridged. Within one track, a gap of one
+    # missed analysed frame is bridged too (SLOW_FOOTAGE_GAP frame steps): in footage under 2 frames per second
+    # a frame is longer than max_gap_s, and the tracker, which kept the track, says the face was there.
     det_iv = np.stack([pts, pts + dur], axis=1) if len(pts) else np.zeros((0, 2))
+    step = float(np.median(fdur)) if len(fdur) else 0.0
+    within = SLOW_FOOTAGE_GAP * step if step > max_gap_s else max_gap_s
     person_intervals: dict[str, np.ndarray] = {}
     face_share: dict[str, float] = {}
     for p in np.unique(det_identity[det_identity >= 0]).tolist():
         name = index.names[p]
         mine = det_identity == p
-        person_intervals[name] = union_intervals(det_iv[mine], max_gap_s)
+        pieces = [union_intervals(det_iv[mine & (track_id == t)], within) for t in np.unique(track_id[mine])]
+        person_intervals[name] = union_intervals(np.concatenate(pieces), max_gap_s)
         face_share[name] = float(share[mine].mean())
     exposure = {n: total_seconds(iv) for n, iv in person_intervals.items()}
     # The timeline covers what was decoded (the declared length may be wrong or the stream cut short).
