@@ -244,12 +244,17 @@ class Report(BaseModel):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tables: dict[str, tuple[list[str], list[list[object]]]] = {}
-        for name, group in (("people", self.people), ("brands", self.brands)):
-            tables[name] = (
-                ["name", "photo_count", "exposure_seconds", "alone_seconds", "mean_similarity",
-                 "best_similarity", "mean_area_share", "photos"],
-                [[k, t.photo_count, round(t.exposure_seconds, 3), round(t.alone_seconds, 3), t.mean_similarity,
-                  t.best_similarity, t.mean_area_share, ";".join(t.photos)] for k, t in group.items()])
+        common = ["name", "photo_count", "exposure_seconds", "alone_seconds", "mean_similarity", "best_similarity",
+                  "mean_area_share"]
+
+        def row(k: str, t: SubjectTally) -> list[object]:
+            return [k, t.photo_count, round(t.exposure_seconds, 3), round(t.alone_seconds, 3), t.mean_similarity,
+                    t.best_similarity, t.mean_area_share]
+
+        tables["people"] = ([*common, "photos"], [[*row(k, t), ";".join(t.photos)] for k, t in self.people.items()])
+        tables["brands"] = ([*common, "mean_centrality", "mean_sharpness", "photos"],
+                            [[*row(k, t), t.mean_centrality, t.mean_sharpness, ";".join(t.photos)]
+                             for k, t in self.brands.items()])
         for name, pairs in (("together", self.together), ("co_appearance", self.co_appearance)):
             tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "photos"],
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),

@@ -70,6 +70,20 @@ def test_report_json_has_the_contract_keys_and_round_trips(tmp_path):
     assert "ann" in report.summary()
 
 
+def test_brand_rows_of_the_csv_carry_what_the_json_says(tmp_path):
+    logos = [LogoEntry(brand="acme", box=[0, 0, 20, 20], score=0.9, centrality=0.25, sharpness=0.5),
+             LogoEntry(brand="acme", box=[90, 90, 100, 100], score=0.8, centrality=0.75, sharpness=1.5)]
+    media = [photo("a.jpg", [face("ann")], logos)]
+    people, brands, together, co = tally_photos(media)
+    report = Report(people=people, brands=brands, together=together, co_appearance=co, media=media, settings=SETTINGS)
+    report.to_csv(tmp_path)
+    (row,) = csv.DictReader((tmp_path / "brands.csv").open())
+    acme = report.brands["acme"]
+    assert (float(row["mean_centrality"]), float(row["mean_sharpness"])) == (acme.mean_centrality, acme.mean_sharpness)
+    assert (acme.mean_centrality, acme.mean_sharpness) == (0.5, 1.0) and int(row["photo_count"]) == 1
+    assert "mean_centrality" not in next(csv.DictReader((tmp_path / "people.csv").open()))
+
+
 def test_file_names_cannot_inject_spreadsheet_formulas_or_terminal_codes(tmp_path):
     from influvision.report import Skipped
 
