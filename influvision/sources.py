@@ -348,7 +348,7 @@ class _Collector:
         ignored (``__MACOSX``)."""
         n = 0
         for _, _, files in os.walk(folder):  # links are not followed here
-            n += sum(1 for f in files if hidden is False or _kind_by_name(f) is not None)
+            n += sum(1 for f in files if not hidden or _kind_by_name(f) is not None)
         if hidden:
             self.media.hidden += n
         else:
@@ -395,10 +395,10 @@ class _Collector:
                 continue
             visited.add((st.st_dev, st.st_ino))
             if self.recursive:
-                for d in dirnames:
-                    if d.startswith(".") or d == "__MACOSX":
-                        self._pass_over(here / d, hidden=d != "__MACOSX")
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX"
+                passed = {d for d in dirnames if d.startswith(".") or d == "__MACOSX"}
+                for d in passed:
+                    self._pass_over(here / d, hidden=d != "__MACOSX")
+                dirnames[:] = sorted(d for d in dirnames if d not in passed
                                      and self._inside(here / d, real_root, _display_join(display, root, here / d)))
             else:
                 dirnames[:] = []

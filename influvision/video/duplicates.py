@@ -2,7 +2,8 @@
 
 A byte-identical copy is found by its SHA-256 (api.py). A re-encoded one has other bytes, so two videos are
 compared only when their lengths agree (within half a second or 1 %): then frames at the same times, two per
-second (as often as logos are searched, so nothing the analysis counts can hide between them), must be the same shot (:func:`influvision.sources.same_shot`, with a tolerance for video compression: resized,
+second (as often as logos are searched, so nothing the analysis counts can hide between them), must be the
+same shot (:func:`influvision.sources.same_shot`, with a tolerance for video compression: resized,
 recompressed or tone-edited, but no region that changed). Two recordings of one scene, say fixed-length segments from one camera, differ wherever anybody moved
 and stay two videos; footage in which nothing moves at all would be called a copy.
 """
@@ -84,11 +85,11 @@ class CopyFinder:
     def _opening(self, path: Path) -> np.ndarray | None:
         if path not in self._openings:
             try:
-                first = _frames(path, None, 1)  # every frame sampled: the first comes out at once
+                first = next(_stream(path, None, batch=1), None)  # every frame sampled: the first comes out at once
             except MediaError:
-                first = []
-            if first:
-                grey = cv2.cvtColor(first[0], cv2.COLOR_RGB2GRAY)
+                first = None
+            if first is not None:
+                grey = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
                 scale = min(1.0, _OPENING_SIDE / max(grey.shape))
                 self._openings[path] = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             else:
@@ -119,15 +120,7 @@ def same_footage(a: str | Path, a_s: float, b: str | Path, b_s: float, frames: i
     return False
 
 
-def _stream(path: str | Path, rate: float) -> Iterator[np.ndarray]:
-    for batch in iter_frames(path, sample_fps=rate, batch_size=4):
-        yield from batch.frames
-
-
-def _frames(path: str | Path, rate: float | None, n: int) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for batch in iter_frames(path, sample_fps=rate, batch_size=n):
-        out += batch.frames
-        if len(out) >= n:
-            break
-    return out[:n]
+def _stream(path: str | Path, rate: float | None, batch: int = 4) -> Iterator[np.ndarray]:
+    """The frames of a video sampled at ``rate`` per second (None: every frame), decoded ``batch`` at a time."""
+    for frames in iter_frames(path, sample_fps=rate, batch_size=batch):
+        yield from frames.frames

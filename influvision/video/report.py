@@ -278,8 +278,10 @@ def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
 
 def _face_boxes(pipeline: FacePipeline) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """Face boxes (K, 4) of each frame, by the pipeline's detector alone (no embedding)."""
+    detect = split_on_oom(pipeline.detect, pipeline.device)
+
     def boxes(frames: list[np.ndarray]) -> list[np.ndarray]:
-        faces = split_on_oom(pipeline.detect, pipeline.device)(frames)
+        faces = detect(frames)
         index = faces.image_index.cpu().numpy()
         found = faces.boxes.float().cpu().numpy()
         return [found[index == k] for k in range(len(frames))]
