@@ -436,8 +436,8 @@ class Gallery:
                 ref = load_reference(validate_name(name), data)
             except InfluvisionError as e:
                 return ReferenceStatus(path, "error", f"{path}: {e}")
-            return (lambda ref_id: None), "; ".join(w for w in (ref.texture_warning, self._mark_warning(subject, ref))
-                                                    if w)
+            return (lambda ref_id: None), "; ".join(
+                w for w in (ref.background_warning, ref.texture_warning, self._mark_warning(subject, ref)) if w)
 
         return self._add_references("brand", name, images, accept)
 

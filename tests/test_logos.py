@@ -179,6 +179,22 @@ def test_one_mark_registered_under_two_names_is_warned_about(tmp_path: Path, log
         assert twin.status == "added" and "looks like fedex's reference" in twin.message
 
 
+def test_a_photo_registered_as_a_brand_is_warned_about(tmp_path: Path, logo_data: Path):
+    """An opaque reference's mark is what differs from its border colour, so a whole photo given as a logo
+    gives scenery for a shape: registering one warns, a JPEG crop of a flat mark on a plain colour does not."""
+    from influvision.gallery import Gallery
+
+    flat = Image.new("RGBA", Image.open(logo_data / "refs" / "dhl.png").size, (200, 30, 30, 255))
+    flat.alpha_composite(Image.open(logo_data / "refs" / "dhl.png").convert("RGBA"))
+    crop = tmp_path / "dhl_crop.jpg"
+    flat.convert("RGB").save(crop, quality=75)
+    with Gallery(tmp_path / "g.db") as g:
+        (photo,) = g.add_brand("fedex", logo_data / "scenes" / "fl27_128500912.jpg")
+        (plain,) = g.add_brand("dhl", crop)
+    assert photo.status == "added" and "a photo rather than a logo" in photo.message
+    assert plain.status == "added" and "photo" not in plain.message
+
+
 @pytest.mark.parametrize("svg, problem", [
     (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><image href="/etc/hostname" '
      b'width="24" height="24"/></svg>', "external"),
