@@ -59,6 +59,8 @@ class TrackEntry(BaseModel):
     nearest: str | None = Field(None, description="Closest registered person even when not named (for audit)")
     status: str = Field("", description="Why the track was named or left unknown")
     evidence_frames: int = Field(0, description="Detections the identity decision used")
+    split_from: int | None = Field(None, description="The tracker's track this one was cut from where its face "
+                                   "became another person's (docs/video.md)")
 
 
 class LogoTrackEntry(BaseModel):
@@ -260,9 +262,10 @@ class Report(BaseModel):
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
                               ";".join(p.photos)] for p in pairs])
         tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
-                            "size_px", "sharpness", "frontalness", "area_share", "centrality"],
+                            "size_px", "sharpness", "frontalness", "area_share", "centrality", "distance"],
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
-                             f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality]
+                             f.size_px, f.sharpness, f.frontalness, f.area_share, f.centrality,
+                             "" if f.distance is None else f.distance]
                             for m in self.media for f in m.faces])
         tables["logos"] = (["path", "brand", "score", "x1", "y1", "x2", "y2", "area_share", "centrality", "sharpness",
                             "near", "cues", "mark_x1", "mark_y1", "mark_x2", "mark_y2"],
@@ -275,8 +278,11 @@ class Report(BaseModel):
                                  [[m.path, t.track_id, t.brand, t.counted, t.frames, t.best_score, t.mean_score,
                                    t.mean_area_share, json.dumps(t.intervals), t.status]
                                   for m in self.media for t in (m.logo_tracks or [])])
-        tables["tracks"] = (["path", "track_id", "identity", "similarity", "frames", "intervals"],
-                            [[m.path, t.track_id, t.identity or "", t.similarity, t.frames, json.dumps(t.intervals)]
+        tables["tracks"] = (["path", "track_id", "identity", "similarity", "frames", "intervals", "status",
+                             "nearest", "distance", "evidence_frames", "split_from"],
+                            [[m.path, t.track_id, t.identity or "", t.similarity, t.frames, json.dumps(t.intervals),
+                              t.status, t.nearest or "", "" if t.distance is None else t.distance,
+                              t.evidence_frames, "" if t.split_from is None else t.split_from]
                              for m in self.media for t in (m.tracks or [])])
         tables["intervals"] = (["kind", "name", "video", "start_s", "end_s"],
                                [[kind, name, video, s, e]

@@ -229,3 +229,43 @@ def test_a_stranger_moving_fast_between_analysed_frames_is_blurred_in_every_fram
                 assert dist and min(dist) < 0.2, k
             else:  # the stranger: not recognisable in any frame
                 assert not dist or min(dist) > 0.5, (k, dist)
+
+
+def _clip(path, shown, *, fps: int = 5, seconds: float = 8.0, size=(640, 360)):
+    """An H.264 clip of ``shown`` = [(photo, (x, y), start_s, end_s)], each photo scaled to 200 px high and
+    pasted at (x, y) on a grey wall for frames with start_s <= t < end_s."""
+    import av
+    from PIL import Image
+
+    tiles = []
+    for photo, xy, t0, t1 in shown:
+        img = Image.open(photo).convert("RGB")
+        tiles.append((img.resize((round(img.width * 200 / img.height), 200)), xy, t0, t1))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for i in range(round(seconds * fps)):
+            frame = Image.new("RGB", size, (150, 150, 150))
+            for img, xy, t0, t1 in tiles:
+                if t0 <= i / fps < t1:
+                    frame.paste(img, xy)
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_one_person_taking_anothers_place_without_a_cut_is_two_people(shared_data, full_gallery, tmp_path):
+    """The tracker links boxes by overlap, so the next guest posing where the last one stood continues the
+    last one's track: without cutting tracks by appearance all 8 s went to one of the two (4 s each)."""
+    faces = shared_data / "faces"
+    video = _clip(tmp_path / "wall.mp4", [(faces / "ben_affleck" / "1.jpg", (200, 80), 0.0, 4.0),
+                                         (faces / "elton_john" / "1.jpg", (220, 80), 4.0, 8.0)])
+    report = iv.track(video, gallery=full_gallery, device="cpu", sample_fps=5, progress=False)
+    ben, elton = report.people["ben_affleck"], report.people["elton_john"]
+    assert abs(ben.exposure_seconds - 4.0) <= 0.2 and abs(elton.exposure_seconds - 4.0) <= 0.2
+    (entry,) = report.media
+    assert [t.split_from for t in entry.tracks if t.identity == "elton_john"] == [
+        next(t.track_id for t in entry.tracks if t.identity == "ben_affleck")]
+    assert sum(p.seconds_together for p in report.together) == 0

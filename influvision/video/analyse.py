@@ -34,7 +34,7 @@ from .exposure import (
     total_seconds,
     union_intervals,
 )
-from .identity import DEFAULT_MIN_EVIDENCE, DEFAULT_TOP_K, TrackIdentity, identify_tracks
+from .identity import DEFAULT_MIN_EVIDENCE, DEFAULT_TOP_K, TrackIdentity, identify_tracks, split_tracks
 from .tracks import CUT_THRESHOLD, FaceTracker, ShotCutDetector
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class TrackSummary:
             span unless the face was missed for ``max_gap_s`` or longer.
         frames: detections in the track; evidence_frames: detections the identity decision used.
         mean_face_share: mean share of the frame area covered by the face box.
+        split_from: the tracker's track this one was cut from because its face became another person's
+            (:func:`~influvision.video.identity.split_tracks`); ``None`` for the tracker's own tracks.
     """
 
     track_id: int
@@ -81,6 +83,7 @@ class TrackSummary:
     frames: int
     evidence_frames: int
     mean_face_share: float
+    split_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,11 @@ def analyse_video(
     cuts: list[float] = []
     error: str | None = None
     n_frames = 0
+    # The tracker's clock advances by at most one sampling step per analysed frame: a variable-frame-rate file
+    # holds a frame on screen for seconds (a still in a screen recording, a freeze), and on the file's clock
+    # every track would be dropped as lost over such a frame although the face in it was shown all along.
+    # Seconds on screen come from the frames' own times, not from this clock.
+    step, clock, last_pts = 1.0 / rate, 0.0, None
     try:
         for batch in batches:
             faces = faces_fn(batch.frames)
@@ -246,7 +254,10 @@ def analyse_video(
                     tracker.cut()
                     cuts.append(float(batch.pts_s[j]))
                 lo, hi = bounds[j], bounds[j + 1]
-                tracker.update(boxes[lo:hi], scores[lo:hi], float(batch.pts_s[j]))
+                pts_j = float(batch.pts_s[j])
+                clock += step if last_pts is None else min(pts_j - last_pts, step)
+                last_pts = pts_j
+                tracker.update(boxes[lo:hi], scores[lo:hi], clock)
             cols = {k: faces.columns[k] for k in (*_NEEDED, "sharpness") if k in faces.columns}
             kept.append(Faces(faces.image_index, faces.boxes, faces.scores, faces.landmarks, cols))
             det_pts.append(batch.pts_s[img])
@@ -262,7 +273,7 @@ def analyse_video(
         bar.close()
 
     all_faces = Faces.cat(kept) if kept else Faces.empty()
-    track_id = tracker.track_ids
+    track_id, split_from = split_tracks(all_faces, tracker.track_ids, settings)
     pts = np.concatenate(det_pts) if det_pts else np.zeros(0)
     dur = np.concatenate(det_dur) if det_dur else np.zeros(0)
     fpts = np.concatenate(frame_pts) if frame_pts else np.zeros(0)
@@ -283,7 +294,8 @@ def analyse_video(
     det_identity[handed[:, 0]] = handed[:, 1]
     handing = {int(t) for t in track_id[handed[:, 0]]}
     decisions = [dataclasses.replace(d, status="handed_over") if d.track_id in handing else d for d in decisions]
-    tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id]) for d in decisions]
+    tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id],
+                       split_from.get(d.track_id)) for d in decisions]
     # Each detection stands for its frame's time [pts, pts + duration); a person's intervals are the union
     # of the frames of their named tracks, gaps shorter than max_gap_s bridged. Within one track, a gap of one
     # missed analysed frame is bridged too (SLOW_FOOTAGE_GAP frame steps): in footage under 2 frames per second
@@ -392,8 +404,9 @@ def _track_intervals(track_id: np.ndarray, pts: np.ndarray, dur: np.ndarray,
     return out
 
 
-def _summary(d: TrackIdentity, span: tuple[float, float], intervals: np.ndarray, share: float) -> TrackSummary:
+def _summary(d: TrackIdentity, span: tuple[float, float], intervals: np.ndarray, share: float,
+             split_from: int | None) -> TrackSummary:
     return TrackSummary(track_id=d.track_id, identity=d.identity, distance=d.distance, similarity=d.similarity,
                         nearest=d.nearest, status=d.status, start_s=span[0], end_s=span[1],
                         intervals=[(float(a), float(b)) for a, b in intervals], frames=d.frames,
-                        evidence_frames=d.evidence_frames, mean_face_share=share)
+                        evidence_frames=d.evidence_frames, mean_face_share=share, split_from=split_from)

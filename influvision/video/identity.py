@@ -18,6 +18,11 @@ A track (one face followed through one shot) is one person, so it is named once:
    is at least ``MIN_TRACK_FACE_PX``, its best person
    is within ``settings.threshold`` and the runner-up is at least ``settings.margin`` further; otherwise
    unknown. Profiles and small frames of a named track carry the name; they never decide it.
+0. *One face per track*: the tracker links boxes by overlap alone, so a face that takes another's place
+   without a cut (the next guest at a photo wall, a dancer stepping in) would continue its track and the
+   track's seconds would all go to one name. :func:`split_tracks` first cuts a track where two successive
+   faces of it are further than ``SPLIT_FACTOR`` x the threshold from the mean of the track's faces before
+   them; each piece is then named on its own.
 4. *Conflicts*: two tracks that overlap in time show two different faces, so they cannot both be the same
    person. Claims are granted in order of increasing distance; a claim that overlaps in time with an
    already granted claim for the same person is refused and that track stays unknown (it does not fall back
@@ -55,6 +60,15 @@ MIN_TRACK_FACE_PX = 40.0
 #: A track needs at least this many identifiable detections to be named (one or two good frames are too
 #: easily a lookalike moment; three sampled frames are 0.3 s at 10 frames per second).
 DEFAULT_MIN_EVIDENCE = 3
+#: A track is cut where ``SPLIT_CONFIRM`` successive identifiable faces at least ``MIN_TRACK_FACE_PX`` high are
+#: each further than ``SPLIT_FACTOR`` x the matching threshold (0.6 for dlib-resnet-v1: dlib's own "another
+#: person") from the mean of the track's faces since its start or last cut. Measured (benchmarks/RESULTS.md,
+#: "One face per track"): on the shared clips at 5 and 10 sampled frames per second it cuts nothing in nggyup
+#: and street_crowd, and 3 (5 fps) and 2 (10 fps) tracks of dirtydancing's crowded dance floor, each where the
+#: tracker had passed one dancer's track to another (checked by eye); one person taking another's place at a
+#: photo wall measured 0.77-0.97, single faces within a track up to 0.81 (one far face cuts nothing).
+SPLIT_FACTOR = 1.2
+SPLIT_CONFIRM = 2
 # Faces this tall (pixels) or taller count as full size in the quality ranking.
 _FULL_SIZE_PX = 100.0
 
@@ -123,6 +137,70 @@ def identifiable(faces: Faces, settings: MatchSettings, min_frontalness: float =
 
 def _overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
+                 min_frontalness: float = DEFAULT_MIN_FRONTALNESS) -> tuple[np.ndarray, dict[int, int]]:
+    """Cut tracks where their face becomes another person's (rule 0 of the module docstring).
+
+    Args:
+        faces: M detections in time order with ``embedding``, ``size_px``, ``frontalness`` (and optionally
+            ``sharpness``) columns.
+        track_id: (M,) int64 from the tracker, -1 for untracked detections.
+        settings: resolved match settings (``threshold`` set).
+        min_frontalness: the evidence gate's frontalness.
+
+    Returns:
+        (M,) int64 track ids with every piece after a cut under a new id (above all existing ones), and
+        ``{new id: the tracker's id}`` for those pieces. The detections between the last face of the earlier
+        person and the first of the later one (profiles, small or blurred frames, which could be either) form
+        a piece of their own, which has no evidence and is never named.
+    """
+    track_id = np.asarray(track_id, dtype=np.int64)
+    if settings.threshold is None:
+        raise ValueError("split_tracks needs resolved settings (threshold set)")
+    if not len(track_id) or (track_id < 0).all():
+        return track_id.copy(), {}
+    strong = (identifiable(faces, settings, min_frontalness)
+              & (faces.columns["size_px"].float() >= MIN_TRACK_FACE_PX)).cpu().numpy() & (track_id >= 0)
+    rows = np.flatnonzero(strong)
+    emb = faces.columns["embedding"][torch.as_tensor(rows, device=faces.device)].float().cpu().numpy()
+    limit = SPLIT_FACTOR * settings.threshold
+    out = track_id.copy()
+    next_id = int(track_id.max()) + 1
+    parent: dict[int, int] = {}
+    for t in np.unique(track_id[rows]).tolist():
+        mine = np.flatnonzero(track_id[rows] == t)  # indices into rows / emb, in time order
+        cuts: list[tuple[int, int]] = []  # (row of the earlier person's last face, row of the later's first)
+        total, count, far = emb[mine[0]].copy(), 1, 0
+        for k in range(1, len(mine)):
+            e = emb[mine[k]]
+            if np.linalg.norm(e - total / count) > limit:
+                far += 1
+                if far == SPLIT_CONFIRM:
+                    first = k - SPLIT_CONFIRM + 1
+                    cuts.append((rows[mine[first - 1]], rows[mine[first]]))
+                    total = emb[mine[first:k + 1]].sum(axis=0)
+                    count, far = SPLIT_CONFIRM, 0
+                continue
+            # A single far face before a near one is noise (a blink, a turned head): it neither cuts nor joins.
+            total, count, far = total + e, count + 1, 0
+        if not cuts:
+            continue
+        all_rows = np.flatnonzero(track_id == t)
+        for last, first in cuts:
+            between = all_rows[(all_rows > last) & (all_rows < first)]
+            if between.size:
+                out[between] = next_id
+                parent[next_id] = t
+                next_id += 1
+            after = all_rows[all_rows >= first]
+            out[after] = next_id
+            parent[next_id] = t
+            next_id += 1
+        log.info("track %d holds %d faces in turn; cut into %d pieces", t, len(cuts) + 1,
+                 len({int(v) for v in out[all_rows]}))
+    return out, parent
 
 
 def identify_tracks(

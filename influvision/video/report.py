@@ -73,7 +73,8 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
     tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=round(t.similarity, 4),
                          intervals=[[_r(s), _r(e)] for s, e in t.intervals], frames=t.frames,
                          distance=round(t.distance, 4) if math.isfinite(t.distance) else None, nearest=t.nearest,
-                         status=t.status, evidence_frames=t.evidence_frames) for t in va.tracks]
+                         status=t.status, evidence_frames=t.evidence_frames, split_from=t.split_from)
+              for t in va.tracks]
     people = {name: VideoPresence(intervals=[[_r(s), _r(e)] for s, e in ivs.tolist()],
                                   exposure_seconds=_r(va.exposure_s.get(name, 0.0)),
                                   alone_seconds=_r(va.alone_s.get(name, 0.0)),
