@@ -269,3 +269,37 @@ def test_one_person_taking_anothers_place_without_a_cut_is_two_people(shared_dat
     assert [t.split_from for t in entry.tracks if t.identity == "elton_john"] == [
         next(t.track_id for t in entry.tracks if t.identity == "ben_affleck")]
     assert sum(p.seconds_together for p in report.together) == 0
+
+
+def test_stills_held_for_seconds_in_a_variable_frame_rate_file_count_their_seconds(shared_data, full_gallery,
+                                                                                      tmp_path):
+    """Four frames of a face, each shown 2 s, between 30 fps parts without it (a screen recording writes a frame
+    only when the screen changes): 8 s on screen. On the file's clock every track was dropped as lost over each
+    2 s frame, so the four frames were four one-frame tracks and counted 0 s."""
+    from fractions import Fraction
+
+    import av
+    from PIL import Image
+
+    photo = Image.open(shared_data / "faces" / "ben_affleck" / "1.jpg").convert("RGB")
+    wall = Image.new("RGB", (640, 360), (150, 150, 150))
+    shown = wall.copy()
+    shown.paste(photo.resize((round(photo.width * 200 / photo.height), 200)), (220, 80))
+    frames = [(i / 30, wall) for i in range(30)] + [(t, shown) for t in (1, 3, 5, 7)] + \
+        [(9 + i / 30, wall) for i in range(30)]
+    tb = Fraction(1, 1000)
+    path = tmp_path / "screen.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", options={"bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = tb
+        for t, img in frames:
+            frame = av.VideoFrame.from_image(img)
+            frame.pts, frame.time_base = round(t * 1000), tb
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
+    ben = report.people["ben_affleck"]
+    assert ben.exposure_seconds == 8.0 and list(ben.intervals.values()) == [[[1.0, 9.0]]]
