@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,17 +24,19 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .checkpoint import Checkpoint
+from .decode.video import sampling_step
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
 from .errors import GalleryError
 from .faces.detect import smallest_face_searched
 from .faces.embed import resolve_device
 from .faces.pipeline import FacePipeline
+from .files import writable_folder
 from .gallery import Gallery, StoredDetector
 from .hashing import sha256_file
 from .logos.cues import SOURCE_SIFT, cue_names
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
-from .sources import MediaItem, collect_media
+from .sources import MediaItem, collect_media, source_list
 from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
 
@@ -109,16 +112,35 @@ def track(
         the :class:`Report`; nothing is dropped silently: every input is analysed, a duplicate or skipped.
 
     Raises:
-        GalleryError: ``gallery`` is a path with no file (a misspelt path would otherwise track against an
-            empty gallery and name nobody).
+        GalleryError: ``gallery`` is a path with no file or an empty one (a misspelt path would otherwise track
+            against an empty gallery and name nobody), or the gallery registers nobody and no brand.
+        TypeError, ValueError: an argument of the wrong type or out of range (``sources`` that are not paths,
+            ``sample_fps``, ``workers``, a threshold far above the calibrated one), before anything is read.
+        InfluvisionError: ``annotate_dir`` cannot be created or written to.
     """
+    sources = source_list(sources)  # every argument is checked before models load or media are read
     settings = settings or DEFAULT_SETTINGS
+    if not isinstance(settings, MatchSettings):
+        raise TypeError(f"settings must be a MatchSettings, not {type(settings).__name__}")
+    sampling_step(sample_fps)
+    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
+    if annotate_dir is not None:
+        annotate_dir = writable_folder(annotate_dir, "annotate_dir")
     own_gallery = not isinstance(gallery, Gallery)
-    if not isinstance(gallery, Gallery) and not Path(gallery).is_file():
-        raise GalleryError(f"no gallery file at {gallery}: create one with Gallery(path).add_person(...)")
+    if own_gallery:
+        if not isinstance(gallery, str | os.PathLike):
+            raise TypeError(f"gallery must be a Gallery or the path of its file, not {type(gallery).__name__}")
+        if not Path(gallery).is_file():
+            raise GalleryError(f"no gallery file at {gallery}: create one with Gallery(path).add_person(...)")
+        if Path(gallery).stat().st_size == 0:
+            raise GalleryError(f"{gallery} is an empty file, not a gallery: create one with Gallery(path).add_person(...)")
     dev = resolve_device(device)
     g = Gallery(gallery, device=str(dev)) if own_gallery else gallery
     try:
+        if not g.people() and not g.brands():
+            raise GalleryError(f"{g.path} registers nobody and no brand: nothing could be found; add people or brands "
+                               "first (Gallery.add_person, Gallery.add_brand)")
         # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.
         loaded = g.loaded_pipeline
         pipeline = loaded if loaded is not None and loaded.device == dev and loaded.detector.max_side == max_side \

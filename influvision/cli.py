@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import InfluvisionError
+from .files import writable_folder
 
 EPILOG = """examples:
   influvision gallery add-person rick_astley rick1.jpg rick2.jpg --gallery event.db
@@ -82,18 +83,6 @@ def _writable_file(path: str, what: str) -> None:
     except OSError as e:
         raise InfluvisionError(f"{what} {path}: cannot make its folder {p.parent} ({e.strerror or e})") from None
     if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise InfluvisionError(f"{what} {path}: not writable (permission denied)")
-
-
-def _writable_folder(path: str, what: str) -> None:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InfluvisionError(f"{what} {path} is a file; give a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InfluvisionError(f"{what} {path}: cannot make the folder ({e.strerror or e})") from None
-    if not os.access(p, os.W_OK):
         raise InfluvisionError(f"{what} {path}: not writable (permission denied)")
 
 
@@ -193,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's exit flush cannot fail
         return 1
+    except (TypeError, ValueError, OSError) as e:  # a bad value or file the checks above did not catch
+        print(f"influvision: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a defect: exit 1 would read as "finished, some inputs skipped"
+        if args.verbose:
+            logging.getLogger(__name__).exception("internal error")
+        print(f"influvision: internal error: {type(e).__name__}: {e} (run with -v for the traceback)",
+              file=sys.stderr)
+        return 3
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,7 +219,6 @@ def _run(args: argparse.Namespace) -> int:
             return 0
     if args.command == "track":
         from .api import track
-        from .gallery import Gallery
 
         _existing_gallery(args.gallery, "create it with 'influvision gallery add-person'")
         _writable_file(args.out, "--out")
@@ -229,8 +226,8 @@ def _run(args: argparse.Namespace) -> int:
             _writable_file(args.checkpoint, "--checkpoint")
         for folder, flag in ((args.csv, "--csv"), (args.annotate, "--annotate")):
             if folder:
-                _writable_folder(folder, flag)
-        report = track(args.sources, Gallery(args.gallery, device=args.device), device=args.device,
+                writable_folder(folder, flag)
+        report = track(args.sources, args.gallery, device=args.device,
                        sample_fps=args.sample_fps or None, annotate_dir=args.annotate,
                        blur_unknown=args.blur_unknown, checkpoint=args.checkpoint, batch_size=args.batch_size,
                        logo_text=args.logo_text, max_side=args.max_side, progress=not args.quiet)

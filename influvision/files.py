@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from .errors import InfluvisionError
+
 _counter = itertools.count()
 
 # Largest reference image file (a person's photo, a brand's logo) read, in bytes.
@@ -66,3 +68,21 @@ def write_text_atomically(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through :func:`written_atomically`."""
     with written_atomically(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def writable_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a folder that exists (made when missing) and can be written to.
+
+    Raises:
+        InfluvisionError: it is a file, cannot be made or is not writable; the message starts with ``what``.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InfluvisionError(f"{what} {path} is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InfluvisionError(f"{what} {path}: cannot make the folder ({e.strerror or e})") from None
+    if not os.access(p, os.W_OK):
+        raise InfluvisionError(f"{what} {path}: not writable (permission denied)")
+    return p

@@ -122,6 +122,38 @@ class ReferenceStatus:
         return self.status in ("added", "already_registered")
 
 
+def _reference_paths(kind: str, images: object) -> list[str]:
+    """Reference image paths: one path, a folder (its image files, sorted) or an iterable of paths.
+
+    Raises:
+        TypeError: images given as anything but paths (bytes, arrays, images in memory, None).
+    """
+    from .decode.images import PHOTO_EXTENSIONS
+
+    def refuse(what: object) -> TypeError:
+        return TypeError(f"add_{kind} takes reference image paths (str or pathlib.Path, a folder, or a list of "
+                         f"them), not {type(what).__name__}; images in memory are not supported: save them first")
+
+    if isinstance(images, str | os.PathLike):
+        items: list[object] = [images]
+    elif isinstance(images, bytes | bytearray) or not hasattr(images, "__iter__") or hasattr(images, "__array__") \
+            or hasattr(images, "read") or hasattr(images, "getpixel"):
+        raise refuse(images)
+    else:
+        items = list(images)  # type: ignore[call-overload]
+    paths: list[str] = []
+    suffixes = PHOTO_EXTENSIONS | ({".svg"} if kind == "brand" else set())
+    for item in items:
+        if not isinstance(item, str | os.PathLike) or not isinstance(os.fspath(item), str):
+            raise refuse(item)
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        else:
+            paths.append(str(item))
+    return paths
+
+
 def validate_name(name: str) -> str:
     """Return the name stripped and in Unicode's composed form (NFC: an accent typed as a separate mark, as some
     systems store it, is the same name), or raise GalleryError saying what a valid name looks like."""
@@ -163,6 +195,7 @@ class Gallery:
         # A gallery in a folder we cannot write to (a shared, read-only copy) is read as it is: SQLite would
         # otherwise try to create its journal files beside it and fail.
         read_only = self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
+        self.read_only = read_only
         try:
             if read_only:
                 # With a -wal file beside it, changes may still be there (a writer has it open): read them with
@@ -231,6 +264,7 @@ class Gallery:
     @contextmanager
     def _immediate(self) -> Iterator[None]:
         """A write transaction that takes the file's write lock at once (other processes wait for it)."""
+        self._writable()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -238,6 +272,11 @@ class Gallery:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise GalleryError(f"{self.path} is read-only (the file or its folder cannot be written to): registering "
+                               "or removing needs a writable copy")
 
     # ---- people -----------------------------------------------------------------------------------------
 
@@ -265,9 +304,10 @@ class Gallery:
         """Read, hash and check each reference image (``accept``), store the accepted ones; a subject left
         with no reference at all is not registered."""
         name = validate_name(name)
-        paths = [images] if isinstance(images, (str, Path)) else list(images)
+        paths = _reference_paths(kind, images)
         if not paths:
             raise GalleryError(f"add_{kind}({name!r}) needs at least one reference image")
+        self._writable()
         subject = self._subject_id(kind, name, create=True)
         statuses: list[ReferenceStatus] = []
         try:
@@ -286,6 +326,12 @@ class Gallery:
         sha = hashlib.sha256(data).hexdigest()
         if self._db.execute("SELECT 1 FROM refs WHERE subject_id=? AND sha256=?", (subject, sha)).fetchone():
             return ReferenceStatus(path, "already_registered")
+        other = self._db.execute(
+            "SELECT s.name FROM refs r JOIN subjects s ON s.id = r.subject_id WHERE r.sha256=? AND s.kind = "
+            "(SELECT kind FROM subjects WHERE id=?) AND s.id != ?", (sha, subject, subject)).fetchone()
+        if other:  # the same picture cannot show two people (or two brands' marks): a slip of the hand
+            return ReferenceStatus(path, "error", f"{path}: this file is already a reference of {other[0]!r}; a "
+                                   "reference can stand for one name only")
         verdict = accept(subject, data, path)
         if isinstance(verdict, ReferenceStatus):
             return verdict
@@ -413,6 +459,10 @@ class Gallery:
             "SELECT r.id, r.source_path, r.data FROM refs r JOIN subjects s ON s.id = r.subject_id "
             f"WHERE s.kind='person' AND (SELECT COUNT(*) FROM embeddings e WHERE e.ref_id = r.id "
             f"AND e.embedder IN ({','.join('?' * len(keys))})) < ?", (*keys, len(keys))).fetchall()
+        if missing and self.read_only:
+            raise GalleryError(f"{self.path} is read-only and {len(missing)} of its references have no {self.embedder_name} "
+                               "embeddings yet (registered with another embedder or version): open a writable copy "
+                               "once (e.g. influvision gallery list) to compute them")
         for ref_id, path, data in missing:
             face = self._reference_face(data, path)
             if isinstance(face, ReferenceStatus):

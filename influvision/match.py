@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,13 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 UNKNOWN = -1
+
+
+#: Thresholds above this multiple of the embedder's calibrated one are refused: the threshold is a distance (lower
+#: is stricter) while reports show similarity (1 - distance), so 0.9 "to be strict" is the likely mistake; at
+#: dlib's usual 0.6 (1.2x) a plain pipeline already names a stranger in one photo in six
+#: (docs/accuracy.md), and at 0.9 the shared scenes name 8 strangers.
+MAX_THRESHOLD_FACTOR = 1.4
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class MatchSettings:
 
     def __post_init__(self) -> None:
         def number(name: str, value: object, *, positive: bool) -> None:
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
                 and (value > 0 if positive else value >= 0)
             if not ok:
                 need = "a finite number > 0" if positive else "a finite number >= 0"
@@ -74,8 +82,18 @@ class MatchSettings:
             raise ValueError(f"MatchSettings.resolution_match must be True or False, got {self.resolution_match!r}")
 
     def resolved(self, default_threshold: float) -> MatchSettings:
-        """These settings with ``threshold`` filled in from the embedder's default when unset."""
+        """These settings with ``threshold`` filled in from the embedder's default when unset.
+
+        Raises:
+            ValueError: a threshold above ``MAX_THRESHOLD_FACTOR`` x the embedder's calibrated one.
+        """
         if self.threshold is not None:
+            if self.threshold > MAX_THRESHOLD_FACTOR * default_threshold:
+                raise ValueError(
+                    f"MatchSettings.threshold {self.threshold} is a distance, where lower is stricter: above "
+                    f"{MAX_THRESHOLD_FACTOR * default_threshold:.2f} ({MAX_THRESHOLD_FACTOR}x this embedder's calibrated "
+                    f"{default_threshold}) strangers are routinely named (docs/accuracy.md); similarity, which the "
+                    "report shows, is 1 - distance")
             return self
         return dataclasses.replace(self, threshold=default_threshold)
 

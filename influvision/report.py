@@ -235,9 +235,18 @@ class Report(BaseModel):
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> Report:
+        """A report from its JSON text or the path of a file holding it.
+
+        Raises:
+            FileNotFoundError: a ``Path``, or a string that is not JSON text, naming no file.
+        """
+        is_text = isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{")
+        if is_text:
+            return cls.model_validate(json.loads(text_or_path))
         p = Path(text_or_path)
-        text = p.read_text() if len(str(text_or_path)) < 4096 and p.exists() else str(text_or_path)
-        return cls.model_validate(json.loads(text))
+        if not p.is_file():
+            raise FileNotFoundError(f"no report file at {text_or_path}")
+        return cls.model_validate(json.loads(p.read_text()))
 
     def to_csv(self, directory: str | Path) -> list[Path]:
         """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``faces.csv``

@@ -188,6 +188,34 @@ class MediaSet:
         return self.temp_dir
 
 
+def source_list(sources: object) -> list[str]:
+    """``sources`` as a list of path strings: one path (``str`` or path-like) or an iterable of them.
+
+    Raises:
+        TypeError: anything else (bytes, arrays, images, open files, numbers, nested lists), named.
+    """
+    def refuse(what: object) -> TypeError:
+        hint = " (in-memory images are not supported: save them as files first)" \
+            if not isinstance(what, str | bytes | int | float | type(None) | list | tuple) else ""
+        return TypeError(f"sources must be a path (str or pathlib.Path) or a list of paths, not "
+                         f"{type(what).__name__}{hint}")
+
+    if isinstance(sources, str | os.PathLike):
+        return [os.fspath(sources)]
+    if isinstance(sources, bytes | bytearray) or not hasattr(sources, "__iter__") or hasattr(sources, "read") \
+            or hasattr(sources, "__array__") or hasattr(sources, "getpixel"):
+        raise refuse(sources)
+    out = []
+    for src in sources:  # type: ignore[attr-defined]
+        if not isinstance(src, str | os.PathLike):
+            raise refuse(src)
+        path = os.fspath(src)
+        if not isinstance(path, str):
+            raise refuse(path)
+        out.append(path)
+    return out
+
+
 def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                   recursive: bool = True, max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
                   max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
@@ -208,12 +236,11 @@ def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         A :class:`MediaSet`; use it as a context manager (``with collect_media(...) as media:``) so that
         extracted archive members are deleted. Never raises for bad inputs: they go to ``skipped``.
     """
-    if isinstance(sources, str | os.PathLike):
-        sources = [sources]
+    sources = source_list(sources)
     collector = _Collector(MediaSet(), recursive, max_extract_bytes, max_compression_ratio, max_archive_members)
     try:
         for src in sources:
-            collector.add_source(os.fspath(src))
+            collector.add_source(src)
     except BaseException:
         collector.media.close()
         raise

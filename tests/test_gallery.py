@@ -35,7 +35,9 @@ def test_reference_photos_are_checked_one_by_one(gallery, shared_data):
 def test_one_face_under_two_names_is_flagged_and_names_differing_in_case_are_refused(gallery, shared_data):
     faces = shared_data / "faces"
     gallery.add_person("elton_john", [faces / "elton_john" / "1.jpg"])
-    (again,) = gallery.add_person("sir_elton", [faces / "elton_john" / "1.jpg"])
+    (same_file,) = gallery.add_person("sir_elton", [faces / "elton_john" / "1.jpg"])  # the very file: a slip
+    assert same_file.status == "error" and "already a reference of 'elton_john'" in same_file.message
+    (again,) = gallery.add_person("sir_elton", [faces / "elton_john" / "5.jpg"])
     assert again.status == "added" and "elton_john's reference" in again.message and "two names" in again.message
     (other,) = gallery.add_person("madonna", [faces / "madonna" / "1.jpg"])  # someone else: no warning
     assert other.status == "added" and other.message == ""
@@ -195,3 +197,23 @@ def test_processes_creating_one_gallery_and_registering_one_name_at_once_agree(t
         assert sorted(out.strip() for out, _ in outs) == ["added", "already_registered"]
         with Gallery(path, device="cpu") as g:
             assert g.brands() == ["acme"]
+
+
+def test_references_are_paths_a_folder_gives_its_images_and_a_read_only_gallery_refuses_writes(
+        tmp_path, shared_data, monkeypatch):
+    with Gallery(tmp_path / "g.db", device="cpu") as g:
+        for wrong in (b"/a.jpg", None, 5, [b"/a.jpg"]):
+            with pytest.raises(TypeError, match="reference image paths"):
+                g.add_person("joe_biden", wrong)
+        statuses = g.add_person("joe_biden", shared_data / "faces" / "joe_biden")  # a folder: its photos
+        assert len(statuses) == len(list((shared_data / "faces" / "joe_biden").iterdir())) >= 2
+        assert all(s.ok for s in statuses)
+    real_access = os.access
+    monkeypatch.setattr("influvision.gallery.os.access",
+                        lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with Gallery(tmp_path / "g.db", device="cpu") as ro:
+        assert ro.read_only and ro.people() == ["joe_biden"]
+        with pytest.raises(GalleryError, match="read-only"):
+            ro.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+        with pytest.raises(GalleryError, match="read-only"):
+            ro.remove_person("joe_biden")

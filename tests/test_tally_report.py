@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from influvision.report import FaceEntry, LogoEntry, MediaEntry, Report, Settings
 from influvision.tally import logo_near_face, prominence, tally_photos, union_length
 
@@ -62,7 +64,9 @@ def test_report_json_has_the_contract_keys_and_round_trips(tmp_path):
     assert set(data["media"][0]) >= {"path", "kind", "width", "height", "faces", "logos", "error"}
     assert set(data["media"][0]["faces"][0]) >= {"identity", "box", "score", "similarity"}
     assert set(data["settings"]) >= {"embedder", "threshold", "device", "version"}
-    assert Report.from_json(tmp_path / "r.json") == report
+    assert Report.from_json(tmp_path / "r.json") == report == Report.from_json(report.to_json())
+    with pytest.raises(FileNotFoundError, match="typo.json"):
+        Report.from_json(str(tmp_path / "typo.json"))
     files = {p.name for p in report.to_csv(tmp_path / "csv")}
     assert {"people.csv", "faces.csv", "skipped.csv", "co_appearance.csv"} <= files
     rows = list(csv.DictReader((tmp_path / "csv" / "faces.csv").open()))

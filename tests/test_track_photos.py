@@ -379,3 +379,34 @@ def test_a_web_size_copy_met_first_does_not_stand_for_the_full_size_photo(tmp_pa
             str(tmp_path / "a_web" / "ob.jpg"): original, original: None,
             str(tmp_path / "b_originals" / "ob_half.jpg"): original}
         assert report.counts.analysed == 1 and report.counts.duplicates == 2, resume
+
+
+def test_bad_arguments_are_refused_by_name_before_anything_is_analysed(tmp_path, shared_data, full_gallery):
+    """A bad sample_fps used to surface at the first video, after every photo had been analysed (the work lost);
+    sources that are not paths gave raw errors from deep inside; a gallery registering nobody, or an empty
+    file, tracked "successfully" and named nobody; a threshold of 0.9 ("strict", read as a similarity) named
+    strangers."""
+    import numpy as np
+
+    photo = shared_data / "scenes" / "couple.jpg"
+    run = dict(device="cpu", progress=False)
+    for fps in (0, -1, float("nan"), "10"):
+        with pytest.raises(ValueError, match="sample_fps"):
+            iv.track(photo, gallery=full_gallery, sample_fps=fps, **run)
+    for wrong in (b"a.jpg", np.zeros((8, 8, 3), np.uint8), None, [["a.jpg"]]):
+        with pytest.raises(TypeError, match="sources must be a path"):
+            iv.track(wrong, gallery=full_gallery, **run)
+    with pytest.raises(ValueError, match="is a distance, where lower is stricter"):
+        iv.track(photo, gallery=full_gallery, settings=iv.MatchSettings(threshold=0.9), **run)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(iv.InfluvisionError, match="annotate_dir .* is a file"):
+        iv.track(photo, gallery=full_gallery, annotate_dir=tmp_path / "a_file", **run)
+    with pytest.raises(iv.InfluvisionError, match="not supported"):
+        iv.track(photo, gallery=full_gallery, device="mps", progress=False)
+    (tmp_path / "zero.db").write_bytes(b"")
+    with pytest.raises(iv.GalleryError, match="empty file"):
+        iv.track(photo, gallery=tmp_path / "zero.db", **run)
+    assert (tmp_path / "zero.db").stat().st_size == 0  # not turned into a gallery
+    iv.Gallery(tmp_path / "nobody.db").close()
+    with pytest.raises(iv.GalleryError, match="registers nobody"):
+        iv.track(photo, gallery=tmp_path / "nobody.db", **run)

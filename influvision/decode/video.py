@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -313,11 +314,18 @@ def probe_video(path: str | Path, *, backend: str = "pyav") -> VideoInfo:
     return _backend(backend).probe(str(path))
 
 
-def _sampler(sample_fps: float | None) -> tuple[float, bool]:
+def sampling_step(sample_fps: float | None) -> tuple[float, bool]:
+    """(seconds between analysed frames, whether frames are sampled at all) for ``sample_fps``.
+
+    Raises:
+        ValueError: ``sample_fps`` is neither None (every frame) nor a positive, finite number.
+    """
     if sample_fps is None:
         return 0.0, False
-    if not (isinstance(sample_fps, int | float) and math.isfinite(sample_fps) and sample_fps > 0):
-        raise ValueError(f"sample_fps must be a positive number of frames per second or None, got {sample_fps!r}")
+    if not (isinstance(sample_fps, numbers.Real) and not isinstance(sample_fps, bool) and math.isfinite(sample_fps)
+            and sample_fps > 0):
+        raise ValueError(f"sample_fps must be a positive number of video frames per second, or None to analyse "
+                         f"every frame; got {sample_fps!r}")
     return 1.0 / float(sample_fps), True
 
 
@@ -357,7 +365,7 @@ def open_video(path: str | Path, *, sample_fps: float | None = 10.0, batch_size:
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    step, sampling = _sampler(sample_fps)
+    step, sampling = sampling_step(sample_fps)
     dec = _backend(backend)
     spath = str(path)
     info = dec.probe(spath)  # raises MediaError now rather than at the first next()

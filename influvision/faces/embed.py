@@ -152,6 +152,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
         raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {device!r} is not supported (influvision runs on 'cpu' and 'cuda' devices); use "
+                          "'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {device!r}: no CUDA device is available on this machine; use 'cpu' or 'auto'")
