@@ -39,6 +39,7 @@ from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, 
 from .sources import MediaItem, collect_media, source_list
 from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
+from .video.exposure import DEFAULT_MAX_GAP_S
 
 if TYPE_CHECKING:
     from .logos.detect import LogoDetector
@@ -155,7 +156,7 @@ def track(
         report_settings = Settings(
             embedder=pipeline.embedder.name, threshold=float(settings.threshold or 0.0), margin=settings.margin,
             min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness, min_score=settings.min_score,
-            resolution_match=settings.resolution_match, device=str(dev),
+            resolution_match=settings.resolution_match, device=str(dev), max_gap_s=DEFAULT_MAX_GAP_S,
             precision=pipeline.precision, version=__version__, sample_fps=sample_fps,
             detector={"min_face_size": float(pipeline.detector.min_face_size),
                       "max_side": float(pipeline.detector.max_side),

@@ -125,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--logo-text", action="store_true",
                    help="also read brand names with OCR (needs influvision[ocr]; slower, see docs/logos.md)")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    t.add_argument("--sample-fps", type=_sample_fps, default=10.0, help="video frames analysed per second (0: all)")
+    t.add_argument("--sample-fps", type=_sample_fps, default=10.0, help="video frames analysed per second (default 10; 0: every frame; keep it at 3 or more for "
+                   "measurement, docs/video.md)")
     t.add_argument("--max-side", type=_max_side, default=1600, metavar="PX",
                    help="photos and frames longer than this are searched for faces on a copy this long, so faces "
                         "under 20 px x long side / PX are missed there (default 1600; larger is slower)")
@@ -141,14 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--backgrounds", nargs="+", metavar="DIR", default=[],
                     help="photos/videos (files or folders) to composite onto; default: procedural backgrounds. "
                          "Do not use the photos you validate on")
-    tr.add_argument("--epochs", type=_positive, default=10)
+    tr.add_argument("--epochs", type=_positive, default=10, help="training epochs (default 10)")
     tr.add_argument("--minutes", type=_minutes, help="train for this long instead of --epochs (epochs fitted to it)")
-    tr.add_argument("--images", type=_positive, default=600, help="synthetic pictures (10%% kept for validation)")
-    tr.add_argument("--imgsz", type=_positive, default=320, help="training image size, a multiple of 32")
-    tr.add_argument("--batch", type=_positive, default=16, help="training batch size (64 suits a large GPU)")
+    tr.add_argument("--images", type=_positive, default=600, help="synthetic pictures (default 600; 10%% kept for validation)")
+    tr.add_argument("--imgsz", type=_positive, default=320, help="training image size, a multiple of 32 (default 320)")
+    tr.add_argument("--batch", type=_positive, default=16, help="training batch size (default 16; 64 suits a large GPU)")
     tr.add_argument("--workers", type=_not_negative, default=0,
                     help="processes rendering and loading training pictures (0: one per CPU core)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and training (default 0)")
     tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     tr.add_argument("--validation", metavar="LABELS.json",
                     help="labelled photos (logos/scenes labels.json format) to compare the model and the matcher on")
