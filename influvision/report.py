@@ -82,6 +82,8 @@ class PairTally(BaseModel):
     photos: list[str] = Field(default_factory=list)
     seconds_together: float = 0.0
     with_count: int = Field(0, description="Photos where the logo is on or near the person (brand pairs)")
+    with_seconds: float = Field(0.0, description="Video seconds both on screen with the logo on or near the "
+                                "person's face (brand pairs)")
 
 
 class VideoPresence(BaseModel):
@@ -267,9 +269,9 @@ class Report(BaseModel):
                             [[*row(k, t), t.mean_centrality, t.mean_sharpness, ";".join(t.photos)]
                              for k, t in self.brands.items()])
         for name, pairs in (("together", self.together), ("co_appearance", self.co_appearance)):
-            tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "photos"],
+            tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "with_seconds", "photos"],
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
-                              ";".join(p.photos)] for p in pairs])
+                              round(p.with_seconds, 3), ";".join(p.photos)] for p in pairs])
         tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
                             "size_px", "sharpness", "frontalness", "area_share", "centrality", "distance"],
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
@@ -350,6 +352,8 @@ class Report(BaseModel):
                 lines += [f"  {p.a} + {p.b}: {p.photo_count} photos"
                           + (f" ({p.with_count} next to the logo)" if title == "with brands" else "")
                           + (f", {p.seconds_together:.2f} s on screen together" if p.seconds_together else "")
+                          + (f" ({p.with_seconds:.2f} s next to the logo)"
+                             if title == "with brands" and p.seconds_together else "")
                           for p in pairs]
         partial = [m for m in self.media if m.error]
         if partial:

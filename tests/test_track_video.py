@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import influvision as iv
 from influvision.video.exposure import interval_iou
@@ -232,15 +233,16 @@ def test_a_stranger_moving_fast_between_analysed_frames_is_blurred_in_every_fram
 
 
 def _clip(path, shown, *, fps: int = 5, seconds: float = 8.0, size=(640, 360)):
-    """An H.264 clip of ``shown`` = [(photo, (x, y), start_s, end_s)], each photo scaled to 200 px high and
-    pasted at (x, y) on a grey wall for frames with start_s <= t < end_s."""
+    """An H.264 clip of ``shown`` = [(photo, (x, y), start_s, end_s[, height])], each picture scaled to
+    ``height`` (200) px high and pasted at (x, y) on a grey wall for frames with start_s <= t < end_s."""
     import av
     from PIL import Image
 
     tiles = []
-    for photo, xy, t0, t1 in shown:
-        img = Image.open(photo).convert("RGB")
-        tiles.append((img.resize((round(img.width * 200 / img.height), 200)), xy, t0, t1))
+    for photo, xy, t0, t1, *high in shown:
+        img = Image.open(photo).convert("RGBA")
+        h = high[0] if high else 200
+        tiles.append((img.resize((round(img.width * h / img.height), h)), xy, t0, t1))
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
@@ -248,7 +250,7 @@ def _clip(path, shown, *, fps: int = 5, seconds: float = 8.0, size=(640, 360)):
             frame = Image.new("RGB", size, (150, 150, 150))
             for img, xy, t0, t1 in tiles:
                 if t0 <= i / fps < t1:
-                    frame.paste(img, xy)
+                    frame.paste(img, xy, img)
             for packet in stream.encode(av.VideoFrame.from_image(frame)):
                 out.mux(packet)
         for packet in stream.encode():
@@ -303,3 +305,24 @@ def test_stills_held_for_seconds_in_a_variable_frame_rate_file_count_their_secon
     report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
     ben = report.people["ben_affleck"]
     assert ben.exposure_seconds == 8.0 and list(ben.intervals.values()) == [[[1.0, 9.0]]]
+
+
+def test_seconds_next_to_a_logo_count_only_the_person_beside_it(shared_data, tmp_path):
+    """Both people are on screen while the FedEx board is (3 s), but only Ben Affleck stands beside it: his
+    3 s are "with" the brand, Elton John's, four face heights away, are only together."""
+    repo = Path(__file__).resolve().parents[1]
+    faces = shared_data / "faces"
+    g = iv.Gallery(tmp_path / "g.db", device="cpu")
+    g.add_person("ben_affleck", [faces / "ben_affleck" / "2.jpg"])
+    g.add_person("elton_john", [faces / "elton_john" / "2.jpg"])
+    g.add_brand("fedex", [repo / "examples" / "brands" / "fedex.png"])
+    video = _clip(tmp_path / "board.mp4", [(faces / "ben_affleck" / "1.jpg", (20, 60), 0.0, 6.0),
+                                          (faces / "elton_john" / "1.jpg", (1000, 60), 0.0, 6.0),
+                                          (repo / "examples" / "brands" / "fedex.png", (260, 120), 2.0, 5.0, 90)],
+                  seconds=6.0, size=(1280, 400))
+    report = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False)
+    pairs = {(p.a, p.b): p for p in report.co_appearance}
+    ben, elton = pairs[("ben_affleck", "fedex")], pairs[("elton_john", "fedex")]
+    assert abs(ben.seconds_together - 3.0) <= 0.5 and ben.with_seconds == ben.seconds_together
+    assert abs(elton.seconds_together - 3.0) <= 0.5 and elton.with_seconds == 0.0
+    assert "s next to the logo" in report.summary()

@@ -31,6 +31,7 @@ from ..report import (
     VideoPresence,
 )
 from ..sources import MediaItem
+from ..tally import logo_near_face
 from .analyse import VideoAnalysis, analyse_video
 from .exposure import intersect_intervals, total_seconds, union_intervals
 from .logo_tracks import LogoDetection, LogoTrack, link_logo_tracks
@@ -125,11 +126,35 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
         entry.brands[brand] = VideoPresence(intervals=[[_r(s), _r(e)] for s, e in merged.tolist()],
                                             exposure_seconds=_r(total_seconds(merged)),
                                             mean_area_share=round(float(np.mean(shares)), 6))
+        near = _near_intervals(va, [d for t in counted for d in t.detections])
         for person, p_iv in sorted(va.person_intervals.items()):
-            both = total_seconds(intersect_intervals(p_iv, merged))
+            both_iv = intersect_intervals(p_iv, merged)
+            both = total_seconds(both_iv)
             if both > 0:
-                entry.with_brands.append(PairTally(a=person, b=brand, seconds_together=_r(both)))
+                beside = total_seconds(intersect_intervals(both_iv, union_intervals(near.get(person, []),
+                                                                                   va.max_gap_s)))
+                entry.with_brands.append(PairTally(a=person, b=brand, seconds_together=_r(both),
+                                                   with_seconds=_r(beside)))
     return tracks
+
+
+def _near_intervals(va: VideoAnalysis, logos: list[LogoDetection]) -> dict[str, list[tuple[float, float]]]:
+    """Per named person, the searched frames' times ``[pts, pts + duration)`` where one of ``logos`` is on or
+    near the person's face (:func:`~influvision.tally.logo_near_face`) in the analysed frame nearest to it."""
+    det = va.detections
+    named = np.flatnonzero(det.identity >= 0)
+    if not len(named) or not logos:
+        return {}
+    frames = np.unique(det.pts_s)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for d in logos:
+        k = int(np.argmin(np.abs(frames - d.pts_s)))
+        if abs(frames[k] - d.pts_s) > max(va.time_resolution_s, d.duration_s):
+            continue  # no analysed frame near this searched one
+        for r in named[det.pts_s[named] == frames[k]]:
+            if logo_near_face(d.box, det.boxes[r].tolist()):
+                out.setdefault(va.names[int(det.identity[r])], []).append((d.pts_s, d.pts_s + d.duration_s))
+    return out
 
 
 def tally_videos(media: list[MediaEntry], people: dict[str, SubjectTally], brands: dict[str, SubjectTally],
@@ -157,6 +182,7 @@ def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
             p = by_key[(pair.a, pair.b)] = PairTally(a=pair.a, b=pair.b)
             pairs.append(p)
         p.seconds_together = round(p.seconds_together + pair.seconds_together, 3)
+        p.with_seconds = round(p.with_seconds + pair.with_seconds, 3)
     pairs.sort(key=lambda p: (p.a, p.b))
 
 
