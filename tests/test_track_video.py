@@ -326,3 +326,20 @@ def test_seconds_next_to_a_logo_count_only_the_person_beside_it(shared_data, tmp
     assert abs(ben.seconds_together - 3.0) <= 0.5 and ben.with_seconds == ben.seconds_together
     assert abs(elton.seconds_together - 3.0) <= 0.5 and elton.with_seconds == 0.0
     assert "s next to the logo" in report.summary()
+
+
+def test_a_camcorder_transport_stream_whose_clock_restarts_counts_both_halves(shared_data, full_gallery, tmp_path):
+    """Two recordings joined into one MPEG-TS file (`cat a.ts a.ts`, as camcorders and joiners write .MTS): the
+    clock restarts half-way. The .ts/.mts family was refused by name; read as it was, every frame after the
+    restart collapsed onto one instant and the second half counted about 0 s (2.0 of 4.0 s)."""
+    part = _clip(tmp_path / "part.ts", [(shared_data / "faces" / "ben_affleck" / "1.jpg", (220, 80), 2.0, 4.0)],
+                 seconds=6.0, fps=10)
+    joined = tmp_path / "joined.MTS"
+    joined.write_bytes(part.read_bytes() * 2)
+    report = iv.track(joined, gallery=full_gallery, device="cpu", sample_fps=5, progress=False)
+    (entry,) = report.media
+    assert entry.error is None and entry.duration_s == 12.0  # not "truncated", and as long as both halves
+    ben = report.people["ben_affleck"]
+    assert abs(ben.exposure_seconds - 4.0) <= 0.25
+    (intervals,) = ben.intervals.values()
+    assert [round(s) for s, _ in intervals] == [2, 8]

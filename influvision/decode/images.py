@@ -86,7 +86,7 @@ _BASE_PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".
                                     ".tiff", ".gif"})
 # Formats that depend on how Pillow was built or on optional plugins (pillow-heif).
 _OPTIONAL_PHOTO_EXTENSIONS = (".heic", ".heif", ".avif")
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts"})
 
 
 PHOTO_EXTENSIONS = _BASE_PHOTO_EXTENSIONS | {e for e in _OPTIONAL_PHOTO_EXTENSIONS

@@ -120,6 +120,7 @@ class _RawFrame:
     pts_s: float
     duration_s: float  # the frame's own nominal duration; 0.0 if unknown
     index: int
+    rejoined: bool = False  # its timestamps were moved to continue from the frame before (a discontinuity)
 
 
 class _DecodeStopped(Exception):
@@ -231,14 +232,26 @@ class _PyAVBackend(_Backend):
         nominal = float(1 / rate) if rate else 0.0
         index = 0
         last_pts: float | None = None
+        # MPEG-TS (camcorders' .MTS, joined recordings) may restart or jump its clock mid-stream; FFmpeg flags
+        # such formats. There a jump back, or forward by more than DISCONTINUITY_S, is a new clock: later frames
+        # are shifted to continue one frame after the last one, so the jump is neither seconds nor lost time.
+        jumps = bool(container.format.flags & _AVFMT_TS_DISCONT)
+        shift, rejoined = 0.0, False
         try:
             for frame in container.decode(stream):
                 if frame.pts is not None:
-                    pts_s = float((frame.pts - start) * tb)
+                    pts_s = float((frame.pts - start) * tb) + shift
                 elif last_pts is not None:
                     pts_s = last_pts + nominal  # no pts at all (rare raw streams): step by the nominal rate
                 else:
                     pts_s = 0.0
+                if jumps and last_pts is not None and (pts_s <= last_pts or pts_s - last_pts > DISCONTINUITY_S):
+                    moved = last_pts + (nominal or 1 / 30) - pts_s
+                    log.warning("%s: the timestamps jump by %+.3f s after %.3f s (a joined or restarted recording); "
+                                "times continue from the frame before", path, -moved, last_pts)
+                    shift += moved
+                    pts_s += moved
+                    rejoined = True
                 if last_pts is not None and pts_s <= last_pts:
                     # Out-of-order or duplicate timestamps would make negative durations; keep time monotone.
                     log.debug("%s: frame %d pts %.6f not after %.6f; nudged", path, index, pts_s, last_pts)
@@ -247,7 +260,7 @@ class _PyAVBackend(_Backend):
                     raise _DecodeStopped(f"frame {index} is {frame.width} x {frame.height} px, larger than "
                                          f"influvision analyses ({MAX_FRAME_PIXELS // 10**6} megapixels)")
                 dur = float(frame.duration * tb) if frame.duration else nominal
-                yield _RawFrame(frame=frame, pts_s=pts_s, duration_s=dur, index=index)
+                yield _RawFrame(frame=frame, pts_s=pts_s, duration_s=dur, index=index, rejoined=rejoined)
                 last_pts = pts_s
                 index += 1
         except av.FFmpegError as err:
@@ -312,6 +325,12 @@ def probe_video(path: str | Path, *, backend: str = "pyav") -> VideoInfo:
             cannot be decoded.
     """
     return _backend(backend).probe(str(path))
+
+
+# FFmpeg's AVFMT_TS_DISCONT: the format allows timestamp discontinuities (MPEG-TS).
+_AVFMT_TS_DISCONT = 0x200
+#: In such formats a forward jump of more than this between successive frames is a discontinuity, not a pause.
+DISCONTINUITY_S = 1.0
 
 
 def sampling_step(sample_fps: float | None) -> tuple[float, bool]:
@@ -424,7 +443,8 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
         raise MediaError(path, error or "video stream contains no frames")
     # The last sampled frame stands for the time until the end of the last decoded frame.
     take(held, end_s - held.pts_s)
-    if error is None and info.duration_s > 0 and info.own_duration:
+    # A rejoined clock leaves the declared length meaningless (it spans the jumps), so it proves nothing.
+    if error is None and info.duration_s > 0 and info.own_duration and not held.rejoined:
         period = 1.0 / info.fps if info.fps > 0 else 0.0
         missing = info.duration_s - end_s
         if missing > max(_TRUNCATION_FRAMES * period, _TRUNCATION_MIN_S):

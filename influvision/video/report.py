@@ -71,6 +71,8 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
 
 
 def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
+    # duration_s: the declared length, or what was decoded where that is longer (a rejoined MPEG-TS clock runs
+    # past the length its header declares).
     tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=round(t.similarity, 4),
                          intervals=[[_r(s), _r(e)] for s, e in t.intervals], frames=t.frames,
                          distance=round(t.distance, 4) if math.isfinite(t.distance) else None, nearest=t.nearest,
@@ -85,7 +87,8 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
     return MediaEntry(
         path=path, kind="video", width=va.info.width, height=va.info.height,
         error=f"{path}: {va.error}" if va.error else None,
-        duration_s=_r(va.info.duration_s), fps=round(float(va.info.fps), 3), frames_analysed=va.frames_analysed,
+        duration_s=_r(max(va.info.duration_s, va.analysed_s)), fps=round(float(va.info.fps), 3),
+        frames_analysed=va.frames_analysed,
         sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), offset_s=_r(va.info.offset_s),
         max_gap_s=va.max_gap_s,
         tracks=tracks, people=people, together=together, cuts_s=[_r(c) for c in va.cuts_s],
