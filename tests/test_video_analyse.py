@@ -357,3 +357,42 @@ def test_a_track_is_cut_where_two_successive_faces_are_another_persons():
     assert one.tolist() == [4] * 6 and none == {}
     untracked, _ = split_tracks(faces, np.array([-1] * 12), SETTINGS)
     assert untracked.tolist() == [-1] * 12
+
+
+def test_pieces_the_tracker_broke_off_a_named_face_continue_its_name():
+    """A turned or bobbing head can end its named track and go on as a short new track (or a lone detection)
+    at the same place, too short to be named; those seconds were lost (0.5 s of a 2 s appearance). A piece
+    joins the named track before or after it only in the same shot, at the same place, within one missed
+    frame, and when none of its faces is another person."""
+    from influvision.video.analyse import _continuations
+    from influvision.video.identity import TrackIdentity
+
+    index, people = _gallery()
+    here, there = [10.0, 10.0, 50.0, 50.0], [200.0, 10.0, 240.0, 50.0]
+    #          (track, time, box, whose face)
+    rows = [(0, 0.0, here, "ann"), (0, 0.1, here, "ann"), (0, 0.2, here, "ann"), (0, 0.3, here, "ann"),
+            (1, 0.5, here, "ann"), (1, 0.6, here, "ann"),  # a piece one missed frame after track 0: joins
+            (-1, 0.7, here, "ann"),  # a lone detection after that piece: joins through it
+            (2, 0.5, there, "ann"), (2, 0.6, there, "ann"),  # elsewhere: another face
+            (3, 1.7, here, "ann"), (3, 1.8, here, "ann"),  # before track 4, but a cut lies between
+            (4, 2.0, here, "ann"), (4, 2.1, here, "ann"), (4, 2.2, here, "ann"),
+            (5, 2.3, here, "bob"), (5, 2.4, here, "bob")]  # right after track 4 at its place: but bob's face
+    n = len(rows)
+    faces = Faces(image_index=torch.arange(n), boxes=torch.tensor([r[2] for r in rows]), scores=torch.ones(n),
+                  landmarks=torch.zeros(n, 5, 2),
+                  columns={"embedding": torch.stack([people[r[3]] for r in rows]), "size_px": torch.full((n,), 60.0),
+                           "frontalness": torch.full((n,), 0.9), "sharpness": torch.full((n,), 0.1)})
+    track_id = np.array([r[0] for r in rows])
+
+    def decision(t: int, named: bool) -> TrackIdentity:
+        return TrackIdentity(t, "ann" if named else None, 0 if named else -1, 0.1, 0.9, "ann", 2, 2, 2,
+                             "named" if named else "too_little_evidence")
+
+    decisions = [decision(0, True), decision(1, False), decision(2, False), decision(3, False), decision(4, True),
+                 decision(5, False)]
+    joined = _continuations(decisions, track_id, {}, np.array([r[1] for r in rows]), faces.boxes.numpy(), faces,
+                            index, SETTINGS, [1.9], 0.25, 3)
+    assert sorted(joined[:, 0].tolist()) == [4, 5, 6] and set(joined[:, 1].tolist()) == {0}
+    split_piece = _continuations(decisions, track_id, {1: 0}, np.array([r[1] for r in rows]), faces.boxes.numpy(),
+                                 faces, index, SETTINGS, [1.9], 0.25, 3)
+    assert split_piece.size == 0  # a piece cut out for showing another person never rejoins

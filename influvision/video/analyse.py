@@ -47,6 +47,9 @@ LOST_TRACK_S = 1.0
 SLOW_FOOTAGE_GAP = 1.5
 # A refused track's box must overlap the named track's box beside the gap it fills this much (_handovers).
 HANDOVER_IOU = 0.1
+# A piece continues a named track when it starts within this many analysed-frame steps of the track's end (or
+# ends that close to its start): the next frame, or the one after a single missed frame (2 steps), with margin.
+CONTINUATION_STEPS = 2.5
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,14 @@ def analyse_video(
                         max(LOST_TRACK_S, 2.0 / rate))
     det_identity[handed[:, 0]] = handed[:, 1]
     handing = {int(t) for t in track_id[handed[:, 0]]}
-    decisions = [dataclasses.replace(d, status="handed_over") if d.track_id in handing else d for d in decisions]
+    step = float(np.median(fdur)) if len(fdur) else 0.0
+    joined = _continuations(decisions, track_id, split_from, pts, boxes_h, all_faces, index, settings, cuts,
+                            CONTINUATION_STEPS * step, min_evidence)
+    det_identity[joined[:, 0]] = joined[:, 1]
+    continuing = {int(t) for t in track_id[joined[:, 0]] if t >= 0}
+    decisions = [dataclasses.replace(d, status="handed_over") if d.track_id in handing else
+                 dataclasses.replace(d, status="continues_named") if d.track_id in continuing else d
+                 for d in decisions]
     tracks = [_summary(d, spans[d.track_id], track_iv[d.track_id], track_share[d.track_id],
                        split_from.get(d.track_id)) for d in decisions]
     # Each detection stands for its frame's time [pts, pts + duration); a person's intervals are the union
@@ -301,7 +311,6 @@ def analyse_video(
     # missed analysed frame is bridged too (SLOW_FOOTAGE_GAP frame steps): in footage under 2 frames per second
     # a frame is longer than max_gap_s, and the tracker, which kept the track, says the face was there.
     det_iv = np.stack([pts, pts + dur], axis=1) if len(pts) else np.zeros((0, 2))
-    step = float(np.median(fdur)) if len(fdur) else 0.0
     within = SLOW_FOOTAGE_GAP * step if step > max_gap_s else max_gap_s
     person_intervals: dict[str, np.ndarray] = {}
     face_share: dict[str, float] = {}
@@ -371,6 +380,91 @@ def _handovers(decisions: list[TrackIdentity], track_id: np.ndarray, pts: np.nda
     own = dist[torch.arange(len(cand_rows), device=faces.device), torch.as_tensor(cand_person, device=faces.device)]
     ok = (own <= settings.threshold).cpu().numpy()
     return np.stack([np.asarray(cand_rows)[ok], np.asarray(cand_person)[ok]], axis=1).astype(np.int64)
+
+
+def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_from: dict[int, int], pts: np.ndarray,
+                   boxes: np.ndarray, faces: Faces, index: GalleryIndex, settings: MatchSettings, cuts: list[float],
+                   within_s: float, min_evidence: int) -> np.ndarray:
+    """(K, 2) rows and person indices: pieces the tracker broke off a named face, given its name.
+
+    ByteTrack's motion prediction overshoots when a head turns or bobs, so a face seen in every analysed frame
+    can end its named track and go on as a new track (or a lone untracked detection) at the same place; too
+    short or too turned to be named itself, that piece's seconds were lost. A piece (an unnamed track with
+    fewer than ``min_evidence`` identifiable faces, not cut out by :func:`~influvision.video.identity.split_tracks`,
+    or an untracked detection) continues a named track when it starts at most ``within_s`` after the named
+    track's last detection (or ends that long before its first), in the same shot, its box there overlaps the
+    named track's box (IoU >= :data:`HANDOVER_IOU`), no other track of that person is on screen meanwhile, and
+    none of its identifiable faces is another person (further than ``SPLIT_FACTOR`` x the threshold).
+    """
+    from .identity import SPLIT_FACTOR, identifiable
+
+    named = [d for d in decisions if d.status == "named"]
+    if not named or within_s <= 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    status = {d.track_id: d.status for d in decisions}
+    pieces = [np.flatnonzero(track_id == t) for t in status
+              if status[t] == "too_little_evidence" and t not in split_from]
+    pieces += [np.array([r]) for r in np.flatnonzero(track_id < 0)]
+    cut_times = np.asarray(cuts, dtype=np.float64)
+    ends = []  # per named track: its first and last row, and its person
+    for d in named:
+        n_rows = np.flatnonzero(track_id == d.track_id)
+        ends.append((d, int(n_rows[0]), int(n_rows[-1])))
+
+    def same_shot(a: float, b: float) -> bool:
+        return not ((cut_times > a) & (cut_times <= b)).any()
+
+    ok = identifiable(faces, settings).cpu().numpy()
+    limit = SPLIT_FACTOR * settings.threshold
+
+    def same_person(rows: np.ndarray, person: int) -> bool:  # too little to be named, and nobody else
+        check = rows[ok[rows]]
+        if len(check) >= min_evidence:
+            return False
+        if not len(check):
+            return True
+        emb = faces.columns["embedding"][torch.as_tensor(check, device=faces.device)].float()
+        return bool((person_distances(emb, index.to(faces.device))[:, person] <= limit).all())
+
+    out: list[tuple[int, int]] = []
+    for _ in range(_CONTINUATION_PASSES):  # a piece joined extends its track, so the next piece can join it
+        found = [(rows, k) for rows, k in _join_pieces(pieces, ends, pts, boxes, within_s, same_shot)
+                 if same_person(rows, ends[k][0].person_index)]
+        if not found:
+            break
+        taken = {id(rows) for rows, _ in found}
+        pieces = [rows for rows in pieces if id(rows) not in taken]
+        for rows, k in found:
+            d, n_first, n_last = ends[k]
+            first = int(rows[0]) if pts[rows[0]] < pts[n_first] else n_first
+            last = int(rows[-1]) if pts[rows[-1]] > pts[n_last] else n_last
+            ends[k] = (d, first, last)
+            out += [(int(r), d.person_index) for r in rows]
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+_CONTINUATION_PASSES = 3
+
+
+def _join_pieces(pieces: list[np.ndarray], ends: list, pts: np.ndarray, boxes: np.ndarray, within_s: float,
+                 same_shot: Callable[[float, float], bool]) -> list[tuple[np.ndarray, int]]:
+    """The pieces that continue one of ``ends`` (index into it), by time, place and shot (see _continuations)."""
+    cand: list[tuple[np.ndarray, int]] = []
+    for rows in pieces:
+        first, last = rows[0], rows[-1]
+        for k, (d, n_first, n_last) in enumerate(ends):
+            after = 0 < pts[first] - pts[n_last] <= within_s and box_iou(boxes[n_last], boxes[first]) >= HANDOVER_IOU \
+                and same_shot(pts[n_last], pts[first])
+            before = 0 < pts[n_first] - pts[last] <= within_s and box_iou(boxes[last], boxes[n_first]) >= HANDOVER_IOU \
+                and same_shot(pts[last], pts[n_first])
+            if not (after or before):
+                continue
+            if any(o.person_index == d.person_index and o is not d and pts[o_first] <= pts[last]
+                   and pts[first] <= pts[o_last] for o, o_first, o_last in ends):
+                continue
+            cand.append((rows, k))
+            break
+    return cand
 
 
 def _track_spans(track_id: np.ndarray, pts: np.ndarray, dur: np.ndarray,

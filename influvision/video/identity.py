@@ -90,7 +90,8 @@ class TrackIdentity:
         identifiable_frames: detections in the track that passed the quality gate.
         status: ``"named"``, ``"too_little_evidence"``, ``"faces_too_small"`` (evidence under
             ``MIN_TRACK_FACE_PX``), ``"above_threshold"``, ``"ambiguous"`` (margin), ``"overlap_conflict"`` or
-            ``"no_gallery"``.
+            ``"no_gallery"`` (the video analysis may then mark unnamed tracks ``"handed_over"`` or
+            ``"continues_named"``).
     """
 
     track_id: int
