@@ -132,9 +132,10 @@ def track(
     if own_gallery:
         if not isinstance(gallery, str | os.PathLike):
             raise TypeError(f"gallery must be a Gallery or the path of its file, not {type(gallery).__name__}")
-        if not Path(gallery).is_file():
+        gallery = Path(gallery).expanduser()
+        if not gallery.is_file():
             raise GalleryError(f"no gallery file at {gallery}: create one with Gallery(path).add_person(...)")
-        if Path(gallery).stat().st_size == 0:
+        if gallery.stat().st_size == 0:
             raise GalleryError(f"{gallery} is an empty file, not a gallery: create one with Gallery(path).add_person(...)")
     dev = resolve_device(device)
     g = Gallery(gallery, device=str(dev)) if own_gallery else gallery

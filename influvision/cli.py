@@ -238,7 +238,11 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(report.summary())
             print(f"\nreport written to {args.out}")
-        return 1 if report.skipped or report.counts.partly_analysed else 0
+        incomplete = len(report.skipped) + report.counts.partly_analysed
+        if incomplete and args.quiet:
+            print(f"influvision: {len(report.skipped)} skipped, {report.counts.partly_analysed} partly analysed "
+                  f"(see {args.out})", file=sys.stderr)
+        return 1 if incomplete else 0
     if args.command == "logos":
         return _train_logos(args)
     if args.command == "weights":

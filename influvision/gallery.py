@@ -180,7 +180,7 @@ class Gallery:
     """
 
     def __init__(self, path: str | Path, *, embedder: str = "dlib-resnet-v1", device: str = "auto"):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.embedder_name = embedder
         resolve_device(device)  # an unknown or absent device is said now, before anything is written
         self.device = device

@@ -309,6 +309,10 @@ class _Collector:
                 self.skip(text, "no files match this pattern")
             for m in matches:
                 self.add_path(Path(m), m, explicit=True)
+        elif "://" in text:
+            self.skip(text, "not found (URLs are not read: download the files and give their paths)")
+        elif text.startswith("~") and os.path.lexists(os.path.expanduser(text)):
+            self.add_path(Path(os.path.expanduser(text)), text, explicit=True)
         else:
             self.skip(text, "not found")
 

@@ -87,6 +87,16 @@ def test_empty_folder_missing_path_and_glob(shared_data: Path, tmp_path: Path) -
     assert media.skipped[2].path == str(tmp_path / "missing.jpg")
 
 
+def test_a_home_relative_path_is_read_and_a_url_is_said_to_be_one(shared_data: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(shared_data, tmp_path / "home" / "event")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    media = collect_media(["~/event/a.jpg", "https://example.com/b.jpg"])
+    assert [(i.path, Path(i.local_path)) for i in media.items] == [("~/event/a.jpg", root / "a.jpg")]
+    assert [(s.path, s.problem.split(" (")[0]) for s in media.skipped] == [("https://example.com/b.jpg", "not found")]
+    assert "URLs are not read" in media.skipped[0].problem
+
+
 def test_same_file_given_twice_appears_once(shared_data: Path, tmp_path: Path) -> None:
     root = _tree(shared_data, tmp_path / "event")
     (tmp_path / "link.jpg").symlink_to(root / "a.jpg")
