@@ -273,38 +273,54 @@ def test_one_person_taking_anothers_place_without_a_cut_is_two_people(shared_dat
     assert sum(p.seconds_together for p in report.together) == 0
 
 
-def test_stills_held_for_seconds_in_a_variable_frame_rate_file_count_their_seconds(shared_data, full_gallery,
-                                                                                      tmp_path):
-    """Four frames of a face, each shown 2 s, between 30 fps parts without it (a screen recording writes a frame
-    only when the screen changes): 8 s on screen. On the file's clock every track was dropped as lost over each
-    2 s frame, so the four frames were four one-frame tracks and counted 0 s."""
+def _screen_recording(path, shown, photos):
+    """A variable-frame-rate H.264 file: ``shown`` = [(start_s, index into photos or None for the bare wall)],
+    each frame on screen until the next one's start (the last for 1/30 s); each photo 200 px high."""
     from fractions import Fraction
 
     import av
     from PIL import Image
 
-    photo = Image.open(shared_data / "faces" / "ben_affleck" / "1.jpg").convert("RGB")
     wall = Image.new("RGB", (640, 360), (150, 150, 150))
-    shown = wall.copy()
-    shown.paste(photo.resize((round(photo.width * 200 / photo.height), 200)), (220, 80))
-    frames = [(i / 30, wall) for i in range(30)] + [(t, shown) for t in (1, 3, 5, 7)] + \
-        [(9 + i / 30, wall) for i in range(30)]
+    pictures = []
+    for photo in photos:
+        img = Image.open(photo).convert("RGB")
+        frame = wall.copy()
+        frame.paste(img.resize((round(img.width * 200 / img.height), 200)), (220, 80))
+        pictures.append(frame)
     tb = Fraction(1, 1000)
-    path = tmp_path / "screen.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", options={"bf": "0"})
         stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
         stream.time_base = stream.codec_context.time_base = tb
-        for t, img in frames:
-            frame = av.VideoFrame.from_image(img)
+        for t, k in shown:
+            frame = av.VideoFrame.from_image(wall if k is None else pictures[k])
             frame.pts, frame.time_base = round(t * 1000), tb
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return path
+
+
+def test_stills_held_for_seconds_in_a_variable_frame_rate_file_count_their_seconds(shared_data, full_gallery,
+                                                                                      tmp_path):
+    """Four frames of a face, each shown 2 s, between 30 fps parts without it (a screen recording writes a frame
+    only when the screen changes): 8 s on screen. On the file's clock every track was dropped as lost over each
+    2 s frame, so the four frames were four one-frame tracks and counted 0 s. One still of somebody else at the
+    same place among them is set aside from the track: it is not the person's 2 s."""
+    ben, elton = shared_data / "faces" / "ben_affleck" / "1.jpg", shared_data / "faces" / "elton_john" / "1.jpg"
+    blank = [(i / 30, None) for i in range(30)]
+    after = [(9 + i / 30, None) for i in range(30)]
+    path = _screen_recording(tmp_path / "screen.mp4", blank + [(t, 0) for t in (1, 3, 5, 7)] + after, [ben])
     report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
-    ben = report.people["ben_affleck"]
-    assert ben.exposure_seconds == 8.0 and list(ben.intervals.values()) == [[[1.0, 9.0]]]
+    person = report.people["ben_affleck"]
+    assert person.exposure_seconds == 8.0 and list(person.intervals.values()) == [[[1.0, 9.0]]]
+    path = _screen_recording(tmp_path / "slides.mp4", blank + [(1, 0), (3, 0), (5, 1), (7, 0)] + after, [ben, elton])
+    report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
+    person = report.people["ben_affleck"]
+    assert person.exposure_seconds == 6.0 and list(person.intervals.values()) == [[[1.0, 5.0], [7.0, 9.0]]]
+    assert "elton_john" not in report.people  # one still is too little to name anybody
 
 
 def test_seconds_next_to_a_logo_count_only_the_person_beside_it(shared_data, tmp_path):

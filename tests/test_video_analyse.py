@@ -334,29 +334,38 @@ def test_a_track_of_small_faces_is_not_named_however_close_its_average(synthetic
 
 
 def test_a_track_is_cut_where_two_successive_faces_are_another_persons():
-    """Rule 0 of video/identity.py: one far face (a blink, a turned head) is noise; two in a row are another
-    person, and the frames between the two people's faces that could be either (here a profile) are a piece
-    of their own."""
+    """Rule 0 of video/identity.py: two far faces in a row are another person: the track is cut, and the frames
+    between the two people's faces that could be either (here a profile) are a piece of their own. A single
+    far face (a stranger's still held in a slide show, or one odd frame) is set aside, unnamed, and ends the
+    stretch it interrupts; blurred faces decide nothing."""
     from influvision.video.identity import split_tracks
 
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(2, 128, generator=g) * (0.5 / 128 ** 0.5)  # two people about 0.7 apart
     jitter = torch.randn(12, 128, generator=g) * (0.1 / 128 ** 0.5)
     who = [a, a, b, a, a, a, b, b, b, b, b, b]  # a single far face at row 2; another person from row 7
-    emb = torch.stack(who) + jitter
+
+    def faces_of(people: list, frontal: torch.Tensor, sharp: torch.Tensor) -> Faces:
+        n = len(people)
+        return Faces(image_index=torch.arange(n), boxes=torch.zeros(n, 4), scores=torch.full((n,), 0.99),
+                     landmarks=torch.zeros(n, 5, 2),
+                     columns={"embedding": torch.stack(people) + jitter[:n], "size_px": torch.full((n,), 80.0),
+                              "frontalness": frontal, "sharpness": sharp})
+
     frontal = torch.full((12,), 0.9)
     frontal[6] = 0.1  # a profile, which is no evidence either way
-    faces = Faces(image_index=torch.arange(12), boxes=torch.zeros(12, 4), scores=torch.full((12,), 0.99),
-                  landmarks=torch.zeros(12, 5, 2),
-                  columns={"embedding": emb, "size_px": torch.full((12,), 80.0), "frontalness": frontal,
-                           "sharpness": torch.full((12,), 0.1)})
+    faces = faces_of(who, frontal, torch.full((12,), 0.1))
     assert (torch.stack(who)[7] - a).norm() > 1.2 * SETTINGS.threshold
-    ids, parent = split_tracks(faces, np.array([4] * 12), SETTINGS)
-    assert ids.tolist() == [4] * 6 + [5] + [6] * 5 and parent == {5: 4, 6: 4}
-    one, none = split_tracks(faces[:6], np.array([4] * 6), SETTINGS)
-    assert one.tolist() == [4] * 6 and none == {}
-    untracked, _ = split_tracks(faces, np.array([-1] * 12), SETTINGS)
-    assert untracked.tolist() == [-1] * 12
+    split = split_tracks(faces, np.array([4] * 12), SETTINGS)
+    assert split.track_id.tolist() == [4, 4, 7, 4, 4, 4, 5, 6, 6, 6, 6, 6]
+    assert split.split_from == {5: 4, 6: 4, 7: 4} and split.stretch.tolist() == [0, 0, 0] + [1] * 9
+    blurred = torch.full((12,), 0.1)
+    blurred[[2, 7, 8]] = 0.01  # the far faces blurred (a focus pull, not another person): they decide nothing
+    kept = split_tracks(faces_of([a, a, b, a, a, a, a, b, b, a, a, a], torch.full((12,), 0.9), blurred),
+                        np.array([4] * 12), SETTINGS)
+    assert kept.track_id.tolist() == [4] * 12 and kept.split_from == {}
+    untracked = split_tracks(faces, np.array([-1] * 12), SETTINGS)
+    assert untracked.track_id.tolist() == [-1] * 12
 
 
 def test_pieces_the_tracker_broke_off_a_named_face_continue_its_name():

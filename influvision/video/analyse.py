@@ -70,8 +70,9 @@ class TrackSummary:
             span unless the face was missed for ``max_gap_s`` or longer.
         frames: detections in the track; evidence_frames: detections the identity decision used.
         mean_face_share: mean share of the frame area covered by the face box.
-        split_from: the tracker's track this one was cut from because its face became another person's
-            (:func:`~influvision.video.identity.split_tracks`); ``None`` for the tracker's own tracks.
+        split_from: the tracker's track this one was cut from because its face became another person's, or
+            a single face of another person set aside from it (:func:`~influvision.video.identity.split_tracks`);
+            ``None`` for the tracker's own tracks.
     """
 
     track_id: int
@@ -276,7 +277,8 @@ def analyse_video(
         bar.close()
 
     all_faces = Faces.cat(kept) if kept else Faces.empty()
-    track_id, split_from = split_tracks(all_faces, tracker.track_ids, settings)
+    split = split_tracks(all_faces, tracker.track_ids, settings)
+    track_id, split_from = split.track_id, split.split_from
     pts = np.concatenate(det_pts) if det_pts else np.zeros(0)
     dur = np.concatenate(det_dur) if det_dur else np.zeros(0)
     fpts = np.concatenate(frame_pts) if frame_pts else np.zeros(0)
@@ -317,7 +319,8 @@ def analyse_video(
     for p in np.unique(det_identity[det_identity >= 0]).tolist():
         name = index.names[p]
         mine = det_identity == p
-        pieces = [union_intervals(det_iv[mine & (track_id == t)], within) for t in np.unique(track_id[mine])]
+        pieces = [union_intervals(det_iv[mine & (track_id == t) & (split.stretch == k)], within)
+                  for t, k in {(int(t), int(k)) for t, k in zip(track_id[mine], split.stretch[mine], strict=True)}]
         person_intervals[name] = union_intervals(np.concatenate(pieces), max_gap_s)
         face_share[name] = float(share[mine].mean())
     exposure = {n: total_seconds(iv) for n, iv in person_intervals.items()}
@@ -389,21 +392,23 @@ def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_f
 
     ByteTrack's motion prediction overshoots when a head turns or bobs, so a face seen in every analysed frame
     can end its named track and go on as a new track (or a lone untracked detection) at the same place; too
-    short or too turned to be named itself, that piece's seconds were lost. A piece (an unnamed track with
-    fewer than ``min_evidence`` identifiable faces, not cut out by :func:`~influvision.video.identity.split_tracks`,
-    or an untracked detection) continues a named track when it starts at most ``within_s`` after the named
-    track's last detection (or ends that long before its first), in the same shot, its box there overlaps the
-    named track's box (IoU >= :data:`HANDOVER_IOU`), no other track of that person is on screen meanwhile, and
-    none of its identifiable faces is another person (further than ``SPLIT_FACTOR`` x the threshold).
+    short or too turned to be named itself, that piece's seconds were lost. A piece (an unnamed track of fewer
+    than ``min_evidence`` detections, not cut out by :func:`~influvision.video.identity.split_tracks`, or an
+    untracked detection) continues a named track when it starts at most ``within_s`` after the named track's
+    last detection (or ends that long before its first), in the same shot, its box there overlaps the named
+    track's box (IoU >= :data:`HANDOVER_IOU`), no other track of that person is on screen meanwhile, and the
+    mean of its identifiable faces is within the matching threshold of that person (a lookalike stranger 0.57
+    away who steps into the spot is not).
     """
-    from .identity import SPLIT_FACTOR, identifiable
+    from .identity import identifiable
 
     named = [d for d in decisions if d.status == "named"]
     if not named or within_s <= 0:
         return np.zeros((0, 2), dtype=np.int64)
     status = {d.track_id: d.status for d in decisions}
-    pieces = [np.flatnonzero(track_id == t) for t in status
-              if status[t] == "too_little_evidence" and t not in split_from]
+    pieces = [rows for rows in (np.flatnonzero(track_id == t) for t in status
+                                if status[t] == "too_little_evidence" and t not in split_from)
+              if len(rows) < min_evidence]
     pieces += [np.array([r]) for r in np.flatnonzero(track_id < 0)]
     cut_times = np.asarray(cuts, dtype=np.float64)
     ends = []  # per named track: its first and last row, and its person
@@ -415,16 +420,13 @@ def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_f
         return not ((cut_times > a) & (cut_times <= b)).any()
 
     ok = identifiable(faces, settings).cpu().numpy()
-    limit = SPLIT_FACTOR * settings.threshold
 
-    def same_person(rows: np.ndarray, person: int) -> bool:  # too little to be named, and nobody else
+    def same_person(rows: np.ndarray, person: int) -> bool:  # its faces that can be compared are the person's
         check = rows[ok[rows]]
-        if len(check) >= min_evidence:
-            return False
         if not len(check):
             return True
-        emb = faces.columns["embedding"][torch.as_tensor(check, device=faces.device)].float()
-        return bool((person_distances(emb, index.to(faces.device))[:, person] <= limit).all())
+        emb = faces.columns["embedding"][torch.as_tensor(check, device=faces.device)].float().mean(dim=0)
+        return bool(person_distances(emb[None], index.to(faces.device))[0, person] <= settings.threshold)
 
     out: list[tuple[int, int]] = []
     for _ in range(_CONTINUATION_PASSES):  # a piece joined extends its track, so the next piece can join it

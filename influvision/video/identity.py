@@ -21,8 +21,8 @@ A track (one face followed through one shot) is one person, so it is named once:
 0. *One face per track*: the tracker links boxes by overlap alone, so a face that takes another's place
    without a cut (the next guest at a photo wall, a dancer stepping in) would continue its track and the
    track's seconds would all go to one name. :func:`split_tracks` first cuts a track where two successive
-   faces of it are further than ``SPLIT_FACTOR`` x the threshold from the mean of the track's faces before
-   them; each piece is then named on its own.
+   sharp faces of it are further than ``SPLIT_FACTOR`` x the threshold from the mean of the track's faces
+   before them, and sets a single such face aside; each piece is then named on its own.
 4. *Conflicts*: two tracks that overlap in time show two different faces, so they cannot both be the same
    person. Claims are granted in order of increasing distance; a claim that overlaps in time with an
    already granted claim for the same person is refused and that track stays unknown (it does not fall back
@@ -69,6 +69,9 @@ DEFAULT_MIN_EVIDENCE = 3
 #: photo wall measured 0.77-0.97, single faces within a track up to 0.81 (one far face cuts nothing).
 SPLIT_FACTOR = 1.2
 SPLIT_CONFIRM = 2
+#: Faces blurrier than this share of their track's median sharpness do not decide a cut: a focus pull or motion
+#: blur moved one person's face 0.76 from their sharp face (an audit clip), as far as another person's.
+SPLIT_SHARPNESS = 0.5
 # Faces this tall (pixels) or taller count as full size in the quality ranking.
 _FULL_SIZE_PX = 100.0
 
@@ -140,9 +143,36 @@ def _overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+@dataclass(frozen=True)
+class TrackSplit:
+    """What :func:`split_tracks` did.
+
+    Attributes:
+        track_id: (M,) int64 track ids after the cuts; every new piece has a new id above all existing ones.
+        split_from: ``{new id: the tracker's id}`` for those pieces.
+        stretch: (M,) int64 index of a detection's stretch within its track: faces set aside as another
+            person's end a stretch, and gaps in a track are bridged only within a stretch (the face at the place
+            in between was somebody else's).
+    """
+
+    track_id: np.ndarray
+    split_from: dict[int, int]
+    stretch: np.ndarray
+
+
 def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
-                 min_frontalness: float = DEFAULT_MIN_FRONTALNESS) -> tuple[np.ndarray, dict[int, int]]:
-    """Cut tracks where their face becomes another person's (rule 0 of the module docstring).
+                 min_frontalness: float = DEFAULT_MIN_FRONTALNESS) -> TrackSplit:
+    """Cut tracks where their face becomes another person's, and set aside single faces of another person
+    (rule 0 of the module docstring).
+
+    Only sharp, evidence-grade faces decide (identifiable, at least ``MIN_TRACK_FACE_PX`` high and at least
+    ``SPLIT_SHARPNESS`` x the track's median sharpness: a blurred stretch of one person embeds far from their
+    sharp face). ``SPLIT_CONFIRM`` successive faces further than ``SPLIT_FACTOR`` x the threshold from the mean of
+    the track's faces since its start or last cut cut the track there; the detections between the last face of
+    the earlier person and the first of the later one (profiles, small or blurred frames, which could be either)
+    form a piece of their own, which has no evidence and is never named. Fewer far faces in a row (a single
+    frame, perhaps held on screen for seconds in a slide show) become pieces of their own, never named, and end
+    the stretch they interrupt.
 
     Args:
         faces: M detections in time order with ``embedding``, ``size_px``, ``frontalness`` (and optionally
@@ -150,43 +180,39 @@ def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
         track_id: (M,) int64 from the tracker, -1 for untracked detections.
         settings: resolved match settings (``threshold`` set).
         min_frontalness: the evidence gate's frontalness.
-
-    Returns:
-        (M,) int64 track ids with every piece after a cut under a new id (above all existing ones), and
-        ``{new id: the tracker's id}`` for those pieces. The detections between the last face of the earlier
-        person and the first of the later one (profiles, small or blurred frames, which could be either) form
-        a piece of their own, which has no evidence and is never named.
     """
     track_id = np.asarray(track_id, dtype=np.int64)
     if settings.threshold is None:
         raise ValueError("split_tracks needs resolved settings (threshold set)")
+    out, stretch, parent = track_id.copy(), np.zeros(len(track_id), dtype=np.int64), {}
     if not len(track_id) or (track_id < 0).all():
-        return track_id.copy(), {}
-    strong = (identifiable(faces, settings, min_frontalness)
-              & (faces.columns["size_px"].float() >= MIN_TRACK_FACE_PX)).cpu().numpy() & (track_id >= 0)
-    rows = np.flatnonzero(strong)
-    emb = faces.columns["embedding"][torch.as_tensor(rows, device=faces.device)].float().cpu().numpy()
+        return TrackSplit(out, parent, stretch)
+    cols = faces.columns
+    grade = ((identifiable(faces, settings, min_frontalness) & (cols["size_px"].float() >= MIN_TRACK_FACE_PX))
+             .cpu().numpy() & (track_id >= 0))
+    sharp = cols["sharpness"].float().cpu().numpy() if "sharpness" in cols else np.ones(len(track_id))
+    rows = np.flatnonzero(grade)
+    emb = cols["embedding"][torch.as_tensor(rows, device=faces.device)].float().cpu().numpy()
     limit = SPLIT_FACTOR * settings.threshold
-    out = track_id.copy()
     next_id = int(track_id.max()) + 1
-    parent: dict[int, int] = {}
     for t in np.unique(track_id[rows]).tolist():
         mine = np.flatnonzero(track_id[rows] == t)  # indices into rows / emb, in time order
+        mine = mine[sharp[rows[mine]] >= SPLIT_SHARPNESS * np.median(sharp[rows[mine]])]
         cuts: list[tuple[int, int]] = []  # (row of the earlier person's last face, row of the later's first)
-        total, count, far = emb[mine[0]].copy(), 1, 0
+        aside: list[int] = []  # rows of single faces of somebody else
+        total, count, pending = emb[mine[0]].copy(), 1, []
         for k in range(1, len(mine)):
             e = emb[mine[k]]
             if np.linalg.norm(e - total / count) > limit:
-                far += 1
-                if far == SPLIT_CONFIRM:
-                    first = k - SPLIT_CONFIRM + 1
-                    cuts.append((rows[mine[first - 1]], rows[mine[first]]))
-                    total = emb[mine[first:k + 1]].sum(axis=0)
-                    count, far = SPLIT_CONFIRM, 0
+                pending.append(k)
+                if len(pending) == SPLIT_CONFIRM:
+                    cuts.append((rows[mine[pending[0] - 1]], rows[mine[pending[0]]]))
+                    total, count, pending = emb[mine[pending]].sum(axis=0), len(pending), []
                 continue
-            # A single far face before a near one is noise (a blink, a turned head): it neither cuts nor joins.
-            total, count, far = total + e, count + 1, 0
-        if not cuts:
+            aside += [int(rows[mine[j]]) for j in pending]
+            total, count, pending = total + e, count + 1, []
+        aside += [int(rows[mine[j]]) for j in pending]
+        if not cuts and not aside:
             continue
         all_rows = np.flatnonzero(track_id == t)
         for last, first in cuts:
@@ -195,13 +221,17 @@ def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
                 out[between] = next_id
                 parent[next_id] = t
                 next_id += 1
-            after = all_rows[all_rows >= first]
-            out[after] = next_id
+            out[all_rows[all_rows >= first]] = next_id
             parent[next_id] = t
             next_id += 1
-        log.info("track %d holds %d faces in turn; cut into %d pieces", t, len(cuts) + 1,
-                 len({int(v) for v in out[all_rows]}))
-    return out, parent
+        for r in aside:
+            out[r] = next_id
+            parent[next_id] = t
+            next_id += 1
+            stretch[all_rows[all_rows > r]] += 1
+        log.info("track %d: %d cut(s) where its face became another person's, %d single face(s) set aside", t,
+                 len(cuts), len(aside))
+    return TrackSplit(out, parent, stretch)
 
 
 def identify_tracks(
