@@ -126,6 +126,8 @@ def track(
     sampling_step(sample_fps)
     if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
+    if not isinstance(max_side, int) or isinstance(max_side, bool):
+        raise ValueError(f"max_side must be a whole number of pixels, got {max_side!r}")
     if annotate_dir is not None:
         annotate_dir = writable_folder(annotate_dir, "annotate_dir")
     own_gallery = not isinstance(gallery, Gallery)

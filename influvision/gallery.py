@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .decode.images import load_image
-from .errors import GalleryError, InfluvisionError, MediaError
+from .errors import GalleryError, InfluvisionError, MediaError, UnknownModelError
 from .faces.embed import EMBEDDERS, resolve_device
 from .faces.resolution import RESOLUTION_LEVELS
 from .files import MAX_REFERENCE_BYTES, read_regular_file
@@ -180,7 +180,11 @@ class Gallery:
     """
 
     def __init__(self, path: str | Path, *, embedder: str = "dlib-resnet-v1", device: str = "auto"):
+        from .faces.embed import EMBEDDERS
+
         self.path = Path(path).expanduser()
+        if embedder not in EMBEDDERS:  # said now, not at the first photo
+            raise UnknownModelError(embedder, sorted(EMBEDDERS))
         self.embedder_name = embedder
         resolve_device(device)  # an unknown or absent device is said now, before anything is written
         self.device = device
