@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import numbers
 import os
 import threading
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from .hashing import sha256_file
 from .logos.cues import SOURCE_SIFT, cue_names
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
-from .sources import MediaItem, collect_media, source_list
+from .sources import MediaItem, collect_media, path_list
 from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
 from .video.exposure import DEFAULT_MAX_GAP_S
@@ -98,7 +99,7 @@ def track(
         batch_size: photos analysed together on the device; ``"auto"``: planned from free CUDA memory
             (8 on the CPU), halved whenever CUDA runs out of memory (see docs/performance.md).
         workers: decoding threads; None: half the CPU cores, 2 to 8.
-        sample_fps: video frames analysed per second (None: every frame).
+        sample_fps: video frames analysed per second (None or 0: every frame, as ``--sample-fps 0``).
         annotate_dir: write copies of the media with boxes and names here.
         blur_unknown: in annotated copies, blur faces that are not registered people.
         checkpoint: a file recording finished media; a rerun with the same file skips them (resume).
@@ -119,17 +120,15 @@ def track(
             ``sample_fps``, ``workers``, a threshold far above the calibrated one), before anything is read.
         InfluvisionError: ``annotate_dir`` cannot be created or written to.
     """
-    sources = source_list(sources)  # every argument is checked before models load or media are read
+    sources = path_list(sources)  # every argument is checked before models load or media are read
     settings = settings or DEFAULT_SETTINGS
     if not isinstance(settings, MatchSettings):
         raise TypeError(f"settings must be a MatchSettings, not {type(settings).__name__}")
+    if isinstance(sample_fps, numbers.Real) and not isinstance(sample_fps, bool) and sample_fps == 0:
+        sample_fps = None  # every frame, as on the command line
     sampling_step(sample_fps)
-    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
-        raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
-    if not isinstance(max_side, int) or isinstance(max_side, bool):
-        raise ValueError(f"max_side must be a whole number of pixels, got {max_side!r}")
-    if annotate_dir is not None:
-        annotate_dir = writable_folder(annotate_dir, "annotate_dir")
+    workers = _whole(workers, "workers", 1) if workers is not None else None
+    max_side = _whole(max_side, "max_side", 1)
     own_gallery = not isinstance(gallery, Gallery)
     if own_gallery:
         if not isinstance(gallery, str | os.PathLike):
@@ -145,6 +144,8 @@ def track(
         if not g.people() and not g.brands():
             raise GalleryError(f"{g.path} registers nobody and no brand: nothing could be found; add people or brands "
                                "first (Gallery.add_person, Gallery.add_brand)")
+        if annotate_dir is not None:
+            annotate_dir = writable_folder(annotate_dir, "annotate_dir")
         # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.
         loaded = g.loaded_pipeline
         pipeline = loaded if loaded is not None and loaded.device == dev and loaded.detector.max_side == max_side \
@@ -213,6 +214,13 @@ def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> 
     rules = json.dumps(dataclasses.asdict(settings), sort_keys=True)
     return {"photo": report_settings.model_dump_json(exclude={"sample_fps", "max_gap_s"}) + rules,
             "video": report_settings.model_dump_json() + rules}
+
+
+def _whole(value: object, name: str, least: int) -> int:
+    """``value`` as an int (numpy integers and whole floats welcome), at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
 
 
 # Logo detectors built by track(), by what they depend on (see _logo_detector); building one takes seconds

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's exit flush cannot fail
         return 1
-    except (TypeError, ValueError, OSError) as e:  # a bad value or file the checks above did not catch
+    except OSError as e:  # a file that cannot be read or written (a full disk, a folder gone)
         print(f"influvision: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a defect: exit 1 would read as "finished, some inputs skipped"

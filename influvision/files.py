@@ -76,7 +76,7 @@ def writable_folder(path: str | os.PathLike[str], what: str) -> Path:
     Raises:
         InfluvisionError: it is a file, cannot be made or is not writable; the message starts with ``what``.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise InfluvisionError(f"{what} {path} is a file; give a folder")
     try:

@@ -126,31 +126,19 @@ def _reference_paths(kind: str, images: object) -> list[str]:
     """Reference image paths: one path, a folder (its image files, sorted) or an iterable of paths.
 
     Raises:
-        TypeError: images given as anything but paths (bytes, arrays, images in memory, None).
+        TypeError: images given as anything but paths (bytes, arrays of pixels, images in memory, None).
     """
     from .decode.images import PHOTO_EXTENSIONS
+    from .sources import path_list
 
-    def refuse(what: object) -> TypeError:
-        return TypeError(f"add_{kind} takes reference image paths (str or pathlib.Path, a folder, or a list of "
-                         f"them), not {type(what).__name__}; images in memory are not supported: save them first")
-
-    if isinstance(images, str | os.PathLike):
-        items: list[object] = [images]
-    elif isinstance(images, bytes | bytearray) or not hasattr(images, "__iter__") or hasattr(images, "__array__") \
-            or hasattr(images, "read") or hasattr(images, "getpixel"):
-        raise refuse(images)
-    else:
-        items = list(images)  # type: ignore[call-overload]
-    paths: list[str] = []
     suffixes = PHOTO_EXTENSIONS | ({".svg"} if kind == "brand" else set())
-    for item in items:
-        if not isinstance(item, str | os.PathLike) or not isinstance(os.fspath(item), str):
-            raise refuse(item)
-        p = Path(item)
+    paths: list[str] = []
+    for item in path_list(images, f"add_{kind} takes reference image paths: images"):
+        p = Path(item).expanduser()
         if p.is_dir():
             paths += sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
         else:
-            paths.append(str(item))
+            paths.append(str(p) if item.startswith("~") else item)
     return paths
 
 

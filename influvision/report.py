@@ -269,9 +269,9 @@ class Report(BaseModel):
                             [[*row(k, t), t.mean_centrality, t.mean_sharpness, ";".join(t.photos)]
                              for k, t in self.brands.items()])
         for name, pairs in (("together", self.together), ("co_appearance", self.co_appearance)):
-            tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "with_seconds", "photos"],
+            tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "photos", "with_seconds"],
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
-                              round(p.with_seconds, 3), ";".join(p.photos)] for p in pairs])
+                              ";".join(p.photos), round(p.with_seconds, 3)] for p in pairs])
         tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
                             "size_px", "sharpness", "frontalness", "area_share", "centrality", "distance"],
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,

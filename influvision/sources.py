@@ -188,31 +188,35 @@ class MediaSet:
         return self.temp_dir
 
 
-def source_list(sources: object) -> list[str]:
-    """``sources`` as a list of path strings: one path (``str`` or path-like) or an iterable of them.
+def path_list(value: object, what: str = "sources") -> list[str]:
+    """``value`` as a list of path strings: one path (``str`` or path-like) or an iterable of them (a list, a
+    generator, a numpy array or pandas Series of path strings ...).
 
     Raises:
-        TypeError: anything else (bytes, arrays, images, open files, numbers, nested lists), named.
+        TypeError: anything else (bytes, images or pixel arrays in memory, open files, numbers, nested lists),
+            naming ``what``.
     """
-    def refuse(what: object) -> TypeError:
-        hint = " (in-memory images are not supported: save them as files first)" \
-            if not isinstance(what, str | bytes | int | float | type(None) | list | tuple) else ""
-        return TypeError(f"sources must be a path (str or pathlib.Path) or a list of paths, not "
-                         f"{type(what).__name__}{hint}")
+    def refuse(thing: object) -> TypeError:
+        pixels = hasattr(thing, "__array__") or hasattr(thing, "getpixel") or hasattr(thing, "read")
+        hint = " (images in memory are not supported: save them as files first)" if pixels else ""
+        return TypeError(f"{what} must be a path (str or pathlib.Path) or a list of paths, not "
+                         f"{type(thing).__name__}{hint}")
 
-    if isinstance(sources, str | os.PathLike):
-        return [os.fspath(sources)]
-    if isinstance(sources, bytes | bytearray) or not hasattr(sources, "__iter__") or hasattr(sources, "read") \
-            or hasattr(sources, "__array__") or hasattr(sources, "getpixel"):
-        raise refuse(sources)
+    if isinstance(value, str | os.PathLike):
+        return [os.fspath(value)]
+    if isinstance(value, bytes | bytearray) or not hasattr(value, "__iter__") or hasattr(value, "read") \
+            or hasattr(value, "getpixel"):
+        raise refuse(value)
+    if hasattr(value, "__array__") and np.asarray(value).dtype.kind not in "UO":  # pixels, not path strings
+        raise refuse(value)
     out = []
-    for src in sources:  # type: ignore[attr-defined]
-        if not isinstance(src, str | os.PathLike):
-            raise refuse(src)
-        path = os.fspath(src)
+    for item in value:  # type: ignore[attr-defined]
+        if not isinstance(item, str | os.PathLike):
+            raise refuse(item)
+        path = os.fspath(item)
         if not isinstance(path, str):
             raise refuse(path)
-        out.append(path)
+        out.append(str(path))
     return out
 
 
@@ -236,7 +240,7 @@ def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         A :class:`MediaSet`; use it as a context manager (``with collect_media(...) as media:``) so that
         extracted archive members are deleted. Never raises for bad inputs: they go to ``skipped``.
     """
-    sources = source_list(sources)
+    sources = path_list(sources)
     collector = _Collector(MediaSet(), recursive, max_extract_bytes, max_compression_ratio, max_archive_members)
     try:
         for src in sources:

@@ -390,7 +390,7 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_analysed(tmp_path,
 
     photo = shared_data / "scenes" / "couple.jpg"
     run = dict(device="cpu", progress=False)
-    for fps in (0, -1, float("nan"), "10"):
+    for fps in (-1, float("nan"), "10"):
         with pytest.raises(ValueError, match="sample_fps"):
             iv.track(photo, gallery=full_gallery, sample_fps=fps, **run)
     for wrong in (b"a.jpg", np.zeros((8, 8, 3), np.uint8), None, [["a.jpg"]]):
@@ -409,4 +409,9 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_analysed(tmp_path,
     assert (tmp_path / "zero.db").stat().st_size == 0  # not turned into a gallery
     iv.Gallery(tmp_path / "nobody.db").close()
     with pytest.raises(iv.GalleryError, match="registers nobody"):
-        iv.track(photo, gallery=tmp_path / "nobody.db", **run)
+        iv.track(photo, gallery=tmp_path / "nobody.db", annotate_dir=tmp_path / "not_made", **run)
+    assert not (tmp_path / "not_made").exists()  # nothing is written for a run that cannot start
+    # What scripts legitimately pass: numpy paths and integers, 0 frames per second meaning every frame.
+    report = iv.track(np.array([str(photo)]), gallery=full_gallery, sample_fps=0, workers=np.int64(1),
+                      max_side=np.int64(1600), **run)
+    assert report.counts.analysed == 1 and report.settings.sample_fps is None
