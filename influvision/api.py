@@ -198,7 +198,7 @@ def track(
             else:
                 media.append(MediaEntry(path=item.path, kind=item.kind, duplicate_of=first))
         inputs_seen = len(media) + len(skipped)
-        report = _build_report(media, skipped, inputs_seen, report_settings)
+        report = _build_report(media, skipped, inputs_seen, report_settings, annotated=annotate_dir is not None)
         report.counts.batch_sizes, report.counts.oom_retries = engine.stats.batch_sizes, engine.stats.oom_retries
         report.counts.ignored_files = ignored
         report.counts.hidden_files = hidden
@@ -427,7 +427,7 @@ def _resumed_video(done: MediaEntry, annotate_dir: str | Path | None, blur_unkno
 
 
 def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: int,
-                  settings: Settings) -> Report:
+                  settings: Settings, *, annotated: bool = False) -> Report:
     people, brands, together, co = tally_photos(media)
     from .video.report import tally_videos
 
@@ -448,6 +448,8 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         unidentifiable_faces=sum(f.status == "unidentifiable" for f in faces),
         logos=sum(len(m.logos) for m in media),
         face_tracks=sum(len(m.tracks or []) for m in media),
-        named_tracks=sum(1 for m in media for t in m.tracks or [] if t.identity))
+        named_tracks=sum(1 for m in media for t in m.tracks or [] if t.identity),
+        annotation_failures=sum(1 for m in media if annotated and not m.duplicate_of and not m.annotated
+                                and (m.kind == "photo" or m.frames_analysed)))
     return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
                   co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)

@@ -172,6 +172,8 @@ class Counts(BaseModel):
     batch_sizes: list[int] = Field(default_factory=list, description=(
         "Photos per device batch: the starting size, then each size after the device ran out of memory"))
     oom_retries: int = Field(0, description="Photo batches analysed again in halves after running out of memory")
+    annotation_failures: int = Field(0, description=(
+        "Analysed media whose annotated copy (asked for with annotate_dir) could not be written; the log says why"))
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
@@ -336,6 +338,9 @@ class Report(BaseModel):
             lines.append(f"small faces may be missed: {media} longer than {side:.0f} px searched on a {side:.0f} px "
                          f"copy, where faces under {span} px are found only by chance (a larger max_side finds them, "
                          "slower)")
+        if c.annotation_failures:
+            lines.append(f"annotated copies not written: {c.annotation_failures} (a full disk or a folder gone? the log "
+                         "names each file and the problem)")
         lines.append("")
         width = max([len(n) for n in [*self.people, *self.brands]] + [12])
         lines.append(f"{'name':<{width}}  {'photos':>6}  {'seconds':>8}  {'alone s':>8}  {'mean sim':>8}")

@@ -415,3 +415,25 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_analysed(tmp_path,
     report = iv.track(np.array([str(photo)]), gallery=full_gallery, sample_fps=0, workers=np.int64(1),
                       max_side=np.int64(1600), **run)
     assert report.counts.analysed == 1 and report.settings.sample_fps is None
+
+
+def test_annotated_copies_that_cannot_be_written_are_counted_not_only_logged(tmp_path, shared_data, full_gallery,
+                                                                              monkeypatch):
+    """With blur_unknown a user counts on blurred copies: one that could not be written (a full disk) was only a
+    log line, and the report read as if every copy were there."""
+    photos = [shared_data / "scenes" / "couple.jpg", shared_data / "scenes" / "group2.jpg"]
+    run = dict(gallery=full_gallery, device="cpu", progress=False, annotate_dir=tmp_path / "ann", blur_unknown=True,
+               checkpoint=tmp_path / "run.ckpt")
+    report = iv.track(photos, **run)
+    assert report.counts.annotation_failures == 0 and all(m.annotated for m in report.media)
+    again = iv.track(photos, **run)  # resumed: the copies are there
+    assert again.counts.annotation_failures == 0
+    import influvision.annotate as annotate
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(annotate, "annotate_photo", full_disk)
+    failed = iv.track(photos, **{**run, "annotate_dir": tmp_path / "ann2", "checkpoint": None})
+    assert failed.counts.annotation_failures == 2
+    assert "annotated copies not written: 2" in failed.summary()
