@@ -34,7 +34,14 @@ from .exposure import (
     total_seconds,
     union_intervals,
 )
-from .identity import DEFAULT_MIN_EVIDENCE, DEFAULT_TOP_K, TrackIdentity, identify_tracks, split_tracks
+from .identity import (
+    DEFAULT_MIN_EVIDENCE,
+    DEFAULT_TOP_K,
+    TrackIdentity,
+    identifiable,
+    identify_tracks,
+    split_tracks,
+)
 from .tracks import CUT_THRESHOLD, FaceTracker, ShotCutDetector
 
 log = logging.getLogger(__name__)
@@ -400,8 +407,6 @@ def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_f
     mean of its identifiable faces is within the matching threshold of that person (a lookalike stranger 0.57
     away who steps into the spot is not).
     """
-    from .identity import identifiable
-
     named = [d for d in decisions if d.status == "named"]
     if not named or within_s <= 0:
         return np.zeros((0, 2), dtype=np.int64)
@@ -452,9 +457,16 @@ def _join_pieces(pieces: list[np.ndarray], ends: list, pts: np.ndarray, boxes: n
                  same_shot: Callable[[float, float], bool]) -> list[tuple[np.ndarray, int]]:
     """The pieces that continue one of ``ends`` (index into it), by time, place and shot (see _continuations)."""
     cand: list[tuple[np.ndarray, int]] = []
+    starts = np.array([pts[n_first] for _, n_first, _ in ends])
+    stops = np.array([pts[n_last] for _, _, n_last in ends])
     for rows in pieces:
         first, last = rows[0], rows[-1]
-        for k, (d, n_first, n_last) in enumerate(ends):
+        # Only the named tracks that end just before the piece or start just after it (a long video has
+        # thousands of lone detections and hundreds of tracks).
+        near = np.flatnonzero(((pts[first] - stops > 0) & (pts[first] - stops <= within_s))
+                              | ((starts - pts[last] > 0) & (starts - pts[last] <= within_s)))
+        for k in near.tolist():
+            d, n_first, n_last = ends[k]
             after = 0 < pts[first] - pts[n_last] <= within_s and box_iou(boxes[n_last], boxes[first]) >= HANDOVER_IOU \
                 and same_shot(pts[n_last], pts[first])
             before = 0 < pts[n_first] - pts[last] <= within_s and box_iou(boxes[last], boxes[n_first]) >= HANDOVER_IOU \
