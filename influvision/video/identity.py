@@ -69,9 +69,13 @@ DEFAULT_MIN_EVIDENCE = 3
 #: photo wall measured 0.77-0.97, single faces within a track up to 0.81 (one far face cuts nothing).
 SPLIT_FACTOR = 1.2
 SPLIT_CONFIRM = 2
-#: Faces blurrier than this share of their track's median sharpness do not decide a cut: a focus pull or motion
-#: blur moved one person's face 0.76 from their sharp face (an audit clip), as far as another person's.
-SPLIT_SHARPNESS = 0.5
+#: A face decides no cut when it is blurred: sharpness (``faces.quality.chip_sharpness``) under both this share of
+#: its track's median and ``SPLIT_MIN_SHARPNESS``. A focus pull moved one person's face 0.76 from their sharp face
+#: (an audit clip: sharpness 0.015 against 0.27), as far as another person's; but clean faces of two people differ
+#: by up to 4x (shared references: median 0.17, 5th percentile 0.045; a guest at 0.05 after one at 0.15 was not
+#: cut from him with a relative rule alone).
+SPLIT_SHARPNESS = 0.25
+SPLIT_MIN_SHARPNESS = 0.03
 # Faces this tall (pixels) or taller count as full size in the quality ranking.
 _FULL_SIZE_PX = 100.0
 
@@ -165,9 +169,9 @@ def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
     """Cut tracks where their face becomes another person's, and set aside single faces of another person
     (rule 0 of the module docstring).
 
-    Only sharp, evidence-grade faces decide (identifiable, at least ``MIN_TRACK_FACE_PX`` high and at least
-    ``SPLIT_SHARPNESS`` x the track's median sharpness: a blurred stretch of one person embeds far from their
-    sharp face). ``SPLIT_CONFIRM`` successive faces further than ``SPLIT_FACTOR`` x the threshold from the mean of
+    Only evidence-grade faces that are not blurred decide (identifiable, at least ``MIN_TRACK_FACE_PX`` high, and
+    not under both ``SPLIT_SHARPNESS`` x the track's median sharpness and ``SPLIT_MIN_SHARPNESS``: a blurred
+    stretch of one person embeds far from their sharp face). ``SPLIT_CONFIRM`` successive faces further than ``SPLIT_FACTOR`` x the threshold from the mean of
     the track's faces since its start or last cut cut the track there; the detections between the last face of
     the earlier person and the first of the later one (profiles, small or blurred frames, which could be either)
     form a piece of their own, which has no evidence and is never named. Fewer far faces in a row (a single
@@ -197,7 +201,7 @@ def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
     next_id = int(track_id.max()) + 1
     for t in np.unique(track_id[rows]).tolist():
         mine = np.flatnonzero(track_id[rows] == t)  # indices into rows / emb, in time order
-        mine = mine[sharp[rows[mine]] >= SPLIT_SHARPNESS * np.median(sharp[rows[mine]])]
+        mine = mine[sharp[rows[mine]] >= min(SPLIT_MIN_SHARPNESS, SPLIT_SHARPNESS * np.median(sharp[rows[mine]]))]
         cuts: list[tuple[int, int]] = []  # (row of the earlier person's last face, row of the later's first)
         aside: list[int] = []  # rows of single faces of somebody else
         total, count, pending = emb[mine[0]].copy(), 1, []
