@@ -63,10 +63,10 @@ DEFAULT_MIN_EVIDENCE = 3
 #: A track is cut where ``SPLIT_CONFIRM`` successive identifiable faces at least ``MIN_TRACK_FACE_PX`` high are
 #: each further than ``SPLIT_FACTOR`` x the matching threshold (0.6 for dlib-resnet-v1: dlib's own "another
 #: person") from the mean of the track's faces since its start or last cut. Measured (benchmarks/RESULTS.md,
-#: "One face per track"): on the shared clips at 5 and 10 sampled frames per second it cuts nothing in nggyup
-#: and street_crowd, and 3 (5 fps) and 2 (10 fps) tracks of dirtydancing's crowded dance floor, each where the
-#: tracker had passed one dancer's track to another (checked by eye); one person taking another's place at a
-#: photo wall measured 0.77-0.97, single faces within a track up to 0.81 (one far face cuts nothing).
+#: "Adversarial audit II"): on the shared clips at 5 and 10 sampled frames per second it cuts nothing in nggyup
+#: and street_crowd, and 3 tracks of dirtydancing's crowded dance floor at either rate, each where the tracker
+#: had passed one dancer's track to another (checked by eye); one person taking another's place at a photo
+#: wall measured 0.77-0.97, single faces within a track up to 0.81 (one far face is set aside, cuts nothing).
 SPLIT_FACTOR = 1.2
 SPLIT_CONFIRM = 2
 #: A face decides no cut when it is blurred: sharpness (``faces.quality.chip_sharpness``) under both this share of
