@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import numbers
 import os
 import threading
@@ -144,14 +145,14 @@ def track(
         if not g.people() and not g.brands():
             raise GalleryError(f"{g.path} registers nobody and no brand: nothing could be found; add people or brands "
                                "first (Gallery.add_person, Gallery.add_brand)")
-        if annotate_dir is not None:
-            annotate_dir = writable_folder(annotate_dir, "annotate_dir")
         # Reuse the gallery's loaded models when they sit on the requested device; load them there otherwise.
         loaded = g.loaded_pipeline
         pipeline = loaded if loaded is not None and loaded.device == dev and loaded.detector.max_side == max_side \
             else FacePipeline(g.embedder_name, dev, max_side=max_side)
         g.use_pipeline(pipeline)
         settings = settings.resolved(pipeline.embedder.threshold)
+        if annotate_dir is not None:  # made only once the run can start
+            annotate_dir = writable_folder(annotate_dir, "annotate_dir")
         gallery_key = g.content_key()
         engine = _Engine(pipeline, g.index(dev), settings, *_logo_detector(g, dev, logo_text))
         if g.content_key() != gallery_key:  # results would be recorded under the wrong gallery's key
@@ -216,9 +217,18 @@ def _checkpoint_settings(report_settings: Settings, settings: MatchSettings) -> 
             "video": report_settings.model_dump_json() + rules}
 
 
+def _annotation_missing(m: MediaEntry) -> bool:
+    """Whether an analysed photo or video lacks its annotated copy (a video's is its MP4, not the timeline)."""
+    written = m.annotated or []
+    if m.kind == "video":
+        return bool(m.frames_analysed) and not any(p.endswith(".mp4") for p in written)
+    return not written
+
+
 def _whole(value: object, name: str, least: int) -> int:
     """``value`` as an int (numpy integers and whole floats welcome), at least ``least``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) or value < least:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value != int(value) or value < least:
         raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
     return int(value)
 
@@ -449,7 +459,6 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         logos=sum(len(m.logos) for m in media),
         face_tracks=sum(len(m.tracks or []) for m in media),
         named_tracks=sum(1 for m in media for t in m.tracks or [] if t.identity),
-        annotation_failures=sum(1 for m in media if annotated and not m.duplicate_of and not m.annotated
-                                and (m.kind == "photo" or m.frames_analysed)))
+        annotation_failures=sum(1 for m in media if annotated and not m.duplicate_of and _annotation_missing(m)))
     return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
                   co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)

@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a defect: exit 1 would read as "finished, some inputs skipped"
         if args.verbose:
             logging.getLogger(__name__).exception("internal error")
-        print(f"influvision: internal error: {type(e).__name__}: {e} (run with -v for the traceback)",
-              file=sys.stderr)
+        print(f"influvision: internal error: {type(e).__name__}: {e}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
         return 3
 
 

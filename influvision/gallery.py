@@ -168,8 +168,6 @@ class Gallery:
     """
 
     def __init__(self, path: str | Path, *, embedder: str = "dlib-resnet-v1", device: str = "auto"):
-        from .faces.embed import EMBEDDERS
-
         self.path = Path(path).expanduser()
         if embedder not in EMBEDDERS:  # said now, not at the first photo
             raise UnknownModelError(embedder, sorted(EMBEDDERS))

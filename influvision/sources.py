@@ -207,8 +207,12 @@ def path_list(value: object, what: str = "sources") -> list[str]:
     if isinstance(value, bytes | bytearray) or not hasattr(value, "__iter__") or hasattr(value, "read") \
             or hasattr(value, "getpixel"):
         raise refuse(value)
-    if hasattr(value, "__array__") and np.asarray(value).dtype.kind not in "UO":  # pixels, not path strings
-        raise refuse(value)
+    if hasattr(value, "__array__"):
+        array = np.asarray(value)
+        if array.dtype.kind not in "UO":  # pixels, not path strings
+            raise refuse(value)
+        if array.ndim == 0:
+            return path_list(array.item(), what)
     out = []
     for item in value:  # type: ignore[attr-defined]
         if not isinstance(item, str | os.PathLike):
@@ -305,10 +309,11 @@ class _Collector:
             self.skip(repr(text), "empty path: give a file, folder, archive or pattern")
             return
         p = Path(text)
+        pattern = os.path.expanduser(text) if text.startswith("~") else text
         if os.path.lexists(p):
             self.add_path(p, text, explicit=True)
         elif glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
+            matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 self.skip(text, "no files match this pattern")
             for m in matches:

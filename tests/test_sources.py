@@ -91,8 +91,9 @@ def test_a_home_relative_path_is_read_and_a_url_is_said_to_be_one(shared_data: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     root = _tree(shared_data, tmp_path / "home" / "event")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    media = collect_media(["~/event/a.jpg", "https://example.com/b.jpg"])
-    assert [(i.path, Path(i.local_path)) for i in media.items] == [("~/event/a.jpg", root / "a.jpg")]
+    media = collect_media(["~/event/a.jpg", "https://example.com/b.jpg", "~/event/b.*"])
+    assert [(i.path, Path(i.local_path)) for i in media.items] == [("~/event/a.jpg", root / "a.jpg"),
+                                                                  (str(root / "b.jpg"), root / "b.jpg")]
     assert [(s.path, s.problem.split(" (")[0]) for s in media.skipped] == [("https://example.com/b.jpg", "not found")]
     assert "URLs are not read" in media.skipped[0].problem
 

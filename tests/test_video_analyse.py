@@ -410,3 +410,46 @@ def test_pieces_the_tracker_broke_off_a_named_face_continue_its_name():
     split_piece = _continuations(decisions, track_id, {1: 0}, np.array([r[1] for r in rows]), faces.boxes.numpy(),
                                  faces, index, SETTINGS, [1.9], 0.25, 3)
     assert split_piece.size == 0  # a piece cut out for showing another person never rejoins
+
+
+def test_two_far_faces_of_two_other_people_do_not_cut_as_one_and_a_piece_between_two_people_joins_neither():
+    """Rule 0 needs the two far faces to be one person (a stranger's single face before a new person is set
+    aside, not merged into the new person's piece); rule 6 gives a piece that fits the tracks of two people
+    (side by side) to neither unless its face says whose it is."""
+    from influvision.video.analyse import _continuations
+    from influvision.video.identity import TrackIdentity, split_tracks
+
+    g = torch.Generator().manual_seed(4)
+    a, b, c = torch.randn(3, 128, generator=g) * (0.55 / 128 ** 0.5)  # three people about 0.78 apart
+    who = [a, a, a, b, c, c, c, c]
+    n = len(who)
+    faces = Faces(image_index=torch.arange(n), boxes=torch.zeros(n, 4), scores=torch.ones(n),
+                  landmarks=torch.zeros(n, 5, 2),
+                  columns={"embedding": torch.stack(who), "size_px": torch.full((n,), 80.0),
+                           "frontalness": torch.full((n,), 0.9), "sharpness": torch.full((n,), 0.1)})
+    split = split_tracks(faces, np.array([0] * n), SETTINGS)
+    assert split.track_id.tolist() == [0, 0, 0, 2, 1, 1, 1, 1] and split.split_from == {1: 0, 2: 0}
+
+    index, people = _gallery()
+    left, right, both = [10.0, 10.0, 50.0, 50.0], [40.0, 10.0, 80.0, 50.0], [25.0, 10.0, 65.0, 50.0]
+    rows = [(0, 0.0, left, "ann"), (0, 0.1, left, "ann"), (0, 0.2, left, "ann"),
+            (1, 0.0, right, "bob"), (1, 0.1, right, "bob"), (1, 0.2, right, "bob"),
+            (-1, 0.3, both, "ann")]  # a lone detection between them, overlapping both
+    n = len(rows)
+
+    def faces_with(frontal_last: float) -> Faces:
+        frontal = torch.full((n,), 0.9)
+        frontal[-1] = frontal_last
+        return Faces(image_index=torch.arange(n), boxes=torch.tensor([r[2] for r in rows]), scores=torch.ones(n),
+                     landmarks=torch.zeros(n, 5, 2),
+                     columns={"embedding": torch.stack([people[r[3]] for r in rows]),
+                              "size_px": torch.full((n,), 60.0), "frontalness": frontal,
+                              "sharpness": torch.full((n,), 0.1)})
+
+    decisions = [TrackIdentity(0, "ann", 0, 0.1, 0.9, "ann", 3, 3, 3, "named"),
+                 TrackIdentity(1, "bob", 1, 0.1, 0.9, "bob", 3, 3, 3, "named")]
+    track_id, pts = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    for frontal, expected in ((0.1, []), (0.9, [[6, 0]])):  # a profile: whose? a frontal face of ann: hers
+        f = faces_with(frontal)
+        joined = _continuations(decisions, track_id, {}, pts, f.boxes.numpy(), f, index, SETTINGS, [], 0.25, 3)
+        assert joined.tolist() == expected

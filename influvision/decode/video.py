@@ -99,6 +99,8 @@ class FrameBatch:
             and for the very last one until the end of the last decoded frame. Always > 0.
         error: ``None``, or on the last batch of a stream that broke off, why it ended early.
         end_s: end of the decoded stream in seconds so far (final on the last batch).
+        rejoined: on the last batch, whether the stream's clock restarted or jumped and was rejoined (MPEG-TS):
+            then its declared length means nothing and ``end_s`` is its length.
     """
 
     frames: list[np.ndarray]
@@ -107,6 +109,7 @@ class FrameBatch:
     duration_s: np.ndarray
     error: str | None = None
     end_s: float = 0.0
+    rejoined: bool = False
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -233,8 +236,9 @@ class _PyAVBackend(_Backend):
         index = 0
         last_pts: float | None = None
         # MPEG-TS (camcorders' .MTS, joined recordings) may restart or jump its clock mid-stream; FFmpeg flags
-        # such formats. There a jump back, or forward by more than DISCONTINUITY_S, is a new clock: later frames
-        # are shifted to continue one frame after the last one, so the jump is neither seconds nor lost time.
+        # such formats. There a jump back or forward by more than DISCONTINUITY_S is a new clock: later frames are
+        # shifted to continue one frame after the last one, so the jump is neither seconds nor lost time. A smaller
+        # step back (a repeated or reordered timestamp) is nudged as in any other file.
         jumps = bool(container.format.flags & _AVFMT_TS_DISCONT)
         shift, rejoined = 0.0, False
         try:
@@ -245,7 +249,7 @@ class _PyAVBackend(_Backend):
                     pts_s = last_pts + nominal  # no pts at all (rare raw streams): step by the nominal rate
                 else:
                     pts_s = 0.0
-                if jumps and last_pts is not None and (pts_s <= last_pts or pts_s - last_pts > DISCONTINUITY_S):
+                if jumps and last_pts is not None and abs(pts_s - last_pts) > DISCONTINUITY_S:
                     moved = last_pts + (nominal or 1 / 30) - pts_s
                     log.warning("%s: the timestamps jump by %+.3f s after %.3f s (a joined or restarted recording); "
                                 "times continue from the frame before", path, -moved, last_pts)
@@ -329,7 +333,7 @@ def probe_video(path: str | Path, *, backend: str = "pyav") -> VideoInfo:
 
 # FFmpeg's AVFMT_TS_DISCONT: the format allows timestamp discontinuities (MPEG-TS).
 _AVFMT_TS_DISCONT = 0x200
-#: In such formats a forward jump of more than this between successive frames is a discontinuity, not a pause.
+#: In such formats a jump (back or forward) of more than this between successive frames is a discontinuity.
 DISCONTINUITY_S = 1.0
 
 
@@ -410,10 +414,11 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
         idx.append(raw.index)
         durs.append(max(duration, 1e-6))
 
-    def batch(err: str | None = None) -> FrameBatch:
+    def batch(err: str | None = None, rejoined: bool = False) -> FrameBatch:
         out = FrameBatch(frames=list(frames), pts_s=np.asarray(pts, dtype=np.float64),
                          frame_index=np.asarray(idx, dtype=np.int64),
-                         duration_s=np.asarray(durs, dtype=np.float64), error=err, end_s=end_s)
+                         duration_s=np.asarray(durs, dtype=np.float64), error=err, end_s=end_s,
+                         rejoined=rejoined)
         frames.clear(), pts.clear(), idx.clear(), durs.clear()
         return out
 
@@ -452,4 +457,4 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
                      f"({decoded} frames decoded); the file looks truncated")
     if error is not None:
         log.warning("%s: %s", path, error)
-    yield batch(error)
+    yield batch(error, held.rejoined)

@@ -57,6 +57,8 @@ HANDOVER_IOU = 0.1
 # A piece continues a named track when it starts within this many analysed-frame steps of the track's end (or
 # ends that close to its start): the next frame, or the one after a single missed frame (2 steps), with margin.
 CONTINUATION_STEPS = 2.5
+# Pieces join in chains up to this long (a lone detection before a piece before the named track).
+_CONTINUATION_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class VideoAnalysis:
         frame_pts_s, frame_duration_s: (F,) float64 time and duration of every analysed frame.
         cuts_s: times of detected shot cuts (the first frame of each new shot).
         error: ``None``, or why the stream ended early (the results cover the frames before it).
+        clock_rejoined: the stream's clock restarted or jumped and was rejoined (MPEG-TS; see :attr:`length_s`).
     """
 
     path: str
@@ -163,11 +166,20 @@ class VideoAnalysis:
     frame_duration_s: np.ndarray
     cuts_s: list[float] = field(default_factory=list)
     error: str | None = None
+    clock_rejoined: bool = False
 
     @property
     def analysed_s(self) -> float:
         """Seconds of video covered by the analysed frames."""
         return float(self.frame_duration_s.sum())
+
+    @property
+    def length_s(self) -> float:
+        """The video's length: as declared, or what was decoded when its clock was rejoined (an MPEG-TS clock
+        that restarted or jumped makes the declared length meaningless)."""
+        if self.clock_rejoined and len(self.frame_pts_s):
+            return float(self.frame_pts_s[-1] + self.frame_duration_s[-1])
+        return float(self.info.duration_s)
 
     def timeline_csv(self, path: str | Path | None = None) -> str:
         """The per-second timeline as CSV (``second,person,fraction``), written to ``path`` if given."""
@@ -249,6 +261,7 @@ def analyse_video(
     # every track would be dropped as lost over such a frame although the face in it was shown all along.
     # Seconds on screen come from the frames' own times, not from this clock.
     step, clock, last_pts = 1.0 / rate, 0.0, None
+    rejoined = False
     try:
         for batch in batches:
             faces = faces_fn(batch.frames)
@@ -280,6 +293,7 @@ def analyse_video(
             bar.update(len(batch))
             if batch.error:
                 error = batch.error
+            rejoined = rejoined or batch.rejoined
     finally:
         bar.close()
 
@@ -326,8 +340,11 @@ def analyse_video(
     for p in np.unique(det_identity[det_identity >= 0]).tolist():
         name = index.names[p]
         mine = det_identity == p
-        pieces = [union_intervals(det_iv[mine & (track_id == t) & (split.stretch == k)], within)
-                  for t, k in {(int(t), int(k)) for t, k in zip(track_id[mine], split.stretch[mine], strict=True)}]
+        # Within-track bridging reaches across neither a face set aside (split.stretch) nor from one lone,
+        # untracked detection to another.
+        key = np.where(track_id >= 0, track_id, -2 - np.arange(len(track_id)))
+        pieces = [union_intervals(det_iv[mine & (key == t) & (split.stretch == k)], within)
+                  for t, k in {(int(t), int(k)) for t, k in zip(key[mine], split.stretch[mine], strict=True)}]
         person_intervals[name] = union_intervals(np.concatenate(pieces), max_gap_s)
         face_share[name] = float(share[mine].mean())
     exposure = {n: total_seconds(iv) for n, iv in person_intervals.items()}
@@ -346,7 +363,7 @@ def analyse_video(
                                    np.zeros(0, dtype=np.int64), boxes=boxes_h,
                                    scores=all_faces.scores.float().cpu().numpy(), track_id=track_id,
                                    identity=det_identity),
-        frame_pts_s=fpts, frame_duration_s=fdur, cuts_s=cuts, error=error)
+        frame_pts_s=fpts, frame_duration_s=fdur, cuts_s=cuts, error=error, clock_rejoined=rejoined)
 
 
 def _handovers(decisions: list[TrackIdentity], track_id: np.ndarray, pts: np.ndarray, boxes: np.ndarray,
@@ -435,8 +452,7 @@ def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_f
 
     out: list[tuple[int, int]] = []
     for _ in range(_CONTINUATION_PASSES):  # a piece joined extends its track, so the next piece can join it
-        found = [(rows, k) for rows, k in _join_pieces(pieces, ends, pts, boxes, within_s, same_shot)
-                 if same_person(rows, ends[k][0].person_index)]
+        found = _join_pieces(pieces, ends, pts, boxes, within_s, same_shot, same_person)
         if not found:
             break
         taken = {id(rows) for rows, _ in found}
@@ -450,12 +466,11 @@ def _continuations(decisions: list[TrackIdentity], track_id: np.ndarray, split_f
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
-_CONTINUATION_PASSES = 3
-
-
 def _join_pieces(pieces: list[np.ndarray], ends: list, pts: np.ndarray, boxes: np.ndarray, within_s: float,
-                 same_shot: Callable[[float, float], bool]) -> list[tuple[np.ndarray, int]]:
-    """The pieces that continue one of ``ends`` (index into it), by time, place and shot (see _continuations)."""
+                 same_shot: Callable[[float, float], bool],
+                 same_person: Callable[[np.ndarray, int], bool]) -> list[tuple[np.ndarray, int]]:
+    """The pieces that continue one of ``ends`` (index into it), by time, place, shot and face (see
+    _continuations). A piece that fits named tracks of two different people joins neither."""
     cand: list[tuple[np.ndarray, int]] = []
     starts = np.array([pts[n_first] for _, n_first, _ in ends])
     stops = np.array([pts[n_last] for _, _, n_last in ends])
@@ -463,21 +478,23 @@ def _join_pieces(pieces: list[np.ndarray], ends: list, pts: np.ndarray, boxes: n
         first, last = rows[0], rows[-1]
         # Only the named tracks that end just before the piece or start just after it (a long video has
         # thousands of lone detections and hundreds of tracks).
-        near = np.flatnonzero(((pts[first] - stops > 0) & (pts[first] - stops <= within_s))
-                              | ((starts - pts[last] > 0) & (starts - pts[last] <= within_s)))
-        for k in near.tolist():
+        after = (pts[first] - stops > 0) & (pts[first] - stops <= within_s)
+        before = (starts - pts[last] > 0) & (starts - pts[last] <= within_s)
+        fits: list[tuple[float, int]] = []
+        for k in np.flatnonzero(after | before).tolist():
             d, n_first, n_last = ends[k]
-            after = 0 < pts[first] - pts[n_last] <= within_s and box_iou(boxes[n_last], boxes[first]) >= HANDOVER_IOU \
-                and same_shot(pts[n_last], pts[first])
-            before = 0 < pts[n_first] - pts[last] <= within_s and box_iou(boxes[last], boxes[n_first]) >= HANDOVER_IOU \
-                and same_shot(pts[last], pts[n_first])
-            if not (after or before):
+            overlap = max(box_iou(boxes[n_last], boxes[first]) if after[k] and same_shot(pts[n_last], pts[first])
+                          else 0.0,
+                          box_iou(boxes[last], boxes[n_first]) if before[k] and same_shot(pts[last], pts[n_first])
+                          else 0.0)
+            if overlap < HANDOVER_IOU or not same_person(rows, d.person_index):
                 continue
             if any(o.person_index == d.person_index and o is not d and pts[o_first] <= pts[last]
                    and pts[first] <= pts[o_last] for o, o_first, o_last in ends):
                 continue
-            cand.append((rows, k))
-            break
+            fits.append((overlap, k))
+        if len({ends[k][0].person_index for _, k in fits}) == 1:
+            cand.append((rows, max(fits)[1]))
     return cand
 
 

@@ -208,6 +208,9 @@ def split_tracks(faces: Faces, track_id: np.ndarray, settings: MatchSettings,
         for k in range(1, len(mine)):
             e = emb[mine[k]]
             if np.linalg.norm(e - total / count) > limit:
+                if pending and np.linalg.norm(e - emb[mine[pending]].mean(axis=0)) > limit:
+                    aside += [int(rows[mine[j]]) for j in pending]  # far faces of two other people: set aside
+                    pending = []
                 pending.append(k)
                 if len(pending) == SPLIT_CONFIRM:
                     cuts.append((rows[mine[pending[0] - 1]], rows[mine[pending[0]]]))

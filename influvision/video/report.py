@@ -71,8 +71,6 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
 
 
 def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
-    # duration_s: the declared length, or what was decoded where that is longer (a rejoined MPEG-TS clock runs
-    # past the length its header declares).
     tracks = [TrackEntry(track_id=t.track_id, identity=t.identity, similarity=round(t.similarity, 4),
                          intervals=[[_r(s), _r(e)] for s, e in t.intervals], frames=t.frames,
                          distance=round(t.distance, 4) if math.isfinite(t.distance) else None, nearest=t.nearest,
@@ -87,7 +85,7 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
     return MediaEntry(
         path=path, kind="video", width=va.info.width, height=va.info.height,
         error=f"{path}: {va.error}" if va.error else None,
-        duration_s=_r(max(va.info.duration_s, va.analysed_s)), fps=round(float(va.info.fps), 3),
+        duration_s=_r(va.length_s), fps=round(float(va.info.fps), 3),
         frames_analysed=va.frames_analysed,
         sample_fps=va.sample_fps, time_resolution_s=_r(va.time_resolution_s), offset_s=_r(va.info.offset_s),
         max_gap_s=va.max_gap_s,
@@ -146,15 +144,19 @@ def _near_intervals(va: VideoAnalysis, logos: list[LogoDetection]) -> dict[str, 
     near the person's face (:func:`~influvision.tally.logo_near_face`) in the analysed frame nearest to it."""
     det = va.detections
     named = np.flatnonzero(det.identity >= 0)
-    if not len(named) or not logos:
+    frames = va.frame_pts_s  # every analysed frame, in time order
+    if not len(named) or not logos or not len(frames):
         return {}
-    frames = np.unique(det.pts_s)
+    at_frame: dict[float, list[int]] = {}
+    for r in named.tolist():
+        at_frame.setdefault(float(det.pts_s[r]), []).append(r)
     out: dict[str, list[tuple[float, float]]] = {}
     for d in logos:
-        k = int(np.argmin(np.abs(frames - d.pts_s)))
+        k = int(np.searchsorted(frames, d.pts_s))
+        k = min((j for j in (k - 1, k) if 0 <= j < len(frames)), key=lambda j: abs(frames[j] - d.pts_s))
         if abs(frames[k] - d.pts_s) > max(va.time_resolution_s, d.duration_s):
             continue  # no analysed frame near this searched one
-        for r in named[det.pts_s[named] == frames[k]]:
+        for r in at_frame.get(float(frames[k]), []):
             if logo_near_face(d.box, det.boxes[r].tolist()):
                 out.setdefault(va.names[int(det.identity[r])], []).append((d.pts_s, d.pts_s + d.duration_s))
     return out
@@ -239,7 +241,7 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
         log.warning("could not write annotated video for %s: %s", item.path, e)
     intervals = {n: [[float(s), float(e)] for s, e in iv.tolist()] for n, iv in va.person_intervals.items()}
     try:
-        written.append(timeline_png(intervals, va.info.duration_s,
+        written.append(timeline_png(intervals, va.length_s,
                                     output_path(directory, item.path, ".timeline.png"),
                                     title=f"{item.path}: on screen (s)"))
     except OSError as e:
