@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
             if folder:
                 writable_folder(folder, flag)
         report = track(args.sources, args.gallery, device=args.device,
-                       sample_fps=args.sample_fps or None, annotate_dir=args.annotate,
+                       sample_fps=args.sample_fps, annotate_dir=args.annotate,
                        blur_unknown=args.blur_unknown, checkpoint=args.checkpoint, batch_size=args.batch_size,
                        logo_text=args.logo_text, max_side=args.max_side, progress=not args.quiet)
         report.to_json(args.out)

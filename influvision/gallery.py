@@ -184,10 +184,10 @@ class Gallery:
             raise GalleryError(f"cannot create the gallery {self.path}: the folder {self.path.parent} is not writable")
         # A gallery in a folder we cannot write to (a shared, read-only copy) is read as it is: SQLite would
         # otherwise try to create its journal files beside it and fail.
-        read_only = self.path.is_file() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
-        self.read_only = read_only
+        self.read_only = self.path.is_file() and not (os.access(self.path, os.W_OK)
+                                                     and os.access(self.path.parent, os.W_OK))
         try:
-            if read_only:
+            if self.read_only:
                 # With a -wal file beside it, changes may still be there (a writer has it open): read them with
                 # mode=ro; without one nothing is pending and the file can be read as it is.
                 pending = Path(f"{self.path}-wal").exists()

@@ -309,19 +309,19 @@ class _Collector:
             self.skip(repr(text), "empty path: give a file, folder, archive or pattern")
             return
         p = Path(text)
-        pattern = os.path.expanduser(text) if text.startswith("~") else text
+        home = os.path.expanduser(text) if text.startswith("~") else text  # '~/...' read from the home folder
         if os.path.lexists(p):
             self.add_path(p, text, explicit=True)
         elif glob.has_magic(text):
-            matches = sorted(glob.glob(pattern, recursive=True))
+            matches = sorted(glob.glob(home, recursive=True))
             if not matches:
                 self.skip(text, "no files match this pattern")
             for m in matches:
                 self.add_path(Path(m), m, explicit=True)
         elif "://" in text:
             self.skip(text, "not found (URLs are not read: download the files and give their paths)")
-        elif text.startswith("~") and os.path.lexists(os.path.expanduser(text)):
-            self.add_path(Path(os.path.expanduser(text)), text, explicit=True)
+        elif home != text and os.path.lexists(home):
+            self.add_path(Path(home), text, explicit=True)
         else:
             self.skip(text, "not found")
 

@@ -260,7 +260,7 @@ def analyse_video(
     # holds a frame on screen for seconds (a still in a screen recording, a freeze), and on the file's clock
     # every track would be dropped as lost over such a frame although the face in it was shown all along.
     # Seconds on screen come from the frames' own times, not from this clock.
-    step, clock, last_pts = 1.0 / rate, 0.0, None
+    tick, clock, last_pts = 1.0 / rate, 0.0, None
     rejoined = False
     try:
         for batch in batches:
@@ -279,7 +279,7 @@ def analyse_video(
                     cuts.append(float(batch.pts_s[j]))
                 lo, hi = bounds[j], bounds[j + 1]
                 pts_j = float(batch.pts_s[j])
-                clock += step if last_pts is None else min(pts_j - last_pts, step)
+                clock += tick if last_pts is None else min(pts_j - last_pts, tick)
                 last_pts = pts_j
                 tracker.update(boxes[lo:hi], scores[lo:hi], clock)
             cols = {k: faces.columns[k] for k in (*_NEEDED, "sharpness") if k in faces.columns}
