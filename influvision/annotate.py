@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import re
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .boxes import box_iou
 from .files import written_atomically
 from .report import FaceEntry, LogoEntry, MediaEntry
+
+if TYPE_CHECKING:
+    from .faces.detect import FaceDetector
 
 NAMED = (40, 200, 80)
 UNKNOWN = (230, 60, 60)
@@ -55,6 +64,67 @@ def blur_box(image: Image.Image, box: list[float]) -> None:
     image.paste(region.filter(ImageFilter.GaussianBlur(radius)), (x1, y1))
 
 
+@functools.lru_cache(maxsize=16)
+def label_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans where the system has it (Latin, Greek and Cyrillic names), else Pillow's built-in font."""
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def drawable(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """``text`` as ``font`` can draw it: Pillow's built-in font has ASCII letters only, so other letters are
+    drawn without their accents (ö as o) and the rest as ``?`` rather than as empty boxes. The report keeps
+    every name as it was registered."""
+    path = getattr(font, "path", None)
+    if (isinstance(path, str) and path.endswith("DejaVuSans.ttf")) or text.isascii():
+        return text
+    out = []
+    for ch in text:
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(ch if ch.isascii() else base or "?")
+    return "".join(out)
+
+
+# Strangers are searched for blurring in the media at up to this size, whatever the analysis searched
+# (``max_side``, 1600 px by default): a 30 px face in a 4000 px photo is too small to name but not to recognise.
+PRIVACY_MAX_SIDE = 4800
+# A face the privacy search finds is the named face when it overlaps the named box this much (and most).
+NAMED_IOU = 0.3
+
+
+def privacy_search(detector: FaceDetector) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """Face boxes (K, 4) of each image, by ``detector``'s networks searching at up to :data:`PRIVACY_MAX_SIDE`
+    px, for blurring: faces too small for the analysis to find are still blurred."""
+    from .engine import split_on_oom
+
+    search = copy.copy(detector)  # the same networks on a larger canvas
+    search.max_side = max(detector.max_side, PRIVACY_MAX_SIDE)
+    detect = split_on_oom(search.detect, search.device)
+
+    def boxes(images: list[np.ndarray]) -> list[np.ndarray]:
+        faces = detect(images)
+        index = faces.image_index.cpu().numpy()
+        found = faces.boxes.float().cpu().numpy()
+        return [found[index == k] for k in range(len(images))]
+    return boxes
+
+
+def strangers(boxes: np.ndarray, named: list[list[float]]) -> list[list[float]]:
+    """The detected boxes that are not a named face: each named box spares at most one detected box, the one
+    overlapping it most (IoU at least :data:`NAMED_IOU`), so a stranger cheek to cheek with a named person is
+    still blurred."""
+    found = [list(map(float, b)) for b in boxes]
+    spared: set[int] = set()
+    for n in named:
+        overlaps = [(box_iou(b, n), k) for k, b in enumerate(found) if k not in spared]
+        best = max(overlaps, default=(0.0, -1))
+        if best[0] >= NAMED_IOU:
+            spared.add(best[1])
+    return [b for k, b in enumerate(found) if k not in spared]
+
+
 def draw_detections(image: Image.Image, faces: list[FaceEntry], logos: list[LogoEntry], *,
                     blur_unknown: bool, labels: list[str] | None = None) -> Image.Image:
     """Draw boxes (green: named, red: unknown, blue: logos) with names and similarities on a copy."""
@@ -64,7 +134,7 @@ def draw_detections(image: Image.Image, faces: list[FaceEntry], logos: list[Logo
             if f.identity is None:
                 blur_box(image, f.box)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(12, image.height // 60))
+    font = label_font(max(12, image.height // 60))
     line = max(2, image.height // 400)
     for k, f in enumerate(faces):
         colour = NAMED if f.identity else UNKNOWN
@@ -72,18 +142,26 @@ def draw_detections(image: Image.Image, faces: list[FaceEntry], logos: list[Logo
         if labels is not None:
             text = labels[k]
         draw.rectangle(f.box, outline=colour, width=line)
-        draw.text((f.box[0], max(0, f.box[1] - font.size - 2)), text, fill=colour, font=font)
+        draw.text((f.box[0], max(0, f.box[1] - font.size - 2)), drawable(text, font), fill=colour, font=font)
     for lg in logos:
         draw.rectangle(lg.box, outline=LOGO, width=line)
-        draw.text((lg.box[0], lg.box[3] + 2), f"{lg.brand} {lg.score:.2f}", fill=LOGO, font=font)
+        draw.text((lg.box[0], lg.box[3] + 2), drawable(f"{lg.brand} {lg.score:.2f}", font), fill=LOGO, font=font)
     return image
 
 
-def annotate_photo(pixels: np.ndarray, entry: MediaEntry, directory: Path, *, blur_unknown: bool = False) -> Path:
-    """Write ``directory/<photo name>.jpg`` with the entry's boxes drawn."""
+def annotate_photo(pixels: np.ndarray, entry: MediaEntry, directory: Path, *, blur_unknown: bool = False,
+                   faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> Path:
+    """Write ``directory/<photo name>.jpg`` with the entry's boxes drawn. With ``blur_unknown`` the entry's
+    unknown faces are blurred, and so is every face ``faces_in`` (:func:`privacy_search`) finds that is not a
+    named face."""
     directory.mkdir(parents=True, exist_ok=True)
     out = output_path(directory, entry.path, ".jpg")
-    drawn = draw_detections(Image.fromarray(pixels), entry.faces, entry.logos, blur_unknown=blur_unknown)
+    image = Image.fromarray(pixels)
+    if blur_unknown and faces_in is not None:
+        image = image.convert("RGB").copy()
+        for box in strangers(faces_in([pixels])[0], [f.box for f in entry.faces if f.identity is not None]):
+            blur_box(image, box)
+    drawn = draw_detections(image, entry.faces, entry.logos, blur_unknown=blur_unknown)
     with written_atomically(out) as tmp:
         drawn.save(tmp, quality=90)
     return out
@@ -97,13 +175,13 @@ def timeline_png(intervals: dict[str, list[list[float]]], duration_s: float, pat
     height = top + row * max(1, len(names)) + 30
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=14)
-    draw.text((10, 10), title or "on screen", fill="black", font=font)
+    font = label_font(14)
+    draw.text((10, 10), drawable(title or "on screen", font), fill="black", font=font)
     span = max(duration_s, 1e-6)
     scale = (width - left - 20) / span
     for k, name in enumerate(names):
         y = top + k * row
-        draw.text((10, y + 6), name[:22], fill="black", font=font)
+        draw.text((10, y + 6), drawable(name[:22], font), fill="black", font=font)
         draw.rectangle((left, y + 4, width - 20, y + row - 4), fill=(235, 235, 235))
         for s, e in intervals[name]:
             draw.rectangle((left + s * scale, y + 4, left + max(e * scale, s * scale + 1), y + row - 4), fill=NAMED)

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._version import __version__
+from .annotate import privacy_search
 from .checkpoint import Checkpoint
 from .decode.video import sampling_step
 from .engine import BatchSize, EngineStats, Photo, PhotoEngine
@@ -173,7 +174,12 @@ def track(
             if checkpoint else None
         media: list[MediaEntry] = []
         skipped: list[Skipped] = []
-        with collect_media(sources) as media_set:
+        # The run's own outputs are never its inputs: annotated copies inside a source folder would be counted
+        # again on a rerun, and a checkpoint there would be listed as an unknown file.
+        own = [annotate_dir] if annotate_dir is not None else []
+        if checkpoint:
+            own += [f"{os.fspath(Path(checkpoint).expanduser())}{end}" for end in ("", "-wal", "-shm", "-journal")]
+        with collect_media(sources, exclude=own) as media_set:
             skipped += [Skipped(path=s.path, error=s.error) for s in media_set.skipped]
             ignored, hidden = media_set.ignored, media_set.hidden
             if hidden:
@@ -286,7 +292,7 @@ def _trained_logo_detector(stored: StoredDetector | None, dev: torch.device) -> 
     try:
         return TrainedLogoDetector(DetectorBlob(stored.data, stored.sha256), device=dev,
                                    min_score=float(stored.metrics.get("min_score", DEFAULT_MIN_SCORE)))
-    except TrainedDetectorError as e:
+    except (TrainedDetectorError, TypeError, ValueError) as e:
         log.warning("stored logo detector not used: %s", e)
         return None
 
@@ -305,8 +311,9 @@ def _track_photos(items: list[MediaItem], engine: _Engine, batch_size: BatchSize
     if not items:
         return []
     engine.stats = photo_engine.stats
+    faces_in = privacy_search(pipeline.detector) if blur_unknown and annotate_dir is not None else None
     return photo_engine.run(items, checkpoint=ckpt, annotate_dir=annotate_dir, blur_unknown=blur_unknown,
-                            progress=bar.update)
+                            faces_in=faces_in, progress=bar.update)
 
 
 def analyse_photos(images: list[np.ndarray], paths: list[str], engine: _Engine,

@@ -36,6 +36,9 @@ class Checkpoint:
         self.path = Path(path)
         self.settings = {kind: hashlib.sha256(f"{text}|{gallery_key}".encode()).hexdigest()[:16]
                          for kind, text in settings_json.items()}
+        if self.path.is_dir():
+            raise InfluvisionError(f"checkpoint {self.path}: is a folder; give the path of a file (it is created "
+                                   "when missing)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -66,7 +69,10 @@ class Checkpoint:
         key = self._key(item, sha256)
         try:
             row = self._db.execute("SELECT entry FROM done WHERE key=?", (key,)).fetchone()
-            return MediaEntry.model_validate_json(row[0]) if row else None
+            entry = MediaEntry.model_validate_json(row[0]) if row else None
+            if entry is not None and (entry.path != item.path or entry.kind != item.kind):
+                raise TypeError(f"it records {entry.kind} {entry.path!r}")
+            return entry
         except (sqlite3.DatabaseError, ValidationError, TypeError) as e:
             log.warning("checkpoint %s: the entry of %s is damaged (%s); analysing it again", self.path,
                         item.path, str(e).splitlines()[0])

@@ -11,6 +11,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -89,6 +90,8 @@ def _writable_file(path: str, what: str) -> None:
 def _existing_gallery(path: str, hint: str) -> None:
     if not Path(path).exists():
         raise InfluvisionError(f"gallery {path} does not exist; {hint}")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:  # never turned into a gallery by reading it
+        raise InfluvisionError(f"{path} is an empty file, not a gallery; {hint}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,11 +168,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """SIGTERM (a scheduler's time limit, ``docker stop``, ``kill``), raised in the main thread so that finally
+    blocks and context managers run: extracted archive members are deleted, the checkpoint is closed."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         return _run(args)
+    except _Terminated:
+        print("influvision: terminated" + (" (rerun with the same --checkpoint to go on)" if getattr(args, "checkpoint", None)
+                                           else ""), file=sys.stderr)
+        return 143
     except InfluvisionError as e:
         print(f"influvision: error: {e}", file=sys.stderr)
         return 2
@@ -285,7 +313,16 @@ def _train_logos(args: argparse.Namespace) -> int:
     _existing_gallery(args.gallery, "register brands with 'influvision gallery add-brand'")
     device = str(resolve_device(args.device))
     with Gallery(args.gallery, device=device) as gal:
+        if gal.read_only:
+            print(f"influvision: error: {args.gallery} cannot be written, so a trained detector could not be "
+                  "stored in it", file=sys.stderr)
+            return 2
+        refs_key = gal.brand_refs_key()
         refs = gal.brand_references()
+        if gal.brand_refs_key() != refs_key:
+            print(f"influvision: error: the brands of {args.gallery} changed while they were read; run again",
+                  file=sys.stderr)
+            return 2
         if not refs:
             print(f"influvision: error: {args.gallery} has no registered brand", file=sys.stderr)
             return 2
@@ -303,14 +340,18 @@ def _train_logos(args: argparse.Namespace) -> int:
             labelled = sets[f"labelled photos {args.validation}"] = read_labelled_photos(args.validation,
                                                                                           res.brands)
             sweep = sweep_min_score(trained, labelled, CALIBRATION_SCORES)
-            calibration = {"min_score": best_min_score(sweep), "calibrated_on": str(args.validation),
+            best = best_min_score(sweep)
+            calibration = {"min_score": DEFAULT_MIN_SCORE if best is None else best,
+                           "calibrated_on": None if best is None else str(args.validation),
                            "sweep": {str(t): sc.as_dict() for t, sc in sweep.items()}}
             print("trained model alone on the labelled photos, by score threshold:")
             for t, sc in sweep.items():
                 print(f"  {t:.2f}: {sc}")
         trained.min_score = calibration["min_score"]
         print(f"score threshold {trained.min_score:.2f} ("
-              + ("best F1 on the labelled photos)" if args.validation else "default; give --validation to calibrate)"))
+              + ("best F1 on the labelled photos)" if calibration["calibrated_on"] else
+                 "default: the model found no labelled logo at any threshold)" if args.validation else
+                 "default; give --validation to calibrate)"))
         matcher = LogoDetector(refs, device=device)
         fused = LogoDetector(refs, device=device, trained=trained)
         metrics: dict[str, dict] = {}
@@ -323,7 +364,8 @@ def _train_logos(args: argparse.Namespace) -> int:
         # The labelled photos, when given, decide; they are real, the synthetic split is not.
         use, verdict = use_trained(list(sets)[-1], metrics[list(sets)[-1]])
         gal.save_detector(res.blob.data, res.blob.sha256, brands=res.brands,
-                          metrics={"validation": metrics, "synthetic": res.metrics, **calibration}, use=use)
+                          metrics={"validation": metrics, "synthetic": res.metrics, **calibration}, use=use,
+                          refs_key=refs_key)
         print(f"stored the trained detector in {args.gallery} (sha256 {res.blob.sha256[:12]}); {verdict}")
     return 0
 

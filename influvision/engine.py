@@ -334,6 +334,7 @@ class PhotoEngine:
 
     def run(self, items: Sequence[MediaItem], *, checkpoint: Checkpoint | None = None,
             annotate_dir: str | Path | None = None, blur_unknown: bool = False,
+            faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
             progress: Callable[[int], object] | None = None) -> list[MediaEntry]:
         """One entry per photo item, in the order of ``items``.
 
@@ -346,6 +347,8 @@ class PhotoEngine:
             checkpoint: finished photos are taken from it and new ones recorded in it.
             annotate_dir: write annotated copies here.
             blur_unknown: blur unregistered faces in the annotated copies.
+            faces_in: with ``blur_unknown``, face boxes per photo by a search for blurring
+                (:func:`~influvision.annotate.privacy_search`); every one that is not a named face is blurred too.
             progress: called with the number of photos finished, once per window.
         """
         # Keyed by the item object, not its path: two inputs may be shown under one name.
@@ -355,7 +358,7 @@ class PhotoEngine:
         for window in self._windows(items):
             photos, resumed = self._triage(window, dups, originals, checkpoint, results)
             for image, done in resumed:  # annotated again: the copy may be wanted elsewhere, or blurred now
-                _annotate(image.pixels, done, annotate_dir, blur_unknown)
+                _annotate(image.pixels, done, annotate_dir, blur_unknown, faces_in)
             # Similar sizes side by side; the sort is stable, so equal sizes keep their input order.
             photos.sort(key=lambda p: (p.image.height, p.image.width))
 
@@ -363,7 +366,7 @@ class PhotoEngine:
                 results[id(photo.item)] = entry
                 if entry.error is None:
                     _first_frame_only(photo, entry)
-                    self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown)
+                    self._finish(photo, entry, checkpoint, annotate_dir, blur_unknown, faces_in)
 
             self.runner.run(photos, self.analyse, on_done=done)
             del photos
@@ -442,8 +445,8 @@ class PhotoEngine:
 
     @staticmethod
     def _finish(photo: Photo, entry: MediaEntry, ckpt: Checkpoint | None, annotate_dir: str | Path | None,
-                blur_unknown: bool) -> None:
-        _annotate(photo.image.pixels, entry, annotate_dir, blur_unknown)
+                blur_unknown: bool, faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None) -> None:
+        _annotate(photo.image.pixels, entry, annotate_dir, blur_unknown, faces_in)
         if ckpt is not None:
             ckpt.put(photo.item, entry, _content_key(photo.item, photo.image))
 
@@ -459,14 +462,16 @@ def _first_frame_only(photo: Photo, entry: MediaEntry) -> None:
         log.warning("%s", entry.error)
 
 
-def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool) -> None:
+def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool,
+              faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> None:
     """Write the photo's annotated copy when asked, and record it in ``entry.annotated`` (None otherwise)."""
     entry.annotated = None
     if annotate_dir is not None:
         from .annotate import annotate_photo
 
         try:
-            entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown))]
+            entry.annotated = [str(annotate_photo(pixels, entry, Path(annotate_dir), blur_unknown=blur_unknown,
+                                                  faces_in=faces_in))]
         except (OSError, ValueError) as e:  # annotation is a by-product: never fail the run
             log.warning("could not write the annotated copy of %s: %s", entry.path, e)
 

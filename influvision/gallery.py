@@ -301,14 +301,38 @@ class Gallery:
         subject = self._subject_id(kind, name, create=True)
         statuses: list[ReferenceStatus] = []
         try:
-            statuses = [self._add_reference(subject, str(p), accept) for p in paths]
+            for p in paths:
+                status, subject = self._add_reference(kind, name, subject, str(p), accept)
+                statuses.append(status)
         finally:  # also when a reference raised: no subject is left without references
-            if not self._db.execute("SELECT 1 FROM refs WHERE subject_id=?", (subject,)).fetchone():
-                self._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+            with self._immediate():  # checked and deleted at once: another process may be adding to it
+                gone = self._db.execute("DELETE FROM subjects WHERE id=? AND NOT EXISTS (SELECT 1 FROM refs WHERE "
+                                        "subject_id=?)", (subject, subject)).rowcount
+            if gone:
                 log.warning("no usable reference for %s: %s not registered", name, kind)
         return statuses
 
-    def _add_reference(self, subject: int, path: str, accept: _Accept) -> ReferenceStatus:
+    def _add_reference(self, kind: str, name: str, subject: int, path: str, accept: _Accept,
+                       ) -> tuple[ReferenceStatus, int]:
+        """The status of one reference and the subject's id (a new one when another process removed the subject
+        meanwhile: its own registration of the name found no usable reference)."""
+        status = self._check_reference(subject, path, accept)
+        if not isinstance(status, tuple):
+            return status, subject
+        sha, data, store, message = status
+        with self._immediate():  # the reference and its embeddings, or neither
+            if not self._db.execute("SELECT 1 FROM subjects WHERE id=?", (subject,)).fetchone():
+                subject = self._insert_subject(kind, name)
+            cur = self._db.execute("INSERT OR IGNORE INTO refs (subject_id, sha256, source_path, data, added) "
+                                   "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
+            if cur.rowcount == 0:  # another process registered the same file meanwhile
+                return ReferenceStatus(path, "already_registered"), subject
+            store(cur.lastrowid)
+        return ReferenceStatus(path, "added", message), subject
+
+    def _check_reference(self, subject: int, path: str, accept: _Accept,
+                         ) -> ReferenceStatus | tuple[str, bytes, _Store, str]:
+        """A reference's refusal, or what storing it needs: its sha256, bytes, embedding writer and warnings."""
         try:
             data = read_regular_file(path, MAX_REFERENCE_BYTES)
         except OSError as e:
@@ -326,13 +350,7 @@ class Gallery:
         if isinstance(verdict, ReferenceStatus):
             return verdict
         store, message = verdict
-        with self._immediate():  # the reference and its embeddings, or neither
-            cur = self._db.execute("INSERT OR IGNORE INTO refs (subject_id, sha256, source_path, data, added) "
-                                   "VALUES (?, ?, ?, ?, ?)", (subject, sha, path, data, time.time()))
-            if cur.rowcount == 0:  # another process registered the same file meanwhile
-                return ReferenceStatus(path, "already_registered")
-            store(cur.lastrowid)
-        return ReferenceStatus(path, "added", message)
+        return sha, data, store, message
 
     def _reference_face(self, data: bytes, path: str) -> _RefFace | ReferenceStatus:
         image = load_image(data, name=path)
@@ -549,14 +567,14 @@ class Gallery:
 
     # ---- trained logo detector ------------------------------------------------------------------------
 
-    def _brand_refs_key(self) -> str:
+    def brand_refs_key(self) -> str:
         """sha256 over every brand's name and reference hashes: changes when a brand or reference does."""
         rows = self._db.execute("SELECT s.name, r.sha256 FROM subjects s JOIN refs r ON r.subject_id = s.id "
                                 "WHERE s.kind='brand' ORDER BY s.name, r.sha256").fetchall()
         return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
     def save_detector(self, data: bytes, sha256: str, *, brands: Sequence[str], metrics: dict | None = None,
-                      use: bool = True) -> None:
+                      use: bool = True, refs_key: str | None = None) -> None:
         """Store a trained logo detector, replacing any stored one.
 
         Args:
@@ -565,9 +583,12 @@ class Gallery:
             brands: its class names; must be the gallery's registered brands.
             metrics: JSON-able validation numbers to keep beside it.
             use: whether tracking should run it beside the matcher (its boxes confirm the matcher's or add their own).
+            refs_key: :meth:`brand_refs_key` when the references it was trained on were read: a brand or
+                reference changed since (another process registered one during training) refuses the save.
 
         Raises:
-            GalleryError: the brands differ from the registered ones, or ``sha256`` does not match ``data``.
+            GalleryError: the brands differ from the registered ones or changed since ``refs_key``, or ``sha256``
+                does not match ``data``.
         """
         registered = self.brands()
         if sorted(brands) != registered:
@@ -576,8 +597,12 @@ class Gallery:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise GalleryError("the detector's data does not match the sha256 given with it")
         with self._immediate():
+            now = self.brand_refs_key()
+            if refs_key is not None and now != refs_key:
+                raise GalleryError(f"the brands registered in {self.path} changed while the detector was trained "
+                                   "(a brand or reference was added, removed or replaced); retrain it")
             self._db.execute("INSERT OR REPLACE INTO logo_detector VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                             (json.dumps(list(brands)), self._brand_refs_key(), sha256, data,
+                             (json.dumps(list(brands)), now, sha256, data,
                               json.dumps(metrics or {}), int(use), time.time()))
 
     def load_detector(self) -> StoredDetector | None:
@@ -595,7 +620,7 @@ class Gallery:
         if row is None:
             return None
         brands, refs_key, sha, data, metrics, use, created = row
-        if refs_key != self._brand_refs_key():
+        if refs_key != self.brand_refs_key():
             log.warning("the trained logo detector in %s is stale: the registered brands changed since it was "
                         "trained (it knows %s); ignoring it. Retrain: influvision logos train --gallery %s",
                         self.path, ", ".join(json.loads(brands)), self.path)
@@ -644,9 +669,12 @@ class Gallery:
                     raise GalleryError(f"{name!r} is already registered as a {other_kind}; choose another name")
                 raise GalleryError(f"{name!r} differs from the registered {kind} {other_name!r} only in letter case "
                                    f"or width: use {other_name!r} to add references, or choose another name")
-            cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)",
-                                   (kind, name, time.time()))
-            return int(cur.lastrowid or 0)
+            return self._insert_subject(kind, name)
+
+    def _insert_subject(self, kind: str, name: str) -> int:
+        """A new subject's id (inside a write transaction, after the name's checks)."""
+        cur = self._db.execute("INSERT INTO subjects (kind, name, created) VALUES (?, ?, ?)", (kind, name, time.time()))
+        return int(cur.lastrowid or 0)
 
     def _remove(self, kind: str, name: str) -> None:
         subject = self._subject_id(kind, validate_name(name), create=False)

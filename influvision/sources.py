@@ -9,10 +9,13 @@ Archive members are never written where their names point. Each wanted member is
 temporary folder owned by the :class:`MediaSet` under a generated name (``000003.jpg``); its archive name is
 kept only for display (``"event.zip!/day1/a.jpg"``). Members with absolute paths or ``..`` components,
 links, device files, nested archives and password-protected members are skipped with a reason, the rest go
-on. Against archive bombs: at most ``max_extract_bytes`` (default 16 GiB) are extracted per call, a zip
-member compressed more than ``max_compression_ratio`` times (default 100; photos and videos barely compress)
-is refused, a member that inflates beyond its declared size is refused, and an archive may list at most
-``max_archive_members`` entries (default 100,000).
+on. Against archive bombs: at most ``max_extract_bytes`` (default 16 GiB) are extracted per call, an archive
+may inflate to at most ``max_compression_ratio`` times its own size (default 100; photos and videos barely
+compress) and a zip member larger than 1 MiB compressed more than that is refused, a member that inflates
+beyond its declared size is refused, and an archive may list at most ``max_archive_members`` entries
+(default 100,000). The archive's format is read from its first bytes where they say (a zip named .tar.gz),
+else from its name; a file whose name says one kind of media and whose content another (a video saved as
+.jpg) is read as its content says.
 
 Inside folders and archives, files that are clearly not media (.txt, .json, .xmp sidecars, .DS_Store ...)
 are passed over without a reason each (only counted, :attr:`MediaSet.ignored`); other unknown types are skipped with a reason. A file named without a media extension
@@ -183,9 +186,70 @@ class MediaSet:
 
     def _make_temp_dir(self) -> Path:
         if self.temp_dir is None:
-            self.temp_dir = Path(tempfile.mkdtemp(prefix="influvision-"))  # mode 0700
-            self._finalizer = weakref.finalize(self, shutil.rmtree, self.temp_dir, ignore_errors=True)
+            _remove_abandoned_temp_dirs()
+            self.temp_dir = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))  # mode 0700
+            lock = _hold_lock(self.temp_dir)
+            self._finalizer = weakref.finalize(self, _remove_temp_dir, self.temp_dir, lock)
         return self.temp_dir
+
+
+# Extracted archive members live in <tmp>/influvision-XXXX, which holds a lock file locked for as long as its
+# run lives. A run killed outright (SIGKILL, a power cut) cannot delete its folder; the next run that opens an
+# archive deletes every such folder whose lock nobody holds any more (the kernel drops a dead process's locks).
+_TEMP_PREFIX = "influvision-"
+_LOCK_NAME = ".lock"
+
+
+def _hold_lock(folder: Path) -> int | None:
+    """An open file descriptor holding an exclusive lock on ``folder``'s lock file (None where file locks are
+    not available). The lock is taken before the file gets its name, so no other run sees it unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: folders of killed runs stay
+        return None
+    fd = os.open(folder / f"{_LOCK_NAME}.new", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(folder / f"{_LOCK_NAME}.new", folder / _LOCK_NAME)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_temp_dir(folder: Path, lock: int | None) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    if lock is not None:
+        os.close(lock)
+
+
+def _remove_abandoned_temp_dirs() -> None:
+    """Delete the archive-member folders of earlier runs that ended without deleting them (their lock is free)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        folders = list(Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"))
+    except OSError:
+        return
+    for folder in folders:
+        lock_path = folder / _LOCK_NAME
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid() \
+                    or not lock_path.is_file():
+                continue
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: that run is alive
+            os.close(fd)
+            continue
+        logger.info("deleting %s, left by an earlier run that was stopped", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
 
 
 def path_list(value: object, what: str = "sources") -> list[str]:
@@ -227,7 +291,8 @@ def path_list(value: object, what: str = "sources") -> list[str]:
 def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                   recursive: bool = True, max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
                   max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
-                  max_archive_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS) -> MediaSet:
+                  max_archive_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS,
+                  exclude: Sequence[str | os.PathLike[str]] = ()) -> MediaSet:
     """Find the photos and videos in files, folders, glob patterns and archives.
 
     Args:
@@ -236,29 +301,41 @@ def collect_media(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         recursive: walk sub-folders of folders (the media in hidden folders are only counted,
             :attr:`MediaSet.hidden`; ``__MACOSX`` resource forks are ignored).
         max_extract_bytes: total bytes all archives of this call may extract; members beyond it are skipped.
-        max_compression_ratio: a zip member larger than 1 MiB whose size / compressed size exceeds this is
+        max_compression_ratio: members that would take an archive's extracted bytes beyond this many times
+            the archive's size, and a zip member larger than 1 MiB whose size / compressed size exceeds it, are
             refused as a possible zip bomb.
         max_archive_members: entries an archive may list; the rest are skipped.
+        exclude: files and folders that are never inputs, e.g. the run's own annotated copies and checkpoint
+            when they sit inside a source folder (a rerun would otherwise count the annotated photos again):
+            passed over inside folders (counted in :attr:`MediaSet.ignored`), skipped with a reason when given
+            as a source.
 
     Returns:
         A :class:`MediaSet`; use it as a context manager (``with collect_media(...) as media:``) so that
         extracted archive members are deleted. Never raises for bad inputs: they go to ``skipped``.
     """
     sources = path_list(sources)
-    collector = _Collector(MediaSet(), recursive, max_extract_bytes, max_compression_ratio, max_archive_members)
+    collector = _Collector(MediaSet(), recursive, max_extract_bytes, max_compression_ratio, max_archive_members,
+                           exclude)
     try:
         for src in sources:
             collector.add_source(src)
     except BaseException:
         collector.media.close()
         raise
-    return collector.media
+    media = collector.media
+    # Two inputs can still be shown alike (a folder named "a.zip!" beside the archive a.zip, a name that is not
+    # UTF-8 beside one spelt with its \xNN escape): each keeps a name of its own, as reports, checkpoints and
+    # annotated copies are keyed by it.
+    media.items = _distinct_names(media.items)
+    return media
 
 
 class _Collector:
     def __init__(self, media: MediaSet, recursive: bool, max_extract_bytes: int, max_ratio: float,
-                 max_members: int):
+                 max_members: int, exclude: Iterable[str | os.PathLike[str]] = ()):
         self.media = media
+        self.exclude = {os.path.realpath(os.path.expanduser(os.fspath(e))) for e in exclude}
         self.recursive = recursive
         self.budget = max_extract_bytes
         self.max_ratio = max_ratio
@@ -315,7 +392,9 @@ class _Collector:
         elif glob.has_magic(text):
             matches = sorted(glob.glob(home, recursive=True))
             if not matches:
-                self.skip(text, "no files match this pattern")
+                hint = " ('[...]' in a pattern stands for one of the characters inside: write '[[]' for a literal " \
+                       "'[')" if "[" in text else ""
+                self.skip(text, f"no files match this pattern{hint}")
             for m in matches:
                 self.add_path(Path(m), m, explicit=True)
         elif "://" in text:
@@ -327,6 +406,14 @@ class _Collector:
 
     def add_path(self, p: Path, display: str, explicit: bool) -> int:
         """Collect one path; return how many media files it held (duplicates included)."""
+        if self.exclude and os.path.realpath(p) in self.exclude:
+            if explicit:
+                self.skip(display, "this run's own output (its annotate_dir or checkpoint): not read as input")
+            elif p.is_dir():
+                self._pass_over(p, hidden=False)
+            else:
+                self.media.ignored += 1
+            return 0
         try:
             if p.is_symlink() and not p.exists():
                 self.skip(display, "broken link (its target does not exist)")
@@ -363,6 +450,7 @@ class _Collector:
         if not readable:  # said before sniffing, which cannot tell an unreadable file from an unknown one
             self.skip(display, "cannot read the file: permission denied")
             return 0
+        kind = _content_kind(p, kind, display)
         if not self.first_time(p, display, kind):
             return 1
         if kind == "archive":
@@ -436,8 +524,11 @@ class _Collector:
             visited.add((st.st_dev, st.st_ino))
             if self.recursive:
                 passed = {d for d in dirnames if d.startswith(".") or d == "__MACOSX"}
-                for d in passed:
-                    self._pass_over(here / d, hidden=d != "__MACOSX")
+                own = {d for d in dirnames if d not in passed and self.exclude
+                       and os.path.realpath(here / d) in self.exclude}
+                for d in passed | own:
+                    self._pass_over(here / d, hidden=d in passed and d != "__MACOSX")
+                passed |= own
                 dirnames[:] = sorted(d for d in dirnames if d not in passed
                                      and self._inside(here / d, real_root, _display_join(display, root, here / d)))
             else:
@@ -456,10 +547,11 @@ class _Collector:
         self.archives += 1
         dest.mkdir()
         lower = p.name.lower()
-        if lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p)):
-            found = self._zip(p, display, dest)
-        else:
-            found = self._tar(p, display, dest)
+        head = _head(p)
+        is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) if head[:2] == b"PK" or _is_tar_head(head) else (
+            lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p)))
+        # By content where it says (a zip named .tar.gz), else by name.
+        found = self._zip(p, display, dest) if is_zip else self._tar(p, display, dest)
         shown = _shown(display)
         if found == 0 and not any(s.path == shown or s.path.startswith(f"{shown}!/") for s in self.media.skipped):
             self.skip(display, "archive contains no photos or videos")
@@ -475,13 +567,15 @@ class _Collector:
             entries = [_Member(i.filename, i.is_dir(), i.external_attr >> 16, i.file_size, i.compress_size,
                                bool(i.flag_bits & 0x1), lambda i=i: zf.open(i))
                        for i in sorted(zf.infolist(), key=lambda i: i.filename)]
-            return self._extract(display, dest, entries)
+            # Like a tar, the whole archive may inflate at most max_ratio times its size: many members of 1 MiB
+            # or less each pass the per-member ratio test.
+            return self._extract(display, dest, entries, self.max_ratio * p.stat().st_size + 2**20)
 
     def _tar(self, p: Path, display: str, dest: Path) -> int:
         try:
             tf = tarfile.open(p, "r:*")  # noqa: SIM115 -- closed by the `with tf` below
         except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
-            self.skip(display, f"damaged archive: not a readable TAR file ({e})")
+            self.skip(display, f"damaged archive: not a readable TAR file ({str(e).splitlines()[0]})")
             return 0
 
         def opener(m: tarfile.TarInfo) -> IO[bytes]:
@@ -578,13 +672,24 @@ class _Collector:
                 target.unlink(missing_ok=True)
                 self.skip(member, "refused: inflates beyond its declared size, a possible zip bomb")
                 continue
+            except NotImplementedError as e:  # zipfile: a compression method Python cannot read (zstd, ...)
+                target.unlink(missing_ok=True)
+                self.skip(member, f"cannot be extracted: {e} (the archive is not damaged: re-pack it with the "
+                                  "usual deflate compression)")
+                continue
             except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, ValueError,
-                    NotImplementedError, RuntimeError) as e:
+                    RuntimeError) as e:
                 target.unlink(missing_ok=True)
                 self.skip(member, f"damaged archive member: {e}")
                 continue
             self.budget -= written
             inflated += written
+            if kind is not None:
+                kind = _content_kind(target, kind, member)
+                if kind == "archive":
+                    target.unlink(missing_ok=True)
+                    self.skip(member, "archive inside an archive: not opened; extract it first")
+                    continue
             if kind is None:  # no media extension: taken when its first bytes say what it is, like a loose file
                 kind = _sniff_kind(target)
                 if kind != "photo" and kind != "video":
@@ -646,9 +751,9 @@ def _safe_suffix(name: str) -> str:
 
 
 def _distinct_names(items: list[MediaItem]) -> list[MediaItem]:
-    """An archive may hold several members of one name (zip appends, tar keeps every version): each is its own
-    photo, so in archive order the second and later are shown as ``name#2``, ``name#3``... (a number no other
-    member's name already takes)."""
+    """An archive may hold several members of one name (zip appends, tar keeps every version), and two inputs
+    may be shown alike: each is its own photo, so in order the second and later are shown as ``name#2``,
+    ``name#3``... (a number no other item's name already takes)."""
     real = {i.path for i in items}
     seen: set[str] = set()
     out = []
@@ -674,12 +779,38 @@ def _kind_by_name(name: str) -> Literal["photo", "video", "archive"] | None:
     return None
 
 
-def _sniff_kind(p: Path) -> Literal["photo", "video", "archive"] | None:
+def _head(p: Path) -> bytes:
+    """A file's first 512 bytes (empty when it cannot be read)."""
     try:
         with open(p, "rb") as f:
-            head = f.read(512)
+            return f.read(512)
     except OSError:
-        return None
+        return b""
+
+
+def _is_tar_head(head: bytes) -> bool:
+    """Whether a file's first bytes are a tar header or a gzip, bzip2 or xz stream."""
+    return head[257:262] == b"ustar" or head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))
+
+
+def _content_kind(p: Path, kind: Literal["photo", "video", "archive"], shown: str
+                  ) -> Literal["photo", "video", "archive"]:
+    """The kind a file's content says where its name says another (a video or zip saved as .jpg, a JPEG saved
+    as .mp4): the content wins. Only unambiguous signatures count; an unknown or unreadable start keeps the
+    name's kind, and a HEIF/AVIF photo (an ISO media file like MP4) keeps its photo name."""
+    sniffed = _sniff_kind(p)
+    if sniffed is None or sniffed == kind or (kind == "photo" and p.suffix.lower() in (".heic", ".heif", ".avif")):
+        return kind
+    if kind == "archive" and sniffed == "archive":
+        return kind
+    a = {"photo": "a photo", "video": "a video", "archive": "an archive"}
+    logger.warning("%s is named as %s but its content is %s; reading it as %s", _shown(shown), a[kind], a[sniffed],
+                   a[sniffed])
+    return sniffed
+
+
+def _sniff_kind(p: Path) -> Literal["photo", "video", "archive"] | None:
+    head = _head(p)
     if has_photo_signature(head):
         return "photo"
     if head[4:8] == b"ftyp":

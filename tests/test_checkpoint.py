@@ -61,3 +61,16 @@ def test_another_sqlite_database_is_not_taken_for_a_checkpoint(tmp_path):
     with pytest.raises(InfluvisionError, match="another SQLite database .*not a checkpoint"):
         _open(gallery)
     assert gallery.read_bytes() == before  # nothing written into the gallery
+
+
+def test_an_entry_recorded_for_another_file_is_not_reused(tmp_path, caplog):
+    ckpt = _open(tmp_path / "run.ckpt")
+    ckpt.put(PHOTO, MediaEntry(path="b.jpg", kind="photo"), "sha")  # a hand-merged or damaged row
+    ckpt.put(VIDEO, MediaEntry(path="v.mp4", kind="photo"), "sha")
+    assert ckpt.get(PHOTO, "sha") is None and ckpt.get(VIDEO, "sha") is None
+    assert "it records photo 'b.jpg'" in caplog.text
+
+
+def test_a_folder_given_as_the_checkpoint_is_named_as_one(tmp_path):
+    with pytest.raises(InfluvisionError, match="is a folder; give the path of a file"):
+        _open(tmp_path)

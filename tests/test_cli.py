@@ -86,6 +86,11 @@ def test_every_setup_problem_is_said_before_any_work_and_exits_2(tmp_path, share
         assert stop.value.code == 2 and bad in capsys.readouterr().err
     fails(["gallery", "list", "-g", str(tmp_path / "typo.db")], "does not exist")
     assert not (tmp_path / "typo.db").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    fails(["gallery", "list", "-g", str(empty)], "is an empty file, not a gallery")
+    fails(["logos", "train", "-g", str(empty)], "is an empty file, not a gallery")
+    assert empty.stat().st_size == 0  # not turned into a gallery
     fails(["gallery", "add-person", "zz", photo, "-g", str(g), "--device", "cuda:7"], "'cuda:7'")
     with Gallery(g, device="cpu") as gal:
         assert gal.people() == ["barack_obama"]  # nothing half-registered
@@ -95,3 +100,37 @@ def test_every_setup_problem_is_said_before_any_work_and_exits_2(tmp_path, share
         data[page * 4096:page * 4096 + 64] = bytes(range(64))
     damaged.write_bytes(bytes(data))
     fails(["gallery", "list", "-g", str(damaged)], "damaged")
+
+
+def test_a_terminated_run_exits_143_and_deletes_what_it_extracted(tmp_path, shared_data):
+    """SIGTERM (a scheduler's limit, docker stop) ends the run through its finally blocks: the archive members
+    it extracted are deleted, as after Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import zipfile
+
+    from influvision import Gallery
+
+    g = tmp_path / "g.db"
+    with Gallery(g, device="cpu") as gal:
+        gal.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    archive = tmp_path / "event.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for k in range(40):
+            zf.write(shared_data / "scenes" / "obama_and_biden.jpg", f"p{k:02d}.jpg")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "influvision.cli", "track", str(archive), "-g", str(g), "-q",
+                             "--device", "cpu"], env={**os.environ, "TMPDIR": str(temp)}, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not any(temp.glob("influvision-*/archive*/*.jpg")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert any(temp.glob("influvision-*/archive*/*.jpg")), "the run never extracted the archive"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err
+    assert not list(temp.glob("influvision-*"))

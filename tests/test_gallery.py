@@ -217,3 +217,26 @@ def test_references_are_paths_a_folder_gives_its_images_and_a_read_only_gallery_
             ro.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
         with pytest.raises(GalleryError, match="read-only"):
             ro.remove_person("joe_biden")
+
+
+def test_a_name_given_up_by_another_registration_meanwhile_keeps_this_ones_reference(tmp_path, shared_data,
+                                                                                     monkeypatch):
+    """Two processes register one new name: the first's references all fail, so it deletes the name it created,
+    while the second, which found that name, is checking its own reference. The second's reference was lost
+    (or the insert failed on the missing name); it now registers the name again."""
+    path = tmp_path / "g.db"
+    other, mine = Gallery(path, device="cpu"), Gallery(path, device="cpu")
+    real = Gallery._check_reference
+
+    def racing(self, subject, ref_path, accept):
+        verdict = real(self, subject, ref_path, accept)
+        with other._immediate():  # the other registration's clean-up, while this one was checking
+            other._db.execute("DELETE FROM subjects WHERE id=?", (subject,))
+        return verdict
+
+    monkeypatch.setattr(Gallery, "_check_reference", racing)
+    (status,) = mine.add_brand("fedex", [shared_data / "logos" / "refs" / "fedex.png"])
+    assert status.status == "added"
+    assert other.brands() == ["fedex"] and len(other.brand_images()) == 1
+    other.close()
+    mine.close()

@@ -134,7 +134,11 @@ def test_training_is_reproducible(trained, refs, backgrounds):
     assert worst < 1e-3, worst
     cfg = trained.blob.config()
     assert cfg["nc"] == 3 and cfg["names"] == trained.brands and cfg["imgsz"] == 128
-    assert cfg["yaml"]["scale"] == "n"
+    assert cfg["model"] == "yolov8n.yaml" and "yaml" not in cfg  # rebuilt from the packaged yaml by name
+    from influvision.logos.trained import DetectorBlob
+
+    # The same weights and config give the same bytes (the safetensors header's keys are sorted).
+    assert {DetectorBlob.build(trained.blob.state_dict(), cfg).sha256 for _ in range(4)} == {trained.blob.sha256}
 
 
 def test_detect_contract(trained, photo, device):
@@ -197,6 +201,42 @@ def test_gallery_round_trip_and_tampering(trained, gallery, photo):
         gallery.save_detector(blob.data, blob.sha256, brands=["fedex", "nike"])
 
 
+def test_a_stored_layout_is_never_built_so_a_crafted_gallery_cannot_run_code(trained, tmp_path):
+    """Ultralytics eval()s a layout's activation and calls any function its module names in a layer: a
+    gallery file from elsewhere (with a sha256 recomputed by whoever wrote it) must not reach that."""
+    from influvision.logos.trained import DetectorBlob, TrainedDetectorError, TrainedLogoDetector
+
+    marker = tmp_path / "ran"
+    cfg = dict(trained.blob.config())
+    crafted = {"nc": 3, "activation": f"__import__('pathlib').Path({str(marker)!r}).write_text('x')",
+               "backbone": [[-1, 1, "Conv", [16, 3, 2]]], "head": [[-1, 1, "Conv", [16, 3, 2]]],
+               "yaml_file": "yolov8n.yaml"}
+    for config in ({**cfg, "yaml": crafted}, {**{k: v for k, v in cfg.items() if k != "model"}, "yaml": crafted}):
+        blob = DetectorBlob.build(trained.blob.state_dict(), config)
+        det = TrainedLogoDetector(blob)  # the packaged yolov8n layout, the stored weights
+        assert not marker.exists() and det.brands == trained.brands
+    anonymous = {k: v for k, v in crafted.items() if k != "yaml_file"}
+    for name in ("../../evil.yaml", "my_model.yaml", None, "yolov8n.yaml; rm"):
+        blob = DetectorBlob.build(trained.blob.state_dict(), {**cfg, "model": name, "yaml": anonymous})
+        with pytest.raises(TrainedDetectorError, match="ship"):
+            TrainedLogoDetector(blob)
+    assert not marker.exists()
+    damaged = DetectorBlob.build(trained.blob.state_dict(), {**cfg, "names": 7})
+    with pytest.raises(TrainedDetectorError, match="damaged"):
+        TrainedLogoDetector(damaged)
+
+
+def test_a_brand_replaced_while_the_detector_trained_refuses_the_save(trained, gallery, shared_data):
+    key = gallery.brand_refs_key()  # when training read the references
+    gallery.remove_brand("nike")
+    gallery.add_brand("nike", [shared_data / "logos" / "refs" / "puma.png"])  # another mark under the old name
+    with pytest.raises(GalleryError, match="changed while the detector was trained"):
+        gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands, refs_key=key)
+    assert gallery.load_detector() is None
+    gallery.save_detector(trained.blob.data, trained.blob.sha256, brands=trained.brands,
+                          refs_key=gallery.brand_refs_key())
+    assert gallery.load_detector() is not None
+
 def test_brand_changes_make_the_detector_stale(trained, gallery, shared_data, caplog):
     blob = trained.blob
     gallery.save_detector(blob.data, blob.sha256, brands=trained.brands, use=False)
@@ -242,11 +282,16 @@ def test_cli_train_stores_the_model(tmp_path, ref_paths, shared_data, capsys):
         assert set(stored.metrics["validation"]["synthetic validation split"]) == {
             "trained", "matcher", "matcher+trained", "photos"}
         assert stored.metrics["validation"][f"labelled photos {val / 'labels.json'}"]["photos"] == 2
-        # The threshold is the sweep's best F1, recorded with where it was calibrated.
+        # The threshold is the sweep's best F1, recorded with where it was calibrated; a model this small may
+        # find no labelled logo at any threshold, and then keeps the default, calibrated on nothing.
         sweep = {float(t): v["f1"] for t, v in stored.metrics["sweep"].items()}
-        assert stored.metrics["min_score"] in sweep
-        assert sweep[stored.metrics["min_score"]] == max(sweep.values())
-        assert stored.metrics["calibrated_on"] == str(val / "labels.json")
+        if max(sweep.values()) > 0:
+            assert sweep[stored.metrics["min_score"]] == max(sweep.values())
+            assert stored.metrics["calibrated_on"] == str(val / "labels.json")
+            assert "best F1 on the labelled photos" in out
+        else:
+            assert stored.metrics["min_score"] == 0.7 and stored.metrics["calibrated_on"] is None
+            assert "found no labelled logo at any threshold" in out
         # Tracking uses the matcher + trained fusion only when that beat the matcher on the labelled photos.
         deciding = stored.metrics["validation"][f"labelled photos {val / 'labels.json'}"]
         assert stored.use == (deciding["matcher+trained"]["f1"] > deciding["matcher"]["f1"])
@@ -267,6 +312,9 @@ def test_threshold_sweep_equals_separate_runs_and_prefers_fewer_false_logos():
     # Equal F1: the higher threshold wins.
     tied = sweep_min_score(stub, [(photo, labels)], (0.5, 0.52))
     assert best_min_score(tied) == 0.52
+    # A model that finds no labelled logo at any threshold calibrates nothing.
+    assert best_min_score(sweep_min_score(stub, [(photo, [{"brand": "bmw", "box": [0, 0, 9, 9]}])], (0.4, 0.9))) \
+        is None
 
 
 def test_missing_ultralytics_names_the_extra(monkeypatch, tmp_path, capsys):

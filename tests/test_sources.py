@@ -192,7 +192,7 @@ def test_zip_members_cannot_escape(shared_data: Path, tmp_path: Path) -> None:
         assert "absolute path" in reasons[str(outside)]
         assert "link" in reasons["day1/link.jpg"] and "archive inside an archive" in reasons["inner.zip"]
         assert media.ignored == 2  # day1/notes.txt and the macOS resource fork
-        assert sorted(p.suffix for p in tmp.rglob("*") if p.is_file()) == [".jpg", ".png"]  # only the 2 wanted
+        assert sorted(p.suffix for p in tmp.rglob("*") if p.is_file() and p.name != ".lock") == [".jpg", ".png"]  # only the 2 wanted
         assert _files_under(tmp_path) == before  # nothing written beside or above the archive
         assert not outside.exists() and not (tmp_path / "evil.jpg").exists()
     assert not tmp.exists()  # closing deletes the extracted members
@@ -388,7 +388,7 @@ def test_a_compressed_tar_that_inflates_like_a_bomb_is_refused_unextracted(share
         assert [i.path for i in media.items] == [f"{archive}!/a.jpg"]
         (skip,) = media.skipped
         assert skip.path == f"{archive}!/zeros.jpg" and "possible zip bomb" in skip.problem
-        assert sum(f.stat().st_size for f in media.temp_dir.rglob("*") if f.is_file()) == len(photo)
+        assert sum(f.stat().st_size for f in media.temp_dir.rglob("*") if f.is_file() and f.name != ".lock") == len(photo)
 
 
 def test_a_folder_and_the_same_tree_zipped_give_the_same_media(shared_data: Path, tmp_path: Path) -> None:
@@ -432,3 +432,100 @@ def test_names_that_are_not_utf8_are_shown_escaped(shared_data: Path, tmp_path: 
         for name in shown:
             name.encode("utf-8")  # writable as text: no surrogate escapes left
         assert load_image(media.items[0].local_path).sha256  # still read through its real path
+
+
+def test_a_zip_of_many_small_members_cannot_inflate_past_the_archive_ratio(tmp_path: Path) -> None:
+    # Each member is 1 MiB of zeros: under the per-member ratio test's size, so only the archive-wide cap
+    # (100 x the zip's size, as for a tar) stops them.
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for k in range(60):
+            zf.writestr(f"m{k:03d}.jpg", bytes(2**20))
+    with collect_media(archive) as media:
+        extracted = sum(f.stat().st_size for f in media.temp_dir.rglob("*") if f.is_file() and f.suffix == ".jpg")
+        assert extracted <= 100 * archive.stat().st_size + 2**20
+        refused = [s for s in media.skipped if "inflate to more than 100 times" in s.problem]
+        assert len(refused) >= 50 and len(refused) + len(media.skipped) - len(refused) + len(media.items) >= 60
+
+
+def test_the_runs_own_outputs_are_not_inputs(shared_data: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "event"
+    photos.mkdir()
+    shutil.copyfile(shared_data / PHOTOS[0], photos / "a.jpg")
+    (photos / "annotated").mkdir()
+    shutil.copyfile(shared_data / PHOTOS[1], photos / "annotated" / "a_annotated.jpg")
+    (photos / "progress").write_bytes(b"SQLite format 3\x00")  # a checkpoint named without an extension
+    own = [photos / "annotated", photos / "progress"]
+    with collect_media(photos, exclude=own) as media:
+        assert [Path(i.path).name for i in media.items] == ["a.jpg"]
+        assert media.skipped == [] and media.ignored == 2
+    with collect_media(photos / "annotated", exclude=own) as media:  # named as a source: said why not
+        assert media.items == [] and "this run's own output" in media.skipped[0].problem
+    with collect_media(photos) as media:  # without the exclusion both are inputs
+        assert len(media.items) == 2 and len(media.skipped) == 1
+
+
+def test_inputs_shown_alike_keep_names_of_their_own(shared_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ev.zip!"  # a folder whose members are shown like the archive's
+    folder.mkdir()
+    shutil.copyfile(shared_data / PHOTOS[0], folder / "a.jpg")
+    archive = tmp_path / "ev.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(shared_data / PHOTOS[1], "a.jpg")
+    with collect_media([folder, archive]) as media:
+        assert [i.path for i in media.items] == [f"{folder}/a.jpg", f"{archive}!/a.jpg#2"]
+
+
+def test_content_decides_where_the_name_says_another_kind(shared_data: Path, tmp_path: Path) -> None:
+    shutil.copyfile(shared_data / "videos/nggyup.mp4", tmp_path / "clip.jpg")
+    shutil.copyfile(shared_data / PHOTOS[0], tmp_path / "photo.mp4")
+    zipped = tmp_path / "really_zip.tar.gz"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(shared_data / PHOTOS[1], "b.jpg")
+    with collect_media([tmp_path / "clip.jpg", tmp_path / "photo.mp4", zipped]) as media:
+        assert [(Path(i.path).name, i.kind) for i in media.items] == [
+            ("clip.jpg", "video"), ("photo.mp4", "photo"), ("b.jpg", "photo")]
+        assert media.skipped == []
+
+
+def test_a_zip_member_in_a_method_python_cannot_read_is_not_called_damaged(shared_data: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(shared_data / PHOTOS[0], "a.jpg")
+    data = bytearray(archive.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the method field in the local and central headers: 93 (zstd)
+        at = data.index(header)
+        offset = 8 if header == b"PK\x03\x04" else 10
+        data[at + offset:at + offset + 2] = (93).to_bytes(2, "little")
+    archive.write_bytes(bytes(data))
+    with collect_media(archive) as media:
+        (skip,) = media.skipped
+        assert "not damaged" in skip.problem and "deflate" in skip.problem
+
+
+def test_a_glob_with_brackets_that_matches_nothing_says_why(tmp_path: Path) -> None:
+    with collect_media(str(tmp_path / "Party [2023]" / "*.jpg")) as media:
+        assert "write '[[]' for a literal '['" in media.skipped[0].problem
+
+
+def test_archive_members_of_a_killed_run_are_deleted_by_the_next(shared_data: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(shared_data / PHOTOS[0], "a.jpg")
+    # A run that opens the archive and is killed outright before it can delete its folder.
+    code = ("import os, tempfile, signal; tempfile.tempdir = {t!r}\n"
+            "from influvision.sources import collect_media\n"
+            "m = collect_media({a!r}); print(m.temp_dir, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", code.format(t=str(tmp_path), a=str(archive))],
+                         capture_output=True, text=True)
+    left = Path(out.stdout.strip())
+    assert left.is_dir() and any(left.rglob("*.jpg"))
+    with collect_media(archive) as media:  # a live run's folder is kept; the dead one's is deleted
+        assert media.temp_dir.is_dir() and not left.exists()
+        with collect_media(archive) as other:
+            assert media.temp_dir.is_dir() and other.temp_dir.is_dir()

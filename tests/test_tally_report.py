@@ -105,3 +105,17 @@ def test_file_names_cannot_inject_spreadsheet_formulas_or_terminal_codes(tmp_pat
     assert "\x1b" not in text and "a\\x1b[2J\\nb.jpg: not a photo" in text
     assert not list(tmp_path.glob(".*"))  # no temporary files left beside the tables
     assert json.loads(report.to_json(tmp_path / "r.json"))["media"][0]["path"] == evil  # JSON keeps the name
+
+
+def test_names_outside_ascii_are_drawn_legibly_whatever_font_the_system_has():
+    from PIL import Image, ImageFont
+
+    from influvision.annotate import draw_detections, drawable
+    from influvision.report import FaceEntry
+
+    builtin = ImageFont.load_default(size=14)  # the fallback where no DejaVu Sans is installed: ASCII only
+    assert drawable("Jöhnny Gäleckï 李", builtin) == "Johnny Galecki ?"
+    assert drawable("rick_astley 0.61", builtin) == "rick_astley 0.61"
+    face = FaceEntry(identity="zoë", box=[10.0, 30.0, 60.0, 90.0], score=1.0, similarity=0.6)
+    drawn = draw_detections(Image.new("RGB", (200, 120)), [face], [], blur_unknown=False)
+    assert drawn.getbbox() is not None  # the box and its label are drawn

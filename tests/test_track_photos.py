@@ -89,6 +89,18 @@ def test_resume_from_checkpoint_does_not_analyse_again(tmp_path, shared_data, fu
     assert calls == [] and second.people == first.people and second.media == first.media
 
 
+
+def test_a_rerun_with_its_outputs_inside_the_source_folder_counts_the_same(tmp_path, shared_data, full_gallery):
+    src = tmp_path / "photos"
+    src.mkdir()
+    shutil.copy(shared_data / "scenes" / "obama_and_biden.jpg", src / "a.jpg")
+    runs = [iv.track(src, gallery=full_gallery, device="cpu", checkpoint=src / "progress",
+                     annotate_dir=src / "annotated", progress=False) for _ in range(2)]
+    assert any((src / "annotated").iterdir())
+    for report in runs:  # the annotated copy and the checkpoint are never inputs
+        assert [Path(m.path).name for m in report.media] == ["a.jpg"] and report.skipped == []
+        assert report.people["barack_obama"].photo_count == report.people["joe_biden"].photo_count == 1
+
 def test_archive_members_of_one_name_are_two_photos(tmp_path, shared_data, full_gallery):
     archive = tmp_path / "dup.zip"
     with warnings.catch_warnings():
@@ -182,6 +194,39 @@ def test_annotated_copies_blur_strangers_get_own_names_and_are_written_on_resume
                 assert after > 0.5 * before, (m.path, f.identity, before, after)
     assert named >= 2 and unknown >= 5
 
+
+
+def test_a_stranger_too_small_for_the_analysis_is_still_blurred(tmp_path, shared_data, full_gallery):
+    """In a 4000 px photo the analysis searches a 1600 px copy, where a 30 px face is 12 px: below the detector's
+    20 px, never found, so never named (nor counted). Blurring searches the photo at full size."""
+    from PIL import Image
+
+    def head(path, side):
+        im = Image.open(path).convert("RGB")
+        w, h = im.size
+        return im.crop((w // 4, h // 6, 3 * w // 4, 5 * h // 6)).resize((side, round(side * 4 / 3)))
+
+    canvas = Image.new("RGB", (4000, 3000), (120, 120, 120))
+    canvas.paste(head(shared_data / "faces" / "rick_astley" / "1.jpg", 600), (400, 400))
+    canvas.paste(head(shared_data / "faces" / "matt_damon" / "1.jpg", 26), (3000, 2000))
+    canvas.save(tmp_path / "hall.jpg", quality=95)
+    report = iv.track(tmp_path / "hall.jpg", gallery=full_gallery, device="cpu", progress=False,
+                      annotate_dir=tmp_path / "out", blur_unknown=True)
+    (entry,) = report.media
+    assert [f.identity for f in entry.faces] == ["rick_astley"]  # the small stranger was not seen by the analysis
+    drawn = Image.open(entry.annotated[0]).convert("RGB")
+    original = Image.open(tmp_path / "hall.jpg").convert("RGB")
+    face = [3002, 1998, 3024, 2020]  # the face within the pasted head (its chin and collar are not the face)
+    assert _sharpness(drawn, face) < 0.2 * _sharpness(original, face)
+    import numpy as np
+
+    from influvision.faces.detect import FaceDetector
+
+    search = FaceDetector(max_side=4000)  # the photo at full size: the stranger is found there, then no more
+    seen = [[b for b in search.detect([np.asarray(im)]).boxes.tolist() if b[0] > 2900] for im in (original, drawn)]
+    assert len(seen[0]) == 1 and seen[1] == []
+    rick = entry.faces[0].box
+    assert _sharpness(drawn, rick) > 0.5 * _sharpness(original, rick)
 
 def test_logo_search_beside_the_face_work_gives_the_same_report(tmp_path, shared_data, monkeypatch):
     """On CUDA a batch's logo search runs in a thread while its faces are analysed; forced here on the CPU,

@@ -313,9 +313,17 @@ def test_stills_held_for_seconds_in_a_variable_frame_rate_file_count_their_secon
     blank = [(i / 30, None) for i in range(30)]
     after = [(9 + i / 30, None) for i in range(30)]
     path = _screen_recording(tmp_path / "screen.mp4", blank + [(t, 0) for t in (1, 3, 5, 7)] + after, [ben])
-    report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
+    report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False,
+                      annotate_dir=tmp_path / "annotated")
     person = report.people["ben_affleck"]
     assert person.exposure_seconds == 8.0 and list(person.intervals.values()) == [[[1.0, 9.0]]]
+    import av
+
+    def times(video):  # frame times in seconds
+        with av.open(str(video)) as c:
+            return [round(float(f.pts * f.time_base), 3) for f in c.decode(video=0)]
+    copy = next(p for p in report.media[0].annotated if p.endswith(".mp4"))
+    assert times(copy) == times(path)  # the annotated copy keeps the held frames' times
     path = _screen_recording(tmp_path / "slides.mp4", blank + [(1, 0), (3, 0), (5, 1), (7, 0)] + after, [ben, elton])
     report = iv.track(path, gallery=full_gallery, device="cpu", sample_fps=4, progress=False)
     person = report.people["ben_affleck"]

@@ -311,6 +311,30 @@ def test_frames_between_analysed_ones_move_the_boxes_and_blur_where_a_stranger_m
     faces, _, hide = _faces_at(shown, analysed, 0.1)  # an analysed frame: its own boxes
     assert [f.box for f in faces][0] == [20.0, 0.0, 30.0, 10.0] and len(hide) == 2
 
+    # A shot cut at the next analysed frame: the cut may come at any frame between, so nobody is drawn and
+    # both frames' strangers are blurred; no named box is left to spare a detected face there.
+    faces, labels, hide = _faces_at(shown, analysed, 0.05, cuts={0.1})
+    assert faces == [] and labels == [] and len(hide) == 3
+    # Named at one analysed frame and not at the next: not drawn as the person between them, and blurred.
+    shown[0.1][1] = (2, face([50.0, 50.0, 60.0, 60.0]), "unknown #2")
+    faces, labels, hide = _faces_at(shown, analysed, 0.05)
+    assert labels == ["unknown #1", "unknown #2"] and [f.identity for f in faces] == [None, None]
+    assert pytest.approx([50.0, 50.0, 60.0, 60.0]) in hide
+
+
+def test_a_named_face_spares_one_detected_face_from_blurring_not_all_that_touch_it():
+    import numpy as np
+
+    from influvision.annotate import strangers
+
+    named = [[100.0, 100.0, 140.0, 150.0]]
+    cheek = [130.0, 100.0, 170.0, 150.0]  # a stranger cheek to cheek: IoU 0.14 with the named box
+    close = [108.0, 100.0, 148.0, 150.0]  # overlaps the named box at IoU 0.67 but less than the named face itself
+    boxes = np.array([[101.0, 101.0, 141.0, 151.0], close, cheek])
+    assert strangers(boxes, named) == [close, cheek]
+    assert strangers(boxes[1:], named) == [cheek]  # the best match is spared, whoever it is
+    assert strangers(boxes, []) == [list(map(float, b)) for b in boxes]
+
 
 def test_a_track_of_small_faces_is_not_named_however_close_its_average(synthetic):
     """Averaging many small, noisy faces drifts towards somebody: a 34 px stranger's track came to 0.49999

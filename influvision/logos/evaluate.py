@@ -168,6 +168,8 @@ def sweep_min_score(detector: _Thresholded, photos: Sequence[tuple[np.ndarray, S
     return scores
 
 
-def best_min_score(scores: dict[float, Score]) -> float:
-    """The threshold of the highest F1; among equals the highest threshold (fewer false logos)."""
-    return max(scores, key=lambda t: (round(scores[t].f1, 6), t))
+def best_min_score(scores: dict[float, Score]) -> float | None:
+    """The threshold of the highest F1; among equals the highest threshold (fewer false logos). None when no
+    threshold finds any labelled logo (an F1 of 0 everywhere calibrates nothing)."""
+    best = max(scores, key=lambda t: (round(scores[t].f1, 6), t))
+    return best if scores[best].f1 > 0 else None

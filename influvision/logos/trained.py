@@ -4,11 +4,13 @@ Training (:func:`train_detector`) writes a synthetic data set (:mod:`influvision
 YOLO model from its yaml (no pretrained weights: nothing is downloaded) and trains it with ultralytics,
 seeded and deterministic. Ultralytics is an optional dependency (``pip install influvision[yolo]``,
 AGPL-3.0) needed only to train; running a trained model needs its model definitions too, since the
-network is rebuilt from the stored yaml.
+network is rebuilt from the model yaml ultralytics ships under the stored name (``yolov8n.yaml``), never
+from a layout read from the gallery (ultralytics evaluates parts of a layout as Python).
 
 Storage never uses pickle: a trained model is one safetensors blob (:class:`DetectorBlob`) holding the
-model's ``state_dict`` and, in the safetensors header's metadata, its config (model yaml, class names,
-image size) and validation metrics. Its sha256 is kept beside it and checked before it is parsed.
+model's ``state_dict`` and, in the safetensors header's metadata, its config (model name, class names,
+image size) and validation metrics, with the header's keys sorted so that the same weights give the same
+bytes. Its sha256 is kept beside it and checked before it is parsed.
 
 :class:`TrainedLogoDetector` has the same ``detect(images) -> Logos`` contract as
 :class:`~influvision.logos.detect.LogoDetector`, so the two are interchangeable.
@@ -17,11 +19,11 @@ image size) and validation metrics. Its sha256 is kept beside it and checked bef
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -122,7 +124,8 @@ class DetectorBlob:
         from safetensors.torch import save
 
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-        data = save(tensors, metadata={"format": BLOB_FORMAT, "config": json.dumps(config, sort_keys=True)})
+        data = _canonical(save(tensors, metadata={"format": BLOB_FORMAT,
+                                                  "config": json.dumps(config, sort_keys=True)}))
         return DetectorBlob(data, hashlib.sha256(data).hexdigest())
 
     def verify(self) -> None:
@@ -152,6 +155,15 @@ class DetectorBlob:
 
         self.verify()
         return load(self.data)
+
+
+def _canonical(data: bytes) -> bytes:
+    """Safetensors bytes with their JSON header's keys sorted: the library writes its metadata in an arbitrary
+    order, so the same weights gave different bytes (and checksums) from run to run."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the tensors' data stays 8-byte aligned
+    return struct.pack("<Q", len(header)) + header + data[8 + n:]
 
 
 # ---- training --------------------------------------------------------------------------------------------
@@ -265,7 +277,8 @@ def train_detector(references: Sequence[LogoReference], *, backgrounds: Sequence
         seed: seeds the synthetic set and ultralytics' training (``deterministic=True``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         model: ultralytics model yaml, built from scratch (``yolov8n.yaml``: YOLOv8 at scale n).
-        work_dir: where the synthetic set and the run go; None: a temp folder removed afterwards.
+        work_dir: an empty or new folder for the synthetic set and the run; None: a temp folder removed
+            afterwards.
         workers: processes that render the synthetic set and, on a GPU, load training batches
             (0: one per CPU core, at most 16 loaders). The trained model does not depend on it.
         max_minutes: train for this long instead of ``epochs`` (the epoch count and learning-rate schedule
@@ -276,13 +289,17 @@ def train_detector(references: Sequence[LogoReference], *, backgrounds: Sequence
         :class:`TrainResult` with the blob to store.
 
     Raises:
-        TrainedDetectorError: ultralytics missing, bad arguments, or training produced no model.
+        TrainedDetectorError: ultralytics missing, bad arguments (a ``work_dir`` that is not empty), or
+            training produced no model.
     """
     require_ultralytics()
     if imgsz % _STRIDE or imgsz < 64:
         raise TrainedDetectorError(f"imgsz must be a multiple of {_STRIDE} and at least 64, got {imgsz}")
     if n_images < 2 or epochs < 1:
         raise TrainedDetectorError(f"need n_images >= 2 and epochs >= 1, got {n_images} and {epochs}")
+    if work_dir is not None and Path(work_dir).is_dir() and any(Path(work_dir).iterdir()):
+        # Ultralytics would train on an earlier run's pictures there, and read its label caches (pickles).
+        raise TrainedDetectorError(f"work_dir {work_dir} is not empty: give an empty or new folder")
     say = progress or (lambda _m: None)
     n_val = max(1, round(n_images * val_fraction))
     with contextlib.ExitStack() as stack:
@@ -300,7 +317,7 @@ def train_detector(references: Sequence[LogoReference], *, backgrounds: Sequence
         if trainer.best_state is None:
             raise TrainedDetectorError("training finished without a model (no epoch completed)")
         names = class_names(references)
-        config = {"yaml": _plain(trainer.ema.ema.yaml), "nc": len(names), "names": names, "imgsz": imgsz,
+        config = {"model": model, "nc": len(names), "names": names, "imgsz": imgsz,
                   "metrics": trainer.best_metrics or {}, "seed": seed, "epochs": int(trainer.epochs), "max_minutes": max_minutes,
                   "n_images": n_images,
                   "ultralytics": _ultralytics_version()}
@@ -331,15 +348,15 @@ def _train(data_yaml: Path, project: Path, *, model: str, epochs: int, imgsz: in
     with _process_state(), _no_font_downloads():
         threads = torch.get_num_threads()
         trainer = _trainer_class()(overrides=args)
+        # Ultralytics adds the callbacks of every logging service it finds installed (MLflow, Comet, ClearML,
+        # TensorBoard, W&B, ...), which would send the run, made from the user's event photos, elsewhere.
+        from ultralytics.utils.callbacks import get_default_callbacks
+
+        trainer.callbacks = get_default_callbacks()
         # Ultralytics sets CPU threads to cpu_count - 1 (one thread on a 2-core machine); keep the caller's.
         torch.set_num_threads(threads)
         trainer.train()
     return trainer
-
-
-def _plain(obj: Any) -> Any:
-    """A JSON round trip of the model yaml dict (tuples become lists, which the parser accepts)."""
-    return json.loads(json.dumps(obj, default=str))
 
 
 def _ultralytics_version() -> str:
@@ -350,11 +367,35 @@ def _ultralytics_version() -> str:
 
 # ---- inference -------------------------------------------------------------------------------------------
 
+def _packaged_model(config: dict[str, Any]) -> str:
+    """The ultralytics model yaml a stored detector was built from, by name, when it is one ultralytics ships.
+
+    The network is rebuilt from that packaged file, never from a layout stored in the gallery: ultralytics
+    evaluates parts of a model yaml as Python (an activation is ``eval``-ed, a layer may name any function of
+    its module), so a layout read from a gallery file someone else made could run code. Detectors stored
+    before the name was recorded give it in their layout's ``yaml_file``."""
+    import ultralytics
+
+    name = config.get("model") or (config.get("yaml") or {}).get("yaml_file")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+\.yaml", name):
+        raise TrainedDetectorError(f"the stored logo detector names no model that ultralytics ships ({name!r}); "
+                                   "retrain it with 'influvision logos train'")
+    # yolov8n.yaml is yolov8.yaml at scale n, as ultralytics itself reads the name.
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + ".yaml"
+    shipped = {p.name for p in (Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml")}
+    if name not in shipped and unified not in shipped:
+        raise TrainedDetectorError(f"the stored logo detector was built from {name!r}, which this ultralytics "
+                                   f"{ultralytics.__version__} does not ship; retrain it with 'influvision logos train'")
+    return name
+
+
 def _build_model(config: dict[str, Any]) -> torch.nn.Module:
     require_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-    return DetectionModel(copy.deepcopy(config["yaml"]), ch=3, nc=int(config["nc"]), verbose=False)
+    layout = yaml_model_load(_packaged_model(config))
+    layout["nc"] = int(config["nc"])
+    return DetectionModel(layout, ch=3, nc=int(config["nc"]), verbose=False)
 
 
 class TrainedLogoDetector:
@@ -362,7 +403,8 @@ class TrainedLogoDetector:
 
     Args:
         blob: the stored model (:meth:`Gallery.load_detector`, or ``TrainResult.blob``); its sha256 is
-            checked, the network rebuilt from the stored yaml and the weights loaded from safetensors.
+            checked, the network rebuilt from the packaged model yaml it names and the weights loaded from
+            safetensors.
         device: torch device for the network and the returned :class:`~influvision.types.Logos`.
         min_score: detections scoring below this are dropped (the stored model's calibrated threshold,
             else ``DEFAULT_MIN_SCORE``).
@@ -381,16 +423,22 @@ class TrainedLogoDetector:
         config = blob.config()
         self.device = torch.device(device)
         self.config = config
-        self.brands: list[str] = list(config["names"])
-        self.imgsz = int(imgsz or config["imgsz"])
+        try:
+            self.brands: list[str] = [str(n) for n in config["names"]]
+            self.imgsz = int(imgsz or config["imgsz"])
+            if len(self.brands) != int(config["nc"]):
+                raise ValueError(f"{len(self.brands)} class names for {config['nc']} classes")
+        except (KeyError, TypeError, ValueError) as e:
+            raise TrainedDetectorError(f"the stored logo detector's config is damaged ({e}); retrain it") from e
         if self.imgsz % _STRIDE:
             raise TrainedDetectorError(f"imgsz must be a multiple of {_STRIDE}, got {self.imgsz}")
         self.min_score, self.iou, self.max_det = min_score, iou, max_det
         net = _build_model(config)
         try:
             net.load_state_dict(blob.state_dict(), strict=True)
-        except RuntimeError as e:
-            raise TrainedDetectorError(f"the stored logo detector's weights do not fit its config: {e}") from e
+        except Exception as e:  # safetensors' own error type, or tensors that do not fit the network
+            raise TrainedDetectorError(f"the stored logo detector's weights do not fit its model: "
+                                       f"{str(e).splitlines()[0]}; retrain it") from e
         # Folding batch norms into the convolutions makes CPU inference faster; the outputs stay the same.
         self._net = net.float().eval().fuse(verbose=False).to(self.device)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
-from ..annotate import blur_box, draw_detections, output_path, timeline_png
-from ..boxes import box_iou
+from ..annotate import blur_box, draw_detections, output_path, privacy_search, strangers, timeline_png
 from ..decode.video import iter_frames
 from ..engine import split_on_oom
 from ..errors import MediaError
@@ -66,7 +66,7 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
     if annotate_dir is not None and va.frames_analysed:
         entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown,
                                                           logo_tracks=logo_tracks,
-                                                          faces_in=_face_boxes(pipeline) if blur_unknown else None)]
+                                                          faces_in=privacy_search(pipeline.detector) if blur_unknown else None)]
     return entry
 
 
@@ -206,7 +206,10 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     written = []
     try:
         with written_atomically(out) as tmp, av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream("libx264", rate=int(round(fps)))
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.codec_context.time_base = _TIME_BASE
+            last_tick = -1
+            cuts = {round(float(c), 6) for c in va.cuts_s}
             stream.width, stream.height = va.info.width - va.info.width % 2, va.info.height - va.info.height % 2
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "23", "preset": "veryfast"}
@@ -216,11 +219,9 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
             for batch in iter_frames(item.local_path, sample_fps=None, batch_size=16):
                 found = faces_in(batch.frames) if blur_unknown and faces_in is not None else [None] * len(batch)
                 for frame, pts, boxes in zip(batch.frames, batch.pts_s, found, strict=True):
-                    faces, labels, hide = _faces_at(shown, va.frame_pts_s, float(pts))
+                    faces, labels, hide = _faces_at(shown, va.frame_pts_s, float(pts), cuts)
                     if boxes is not None:
-                        named = [f.box for f in faces if f.identity is not None]
-                        hide += [list(map(float, b)) for b in boxes
-                                 if not any(box_iou(b, n) >= _NAMED_IOU for n in named)]
+                        hide += strangers(boxes, [f.box for f in faces if f.identity is not None])
                     j = int(np.searchsorted(logo_times, pts + 1e-6)) - 1
                     logos = []
                     if j >= 0:
@@ -232,7 +233,12 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
                             blur_box(image, box)
                     image = draw_detections(image, faces, logos, blur_unknown=False, labels=labels)
                     image = image.crop((0, 0, stream.width, stream.height))
-                    for packet in stream.encode(av.VideoFrame.from_image(image)):
+                    video_frame = av.VideoFrame.from_image(image)
+                    # The source's own times, so that a variable-rate video keeps them and a report's interval
+                    # is found at the same time in the copy.
+                    last_tick = max(last_tick + 1, round(float(pts) / _TIME_BASE))
+                    video_frame.pts, video_frame.time_base = last_tick, _TIME_BASE
+                    for packet in stream.encode(video_frame):
                         container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
@@ -261,10 +267,9 @@ def _logos_by_frame(tracks: list[LogoTrack]) -> dict[float, tuple[float, list[Lo
     return out
 
 
+# Time base of annotated videos' frame times (MPEG's 90 kHz clock).
+_TIME_BASE = Fraction(1, 90_000)
 _Shown = dict[float, list[tuple[int, FaceEntry, str]]]
-# A face the detector finds in a written frame is a named face when it overlaps one this much; any other is
-# blurred (with ``blur_unknown``).
-_NAMED_IOU = 0.3
 
 
 def _detections_by_frame(va: VideoAnalysis) -> _Shown:
@@ -282,9 +287,13 @@ def _detections_by_frame(va: VideoAnalysis) -> _Shown:
     return out
 
 
-def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
+def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float, cuts: set[float] | frozenset[float] = frozenset(),
               ) -> tuple[list[FaceEntry], list[str], list[list[float]]]:
-    """Faces and labels to draw on the frame at ``pts``, and the regions to blur for privacy."""
+    """Faces and labels to draw on the frame at ``pts``, and the regions to blur for privacy.
+
+    Between two analysed frames with a shot cut (``cuts``: the first analysed frame of each new shot) nobody
+    is drawn: the cut may come at any frame between them, and a named face's box carried over it would mark
+    (and spare from blurring) whoever stands there in the next shot. Unknown faces of both are blurred."""
     i = int(np.searchsorted(analysed_pts, pts + 1e-6)) - 1
     before = shown.get(round(float(analysed_pts[i]), 6), []) if i >= 0 else []
     after: list[tuple[int, FaceEntry, str]] = []
@@ -294,11 +303,17 @@ def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
         t1 = float(analysed_pts[i + 1])
         after = shown.get(round(t1, 6), [])
         a = (pts - t0) / (t1 - t0) if t1 > t0 else 0.0
+        if i >= 0 and round(t1, 6) in cuts:
+            return [], [], [f.box for _, f, _ in before + after if f.identity is None]
     later = {tid: f for tid, f, _ in after if tid >= 0}
     faces, labels, hide = [], [], []
     for tid, f, label in before:
         nxt = later.get(tid) if tid >= 0 else None
         box = f.box if nxt is None else [(1 - a) * p + a * q for p, q in zip(f.box, nxt.box, strict=True)]
+        if f.identity is not None and nxt is not None and nxt.identity is None:
+            # Named here, not at the next analysed frame (a detection that counted for a person, then not):
+            # the frames between are not known to show the person.
+            f, label = f.model_copy(update={"identity": None}), f"unknown #{tid}"
         faces.append(f.model_copy(update={"box": box}))
         labels.append(label)
         if f.identity is None:
@@ -306,18 +321,6 @@ def _faces_at(shown: _Shown, analysed_pts: np.ndarray, pts: float,
     seen = {tid for tid, _, _ in before if tid >= 0}
     hide += [_span(f.box, f.box) for tid, f, _ in after if f.identity is None and (tid < 0 or tid not in seen)]
     return faces, labels, hide
-
-
-def _face_boxes(pipeline: FacePipeline) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """Face boxes (K, 4) of each frame, by the pipeline's detector alone (no embedding)."""
-    detect = split_on_oom(pipeline.detect, pipeline.device)
-
-    def boxes(frames: list[np.ndarray]) -> list[np.ndarray]:
-        faces = detect(frames)
-        index = faces.image_index.cpu().numpy()
-        found = faces.boxes.float().cpu().numpy()
-        return [found[index == k] for k in range(len(frames))]
-    return boxes
 
 
 def _span(p: list[float], q: list[float]) -> list[float]:
