@@ -413,7 +413,8 @@ def _track_videos(items: list[MediaItem], engine: _Engine, sample_fps: float | N
 
             done = analyse_video_entry(item, engine.pipeline, engine.index, engine.settings, sample_fps,
                                        logo_detector=engine.logo_detector, brand_names=engine.brand_names,
-                                       annotate_dir=annotate_dir, blur_unknown=blur_unknown, progress=progress)
+                                       annotate_dir=annotate_dir, blur_unknown=blur_unknown, progress=progress,
+                                       resume=ckpt.progress(item, sha) if ckpt is not None else None)
             # A video nothing of which was analysed (unreadable, or out of device memory) is not recorded: the
             # next run tries it again, as it does a photo that failed.
             if ckpt is not None and done.frames_analysed:

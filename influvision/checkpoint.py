@@ -4,15 +4,21 @@ A rerun of ``track(..., checkpoint=FILE)`` over the same sources and settings ta
 the file instead of analysing them again. An entry is reused only if the file's content is unchanged, the
 settings (embedder, thresholds, sampling, version) are identical and the gallery registers the same people,
 brands and references (a person removed since must not be named from an old result).
+
+A video is also recorded while it is analysed, batch by batch (:class:`VideoProgress`: the faces found in each
+batch of frames, the logos of each batch searched), so that a run stopped part-way through a long video goes
+on from where it stopped: the rerun decodes the video again but analyses only the frames not yet recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 from pydantic import ValidationError
 
 from .errors import InfluvisionError
@@ -46,13 +52,15 @@ class Checkpoint:
             if check != "ok":
                 raise sqlite3.DatabaseError(f"damaged: {check}")
             others = sorted(r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                            if r[0] != "done")
+                            if r[0] not in ("done", "partial"))
             if others:  # e.g. the gallery given as the checkpoint: never write into it
                 self._db.close()
                 raise InfluvisionError(f"checkpoint {self.path}: is another SQLite database (tables "
                                        f"{', '.join(others)}), not a checkpoint; give a file of its own")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS partial (key TEXT NOT NULL, stage TEXT NOT NULL, "
+                             "seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, stage, seq))")
         except (OSError, sqlite3.DatabaseError) as e:
             if getattr(self, "_db", None) is not None:
                 self._db.close()  # so that the file can be deleted, as the message says
@@ -79,8 +87,51 @@ class Checkpoint:
             return None
 
     def put(self, item: MediaItem, entry: MediaEntry, sha256: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)",
-                         (self._key(item, sha256), entry.model_dump_json()))
+        key = self._key(item, sha256)
+        self._db.execute("BEGIN")
+        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (key, entry.model_dump_json()))
+        self._db.execute("DELETE FROM partial WHERE key=?", (key,))  # the finished entry replaces them
+        self._db.execute("COMMIT")
+
+    def progress(self, item: MediaItem, sha256: str) -> VideoProgress:
+        """What is recorded of this video's analysis so far (see :class:`VideoProgress`)."""
+        return VideoProgress(self, self._key(item, sha256), item.path)
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0])
+
+
+class VideoProgress:
+    """The batches of one video analysed so far, each a few named numpy arrays, by stage (``"faces"``,
+    ``"logos"``) and batch number. Stored as ``.npz`` bytes without pickles; a row that cannot be read, or that
+    belongs to other frames than the batch decoded now (:meth:`get` compares their times), is analysed again.
+    """
+
+    def __init__(self, ckpt: Checkpoint, key: str, path: str):
+        self._db, self.key, self.path, self.ckpt_path = ckpt._db, key, path, ckpt.path
+        self.resumed = 0  # batches taken from the checkpoint in this run
+
+    def get(self, stage: str, seq: int, pts_s: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The arrays recorded for batch ``seq`` of ``stage`` when they are of the frames at ``pts_s``, else None."""
+        try:
+            row = self._db.execute("SELECT data FROM partial WHERE key=? AND stage=? AND seq=?",
+                                   (self.key, stage, seq)).fetchone()
+            if row is None:
+                return None
+            with np.load(io.BytesIO(row[0]), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (sqlite3.DatabaseError, OSError, ValueError, KeyError) as e:
+            log.warning("checkpoint %s: batch %d of %s is damaged (%s); analysing it again", self.ckpt_path, seq,
+                        self.path, str(e).splitlines()[0])
+            return None
+        if not np.array_equal(arrays.get("pts_s"), pts_s):
+            log.warning("checkpoint %s: batch %d of %s was recorded for other frames; analysing it again",
+                        self.ckpt_path, seq, self.path)
+            return None
+        self.resumed += 1
+        return arrays
+
+    def put(self, stage: str, seq: int, arrays: dict[str, np.ndarray]) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        self._db.execute("INSERT OR REPLACE INTO partial VALUES (?, ?, ?, ?)", (self.key, stage, seq, buf.getvalue()))

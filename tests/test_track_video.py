@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import influvision as iv
 from influvision.video.exposure import interval_iou
 
@@ -367,3 +369,51 @@ def test_a_camcorder_transport_stream_whose_clock_restarts_counts_both_halves(sh
     assert abs(ben.exposure_seconds - 4.0) <= 0.25
     (intervals,) = ben.intervals.values()
     assert [round(s) for s, _ in intervals] == [2, 8]
+
+
+def test_a_video_stopped_part_way_goes_on_from_where_it_stopped(shared_data, tmp_path, monkeypatch):
+    """A long video is recorded batch by batch: a rerun with the checkpoint analyses only the frames (and the
+    logo searches) not yet recorded, and gives the report of one uninterrupted run."""
+    from influvision.logos.detect import LogoDetector
+
+    repo = Path(__file__).resolve().parents[1]
+    g = iv.Gallery(tmp_path / "g.db", device="cpu")
+    g.add_person("rick_astley", sorted((shared_data / "faces" / "rick_astley").iterdir()))
+    g.add_brand("fedex", [repo / "examples" / "brands" / "fedex.png"])
+    video = shared_data / "videos" / "nggyup.mp4"
+    whole = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False)
+
+    pipeline_call, detect = type(g.pipeline).__call__, LogoDetector.detect
+    calls = {"faces": 0, "logos": 0}
+
+    def counted(kind, real, stop_at=None):
+        def call(self, *args, **kwargs):
+            calls[kind] += 1
+            if calls[kind] == stop_at:
+                raise KeyboardInterrupt  # the run is stopped here
+            return real(self, *args, **kwargs)
+        return call
+
+    ckpt = tmp_path / "run.ckpt"
+    monkeypatch.setattr(type(g.pipeline), "__call__", counted("faces", pipeline_call, stop_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
+    # Stopped again in the logo search: the faces are all recorded by then.
+    calls.update(faces=0, logos=0)
+    monkeypatch.setattr(type(g.pipeline), "__call__", counted("faces", pipeline_call))
+    monkeypatch.setattr(LogoDetector, "detect", counted("logos", detect, stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
+    first_faces = calls["faces"]
+    calls.update(faces=0, logos=0)
+    monkeypatch.setattr(LogoDetector, "detect", counted("logos", detect))
+    resumed = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
+    assert first_faces == 2  # of 4 batches of 16 frames: the 2 not recorded before the first stop
+    assert calls["faces"] == 0 and calls["logos"] == 2  # of 3 logo batches, the first was recorded
+    assert resumed.people == whole.people and resumed.brands == whole.brands
+    assert resumed.media[0].tracks == whole.media[0].tracks
+    assert abs(resumed.people["rick_astley"].exposure_seconds - 9.633) < 0.5
+    calls.update(faces=0, logos=0)
+    again = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
+    assert calls == {"faces": 0, "logos": 0} and again.people == whole.people  # finished: taken whole
+    g.close()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,6 +44,9 @@ from .identity import (
     split_tracks,
 )
 from .tracks import CUT_THRESHOLD, FaceTracker, ShotCutDetector
+
+if TYPE_CHECKING:
+    from ..checkpoint import VideoProgress
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,33 @@ def _check_faces(faces: Faces, n_frames: int) -> None:
                          f"[{int(faces.image_index.min())}, {int(faces.image_index.max())}]")
 
 
+def _faces_to_arrays(faces: Faces, pts_s: np.ndarray) -> dict[str, np.ndarray]:
+    """A batch's faces as the host arrays a checkpoint keeps (what the analysis reads of them), with the times
+    of the batch's frames; embeddings in float32, their dtype recorded."""
+    out = {"pts_s": np.asarray(pts_s, dtype=np.float64), "image_index": faces.image_index.cpu().numpy(),
+           "boxes": faces.boxes.float().cpu().numpy(), "scores": faces.scores.float().cpu().numpy(),
+           "landmarks": faces.landmarks.float().cpu().numpy()}
+    for k in (*_NEEDED, "sharpness"):
+        if k in faces.columns:
+            col = faces.columns[k]
+            out[f"col_{k}"] = col.float().cpu().numpy()
+            out[f"dtype_{k}"] = np.array(str(col.dtype).removeprefix("torch."))
+    return out
+
+
+def _faces_from_arrays(arrays: dict[str, np.ndarray], device: torch.device) -> Faces:
+    """The faces :func:`_faces_to_arrays` recorded, on ``device`` in their own dtypes."""
+    cols = {}
+    for name in arrays:
+        if name.startswith("col_"):
+            k = name.removeprefix("col_")
+            dtype = getattr(torch, str(arrays[f"dtype_{k}"]))
+            cols[k] = torch.from_numpy(arrays[name]).to(device=device, dtype=dtype)
+    return Faces(torch.from_numpy(arrays["image_index"]).to(device), torch.from_numpy(arrays["boxes"]).to(device),
+                 torch.from_numpy(arrays["scores"]).to(device), torch.from_numpy(arrays["landmarks"]).to(device),
+                 cols)
+
+
 def analyse_video(
     path: str | Path,
     *,
@@ -209,6 +240,7 @@ def analyse_video(
     min_evidence: int = DEFAULT_MIN_EVIDENCE,
     cut_threshold: float = CUT_THRESHOLD,
     identity_method: str = "mean_embedding",
+    resume: VideoProgress | None = None,
 ) -> VideoAnalysis:
     """Find the registered people in a video and measure how long each is on screen.
 
@@ -226,6 +258,9 @@ def analyse_video(
         top_k, min_evidence, identity_method: identity evidence per track and how it is combined (see
             :func:`influvision.video.identity.identify_tracks`).
         cut_threshold: shot-cut score threshold (see :mod:`influvision.video.tracks`).
+        resume: where each batch's faces are recorded as it is analysed, and taken from on a rerun (the
+            video is decoded again, for its frames' times and shot cuts, but ``faces_fn`` runs only on the
+            batches not recorded); the analysis is the same as in one uninterrupted run.
 
     Returns:
         :class:`VideoAnalysis`. A stream that breaks part-way still returns the analysis of the frames
@@ -263,11 +298,17 @@ def analyse_video(
     tick, clock, last_pts = 1.0 / rate, 0.0, None
     rejoined = False
     try:
-        for batch in batches:
-            faces = faces_fn(batch.frames)
-            _check_faces(faces, len(batch))
-            if len(faces):
-                faces = faces[torch.argsort(faces.image_index, stable=True)]
+        for seq, batch in enumerate(batches):
+            stored = resume.get("faces", seq, batch.pts_s) if resume is not None else None
+            if stored is not None:
+                faces = _faces_from_arrays(stored, index.embeddings.device)
+            else:
+                faces = faces_fn(batch.frames)
+                _check_faces(faces, len(batch))
+                if len(faces):
+                    faces = faces[torch.argsort(faces.image_index, stable=True)]
+                if resume is not None:
+                    resume.put("faces", seq, _faces_to_arrays(faces, batch.pts_s))
             # The one host copy per batch: the tracker works on numpy boxes.
             img = faces.image_index.cpu().numpy()
             boxes = faces.boxes.float().cpu().numpy()

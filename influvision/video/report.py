@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -36,6 +37,9 @@ from .analyse import VideoAnalysis, analyse_video
 from .exposure import intersect_intervals, total_seconds, union_intervals
 from .logo_tracks import LogoDetection, LogoTrack, link_logo_tracks
 
+if TYPE_CHECKING:
+    from ..checkpoint import VideoProgress
+
 log = logging.getLogger(__name__)
 
 
@@ -51,18 +55,20 @@ LOGO_FPS = 2.0
 def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryIndex, settings: MatchSettings,
                         sample_fps: float | None, *, logo_detector: LogoDetector | None = None,
                         brand_names: list[str] | None = None, annotate_dir: str | Path | None = None,
-                        blur_unknown: bool = False, progress: bool = False) -> MediaEntry:
+                        blur_unknown: bool = False, progress: bool = False,
+                        resume: VideoProgress | None = None) -> MediaEntry:
     """Analyse one video (``progress``: a bar of its frames); a video that cannot be decoded at all becomes an
-    entry with ``error`` set."""
+    entry with ``error`` set. ``resume`` records each analysed batch (faces, logos) and supplies those of an
+    interrupted run."""
     try:
         va = analyse_video(item.local_path, faces_fn=split_on_oom(pipeline, pipeline.device), index=index,
-                           settings=settings, sample_fps=sample_fps, progress=progress)
+                           settings=settings, sample_fps=sample_fps, progress=progress, resume=resume)
     except MediaError as e:
         return MediaEntry(path=item.path, kind="video", error=f"{item.path}: {e.problem}", frames_analysed=0)
     entry = video_entry(item.path, va)
     logo_tracks: list[LogoTrack] = []
     if logo_detector is not None and brand_names:
-        logo_tracks = add_video_logos(entry, item, va, logo_detector, brand_names)
+        logo_tracks = add_video_logos(entry, item, va, logo_detector, brand_names, resume=resume)
     if annotate_dir is not None and va.frames_analysed:
         entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown,
                                                           logo_tracks=logo_tracks,
@@ -94,16 +100,25 @@ def video_entry(path: str, va: VideoAnalysis) -> MediaEntry:
 
 
 def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detector: LogoDetector,
-                    brand_names: list[str], logo_fps: float = LOGO_FPS) -> list[LogoTrack]:
+                    brand_names: list[str], logo_fps: float = LOGO_FPS,
+                    resume: VideoProgress | None = None) -> list[LogoTrack]:
     """Search ``logo_fps`` frames per second for the registered logos and link them into logo tracks; the
     confirmed tracks give brand intervals and person x brand seconds (the intersection of their intervals).
-    Returns the tracks (with their boxes, for annotation)."""
+    Returns the tracks (with their boxes, for annotation). ``resume`` records each searched batch's logos
+    and supplies those of an interrupted run."""
     found: list[LogoDetection] = []
     frame_area = max(1, va.info.width * va.info.height)
-    for batch in iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8):
-        logos = detector.detect(batch.frames)
-        for k, b, box, score in zip(logos.image_index.tolist(), logos.brand.tolist(), logos.boxes.tolist(),
-                                    logos.scores.tolist(), strict=True):
+    for seq, batch in enumerate(iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8)):
+        stored = resume.get("logos", seq, batch.pts_s) if resume is not None else None
+        if stored is None:
+            logos = detector.detect(batch.frames)
+            stored = {"pts_s": np.asarray(batch.pts_s, dtype=np.float64),
+                      "image_index": logos.image_index.cpu().numpy(), "brand": logos.brand.cpu().numpy(),
+                      "boxes": logos.boxes.float().cpu().numpy(), "scores": logos.scores.float().cpu().numpy()}
+            if resume is not None:
+                resume.put("logos", seq, stored)
+        for k, b, box, score in zip(stored["image_index"].tolist(), stored["brand"].tolist(),
+                                    stored["boxes"].tolist(), stored["scores"].tolist(), strict=True):
             found.append(LogoDetection(pts_s=float(batch.pts_s[k]), duration_s=float(batch.duration_s[k]),
                                        brand=brand_names[b], box=box, score=float(score),
                                        area_share=(box[2] - box[0]) * (box[3] - box[1]) / frame_area))
