@@ -354,12 +354,14 @@ class Report(BaseModel):
         for title, pairs in (("together", self.together), ("with brands", self.co_appearance)):
             if pairs:
                 lines += ["", f"{title}:"]
-                lines += [f"  {p.a} + {p.b}: {p.photo_count} photos"
-                          + (f" ({p.with_count} next to the logo)" if title == "with brands" else "")
-                          + (f", {p.seconds_together:.2f} s on screen together" if p.seconds_together else "")
-                          + (f" ({p.with_seconds:.2f} s next to the logo)"
-                             if title == "with brands" and p.seconds_together else "")
-                          for p in pairs]
+                lines += [f"  {p.a} + {p.b}: " + ", ".join(
+                    part for part in (
+                        (f"{p.photo_count} photos" + (f" ({p.with_count} next to the logo)" if title == "with brands"
+                                                      else "")) if p.photo_count or not p.seconds_together else "",
+                        (f"{p.seconds_together:.2f} s on screen together"
+                         + (f" ({p.with_seconds:.2f} s next to the logo)" if title == "with brands" else ""))
+                        if p.seconds_together else "") if part)
+                    for p in pairs]
         partial = [m for m in self.media if m.error]
         if partial:
             lines += ["", f"partly analysed ({len(partial)}; counted up to where they stop):"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import os
 import shutil
 import stat
@@ -529,3 +530,23 @@ def test_archive_members_of_a_killed_run_are_deleted_by_the_next(shared_data: Pa
         assert media.temp_dir.is_dir() and not left.exists()
         with collect_media(archive) as other:
             assert media.temp_dir.is_dir() and other.temp_dir.is_dir()
+
+
+
+def test_shot_difference_sees_marks_in_colour_and_does_not_call_a_black_frame_the_same() -> None:
+    from influvision.sources import SAME_SHOT_MAX_DIFF, shot_difference
+
+    rng = np.random.default_rng(1)
+    wall = cv2.GaussianBlur(rng.integers(90, 160, (300, 400, 3), dtype=np.uint8), (0, 0), 3)
+    marked = wall.copy()
+    grey = float(cv2.cvtColor(wall[100:140, 100:260], cv2.COLOR_RGB2GRAY).mean())
+    yellow = np.array([255.0, 204.0, 0.0]) * grey / (0.299 * 255 + 0.587 * 204)  # the wall's own grey level
+    marked[110:130, 110:250] = yellow.astype(np.uint8)
+    assert shot_difference(cv2.cvtColor(wall, cv2.COLOR_RGB2GRAY), cv2.cvtColor(marked, cv2.COLOR_RGB2GRAY)) \
+        < SAME_SHOT_MAX_DIFF  # in grey the mark is all but invisible
+    assert shot_difference(wall, marked) > 2 * SAME_SHOT_MAX_DIFF  # in colour it is not
+    warmer = np.clip(wall * np.array([1.08, 1.0, 0.9]), 0, 255).astype(np.uint8)  # a white-balance edit
+    assert shot_difference(wall, warmer) < SAME_SHOT_MAX_DIFF
+    black = np.zeros_like(wall)
+    assert shot_difference(black, wall) == shot_difference(wall, black) == math.inf
+    assert shot_difference(black, black.copy()) == 0.0

@@ -161,6 +161,35 @@ def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(s
     assert report.counts.duplicates == 1 and report.counts.analysed == 1
 
 
+def test_a_black_or_dark_stage_video_is_no_copy_of_another(shared_data, tmp_path):
+    """Pixels clipped to black are left out of the comparison, so a black frame left nothing to compare and
+    every video of the same length was taken for a copy of a black one (and its people's seconds lost)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from influvision.video.duplicates import same_footage
+
+    face = Image.open(shared_data / "faces" / "rick_astley" / "1.jpg").convert("RGB").resize((120, 150))
+
+    def clip(path, place):
+        frame = Image.new("RGB", (640, 360))
+        if place is not None:
+            frame.paste(face, place)
+        with av.open(str(path), "w") as c:
+            st = c.add_stream("libx264", rate=15)
+            st.width, st.height, st.pix_fmt = 640, 360, "yuv420p"
+            for _ in range(30):
+                c.mux(st.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")))
+            c.mux(st.encode())
+        return path
+
+    black, left, right = clip(tmp_path / "black.mp4", None), clip(tmp_path / "l.mp4", (40, 100)), \
+        clip(tmp_path / "r.mp4", (480, 100))
+    assert not same_footage(black, 2.0, left, 2.0) and not same_footage(left, 2.0, black, 2.0)
+    assert not same_footage(left, 2.0, right, 2.0)  # one face on a dark stage, then another place
+    assert same_footage(black, 2.0, clip(tmp_path / "black2.mp4", None), 2.0)  # two black clips: nothing to tell
+
 def test_a_video_that_failed_outright_is_tried_again_on_resume(shared_data, full_gallery, tmp_path, monkeypatch):
     import torch
 
@@ -352,6 +381,8 @@ def test_seconds_next_to_a_logo_count_only_the_person_beside_it(shared_data, tmp
     assert abs(ben.seconds_together - 3.0) <= 0.5 and ben.with_seconds == ben.seconds_together
     assert abs(elton.seconds_together - 3.0) <= 0.5 and elton.with_seconds == 0.0
     assert "s next to the logo" in report.summary()
+    line = next(line for line in report.summary().splitlines() if "ben_affleck + fedex:" in line)
+    assert "s on screen together" in line and "photos" not in line  # a video only: no "0 photos"
 
 
 def test_a_camcorder_transport_stream_whose_clock_restarts_counts_both_halves(shared_data, full_gallery, tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..decode.video import iter_frames, probe_video
 from ..errors import MediaError
-from ..sources import same_shot
+from ..sources import NEAR_DUPLICATE_MAX_DISTANCE, hamming, phash, same_shot
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,9 @@ def same_footage(a: str | Path, a_s: float, b: str | Path, b_s: float, frames: i
     compared = 0
     try:
         for x, y in zip(_stream(a, rate), _stream(b, rate), strict=False):
-            if not same_shot(x, y, FRAME_MAX_DIFF):
+            # The perceptual hash as for photos: a black or dark-stage frame leaves too little lit to compare
+            # pixel by pixel, and without it every video of the same length became a copy of a black one.
+            if not same_shot(x, y, FRAME_MAX_DIFF) or hamming(phash(x), phash(y)) > NEAR_DUPLICATE_MAX_DISTANCE:
                 return False
             compared += 1
             if compared == n:
