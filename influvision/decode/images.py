@@ -322,8 +322,8 @@ def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
     if min(w, h) < MIN_SIDE:
         raise MediaError(label, f"image too small: {w} x {h} pixels (at least {MIN_SIDE} on each side are needed)")
     if w * h > max_pixels:
-        raise MediaError(label, f"image too large: {w} x {h} = {w * h / 1e6:.1f} megapixels, above the limit of "
-                                f"{max_pixels / 1e6:.1f} megapixels (max_pixels)")
+        raise MediaError(label, f"image too large: {w} x {h} = {w * h:,} pixels, above the limit of "
+                                f"{max_pixels:,} pixels ({max_pixels / 1e6:g} megapixels, max_pixels)")
     return im
 
 
