@@ -142,6 +142,15 @@ def _reference_paths(kind: str, images: object) -> list[str]:
     return paths
 
 
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, modification time in ns) of a file, None when it is gone: what changes when it is written."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def validate_name(name: str) -> str:
     """Return the name stripped and in Unicode's composed form (NFC: an accent typed as a separate mark, as some
     systems store it, is the same name), or raise GalleryError saying what a valid name looks like."""
@@ -186,6 +195,7 @@ class Gallery:
         # otherwise try to create its journal files beside it and fail.
         self.read_only = self.path.is_file() and not (os.access(self.path, os.W_OK)
                                                      and os.access(self.path.parent, os.W_OK))
+        self._snapshot: tuple[int, int, int] | None = None
         try:
             if self.read_only:
                 # With a -wal file beside it, changes may still be there (a writer has it open): read them with
@@ -193,6 +203,9 @@ class Gallery:
                 pending = Path(f"{self.path}-wal").exists()
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}",
                                            uri=True, isolation_level=None, check_same_thread=False)
+                # Read as a snapshot (SQLite is told the file does not change): a change by its owner is noticed
+                # when the gallery is next read for a run, never read half-way.
+                self._snapshot = None if pending else _file_signature(self.path)
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -262,6 +275,11 @@ class Gallery:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _check_snapshot(self) -> None:
+        if getattr(self, "_snapshot", None) is not None and _file_signature(self.path) != self._snapshot:
+            raise GalleryError(f"{self.path} changed on disk since it was opened read-only (someone registered or "
+                               "removed somebody): open it again to read the new contents")
 
     def _writable(self) -> None:
         if self.read_only:
@@ -422,6 +440,7 @@ class Gallery:
 
     def index(self, device: str | torch.device = "cpu") -> GalleryIndex:
         """All people's reference embeddings for the gallery's embedder, computed where missing."""
+        self._check_snapshot()
         self._refresh_embeddings()
         def rows_for(key: str) -> list[tuple[str, str, int, bytes]]:
             return self._db.execute(
@@ -556,7 +575,12 @@ class Gallery:
     def content_key(self) -> str:
         """sha256 over what a report depends on in this gallery: every person's and brand's name and reference
         hashes, and the stored logo detector's hash and use flag. It changes whenever a subject or reference is
-        added or removed or a detector is trained, so results recorded with another key are not reused."""
+        added or removed or a detector is trained, so results recorded with another key are not reused.
+
+        Raises:
+            GalleryError: a read-only gallery whose file was changed since it was opened (open it again).
+        """
+        self._check_snapshot()
         rows = self._db.execute("SELECT s.kind, s.name, r.sha256 FROM subjects s LEFT JOIN refs r "
                                 "ON r.subject_id = s.id ORDER BY s.kind, s.name, r.sha256").fetchall()
         try:

@@ -240,3 +240,26 @@ def test_a_name_given_up_by_another_registration_meanwhile_keeps_this_ones_refer
     assert other.brands() == ["fedex"] and len(other.brand_images()) == 1
     other.close()
     mine.close()
+
+
+def test_a_read_only_gallery_changed_by_its_owner_is_not_read_stale(tmp_path, shared_data, monkeypatch):
+    """A gallery in a folder this process cannot write is read as a snapshot; once its owner registers or
+    removes somebody, using the old snapshot for a run is refused instead of tracking against who was there."""
+    import influvision.gallery as gallery_module
+
+    path = tmp_path / "shared.db"
+    with Gallery(path, device="cpu") as owner:
+        owner.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    real_access = os.access
+    monkeypatch.setattr(gallery_module.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    reader = Gallery(path, device="cpu")
+    monkeypatch.undo()
+    assert reader.read_only and reader.people() == ["barack_obama"]
+    key = reader.content_key()
+    assert reader.content_key() == key  # unchanged file: the same snapshot
+    with Gallery(path, device="cpu") as owner:
+        owner.add_person("joe_biden", [shared_data / "faces" / "joe_biden" / "1.jpg"])
+    with pytest.raises(GalleryError, match="changed on disk since it was opened read-only"):
+        reader.content_key()
+    reader.close()
+    assert Gallery(path, device="cpu").people() == ["barack_obama", "joe_biden"]
