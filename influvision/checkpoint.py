@@ -89,8 +89,12 @@ class Checkpoint:
     def put(self, item: MediaItem, entry: MediaEntry, sha256: str) -> None:
         key = self._key(item, sha256)
         self._db.execute("BEGIN")
-        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (key, entry.model_dump_json()))
-        self._db.execute("DELETE FROM partial WHERE key=?", (key,))  # the finished entry replaces them
+        try:
+            self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (key, entry.model_dump_json()))
+            self._db.execute("DELETE FROM partial WHERE key=?", (key,))  # the finished entry replaces them
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("COMMIT")
 
     def progress(self, item: MediaItem, sha256: str) -> VideoProgress:
