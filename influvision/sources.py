@@ -854,6 +854,9 @@ _CHROMA_WEIGHT = 0.5
 # Share of the picture that must be neither black nor white in both photos for them to be compared, unless
 # they are clipped in mostly the same places (two black frames; a product photographed on white).
 _MIN_COMPARED = 0.5
+# Photos narrower than this (in pixels) are duplicates only when byte-identical: 300 noise strips 2 px wide
+# gave 123 perceptual-hash "copies" of one another.
+MIN_NEAR_DUPLICATE_SIDE = 16
 # Longer side at which same_shot compares two photos.
 SAME_SHOT_SIDE = 1024
 
@@ -996,6 +999,9 @@ class DuplicateIndex:
         if key in self._by_sha:
             self.matches[path] = (self._by_sha[key], -1)
             return self._by_sha[key]
+        if min(pixels.shape[:2]) < MIN_NEAR_DUPLICATE_SIDE:  # too few pixels for a hash to tell photos apart
+            self._by_sha[key] = path
+            return None
         h = np.uint64(phash(pixels))
         n = len(self._paths)
         if n:

@@ -550,3 +550,11 @@ def test_shot_difference_sees_marks_in_colour_and_does_not_call_a_black_frame_th
     black = np.zeros_like(wall)
     assert shot_difference(black, wall) == shot_difference(wall, black) == math.inf
     assert shot_difference(black, black.copy()) == 0.0
+
+
+def test_photos_too_narrow_to_hash_are_duplicates_only_when_identical() -> None:
+    rng = np.random.default_rng(3)
+    index = DuplicateIndex()
+    strips = [rng.integers(0, 256, (400, 2, 3), dtype=np.uint8) for _ in range(40)]
+    assert [index.add(f"s{k}.png", s) for k, s in enumerate(strips)] == [None] * 40
+    assert index.add("again.png", strips[5].copy()) == "s5.png"  # the same pixels: still a duplicate
