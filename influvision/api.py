@@ -467,6 +467,8 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         logos=sum(len(m.logos) for m in media),
         face_tracks=sum(len(m.tracks or []) for m in media),
         named_tracks=sum(1 for m in media for t in m.tracks or [] if t.identity),
+        logo_tracks=sum(len(m.logo_tracks or []) for m in media),
+        counted_logo_tracks=sum(1 for m in media for t in m.logo_tracks or [] if t.counted),
         annotation_failures=sum(1 for m in media if annotated and not m.duplicate_of and _annotation_missing(m)))
     return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
                   co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)

@@ -168,7 +168,9 @@ class Counts(BaseModel):
         "Faces under min_face_px or min_score (or blurrier than min_sharpness, when set)"))
     face_tracks: int = Field(0, description="Faces followed through videos (one per track, see video.md)")
     named_tracks: int = Field(0, description="Of the face tracks: named after a registered person")
-    logos: int = 0
+    logos: int = Field(0, description="Logo boxes in photos (logos in videos are in logo_tracks)")
+    logo_tracks: int = Field(0, description="Logos followed through videos (one per track, see video.md)")
+    counted_logo_tracks: int = Field(0, description="Of the logo tracks: confirmed, counted in brand seconds")
     batch_sizes: list[int] = Field(default_factory=list, description=(
         "Photos per device batch: the starting size, then each size after the device ran out of memory"))
     oom_retries: int = Field(0, description="Photo batches analysed again in halves after running out of memory")
@@ -326,7 +328,9 @@ class Report(BaseModel):
                  + f"); faces: {c.faces} "
                  f"({c.named_faces} named, {c.unknown_faces} unknown, "
                  f"{c.unidentifiable_faces} too small or unsure to compare)"
-                 + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else ""),
+                 + (f"; video face tracks: {c.face_tracks} ({c.named_tracks} named)" if c.face_tracks else "")
+                 + (f"; video logo tracks: {c.logo_tracks} ({c.counted_logo_tracks} counted)" if c.logo_tracks
+                    else ""),
                  f"settings: {self.settings.embedder}, distance <= {self.settings.threshold}, "
                  f"margin {self.settings.margin}, device {self.settings.device}"]
         coarse = [m.smallest_face_px for m in self.media

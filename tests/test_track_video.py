@@ -381,6 +381,10 @@ def test_seconds_next_to_a_logo_count_only_the_person_beside_it(shared_data, tmp
     assert abs(ben.seconds_together - 3.0) <= 0.5 and ben.with_seconds == ben.seconds_together
     assert abs(elton.seconds_together - 3.0) <= 0.5 and elton.with_seconds == 0.0
     assert "s next to the logo" in report.summary()
+    video = report.media[0]
+    assert report.counts.logos == 0  # boxes in photos; this video's logos are in its logo tracks:
+    assert report.counts.logo_tracks == len(video.logo_tracks) >= report.counts.counted_logo_tracks >= 1
+    assert f"video logo tracks: {report.counts.logo_tracks}" in report.summary()
     line = next(line for line in report.summary().splitlines() if "ben_affleck + fedex:" in line)
     assert "s on screen together" in line and "photos" not in line  # a video only: no "0 photos"
 
