@@ -69,6 +69,9 @@ def analyse_video_entry(item: MediaItem, pipeline: FacePipeline, index: GalleryI
     logo_tracks: list[LogoTrack] = []
     if logo_detector is not None and brand_names:
         logo_tracks = add_video_logos(entry, item, va, logo_detector, brand_names, resume=resume)
+    if resume is not None and resume.resumed:
+        log.info("%s: %d batches of its analysis taken from the checkpoint, where an earlier run stopped", item.path,
+                 resume.resumed)
     if annotate_dir is not None and va.frames_analysed:
         entry.annotated = [str(p) for p in annotate_video(item, va, Path(annotate_dir), blur_unknown=blur_unknown,
                                                           logo_tracks=logo_tracks,
