@@ -142,6 +142,7 @@ def track(
             raise GalleryError(f"{gallery} is an empty file, not a gallery: create one with Gallery(path).add_person(...)")
     dev = resolve_device(device)
     g = Gallery(gallery, device=str(dev)) if own_gallery else gallery
+    ckpt: Checkpoint | None = None
     try:
         if not g.people() and not g.brands():
             raise GalleryError(f"{g.path} registers nobody and no brand: nothing could be found; add people or brands "
@@ -211,6 +212,8 @@ def track(
         report.counts.hidden_files = hidden
         return report
     finally:
+        if ckpt is not None:
+            ckpt.close()
         if own_gallery:
             g.close()
 

@@ -88,18 +88,29 @@ class Checkpoint:
 
     def put(self, item: MediaItem, entry: MediaEntry, sha256: str) -> None:
         key = self._key(item, sha256)
-        self._db.execute("BEGIN")
         try:
+            self._db.execute("BEGIN")
             self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?)", (key, entry.model_dump_json()))
             self._db.execute("DELETE FROM partial WHERE key=?", (key,))  # the finished entry replaces them
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def progress(self, item: MediaItem, sha256: str) -> VideoProgress:
         """What is recorded of this video's analysis so far (see :class:`VideoProgress`)."""
         return VideoProgress(self, self._key(item, sha256), item.path)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        self._db.close()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0])
@@ -124,9 +135,8 @@ class VideoProgress:
                 return None
             with np.load(io.BytesIO(row[0]), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (sqlite3.DatabaseError, OSError, ValueError, KeyError) as e:
-            log.warning("checkpoint %s: batch %d of %s is damaged (%s); analysing it again", self.ckpt_path, seq,
-                        self.path, str(e).splitlines()[0])
+        except Exception as e:  # whatever a damaged row raises (a broken zip, a text value ...): analysed again
+            self.damaged(stage, seq, e)
             return None
         if not np.array_equal(arrays.get("pts_s"), pts_s):
             log.warning("checkpoint %s: batch %d of %s was recorded for other frames; analysing it again",
@@ -134,6 +144,11 @@ class VideoProgress:
             return None
         self.resumed += 1
         return arrays
+
+    def damaged(self, stage: str, seq: int, error: BaseException) -> None:
+        """Say that batch ``seq`` of ``stage`` could not be used (it is analysed again and its row replaced)."""
+        log.warning("checkpoint %s: batch %d of %s (%s) is damaged (%s: %s); analysing it again", self.ckpt_path,
+                    seq, self.path, stage, type(error).__name__, (str(error).splitlines() or [""])[0])
 
     def put(self, stage: str, seq: int, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()

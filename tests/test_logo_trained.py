@@ -201,7 +201,7 @@ def test_gallery_round_trip_and_tampering(trained, gallery, photo):
         gallery.save_detector(blob.data, blob.sha256, brands=["fedex", "nike"])
 
 
-def test_a_stored_layout_is_never_built_so_a_crafted_gallery_cannot_run_code(trained, tmp_path):
+def test_a_stored_layout_is_never_built_so_a_crafted_gallery_cannot_run_code(trained, tmp_path, monkeypatch):
     """Ultralytics eval()s a layout's activation and calls any function its module names in a layer: a
     gallery file from elsewhere (with a sha256 recomputed by whoever wrote it) must not reach that."""
     from influvision.logos.trained import DetectorBlob, TrainedDetectorError, TrainedLogoDetector
@@ -221,6 +221,12 @@ def test_a_stored_layout_is_never_built_so_a_crafted_gallery_cannot_run_code(tra
         with pytest.raises(TrainedDetectorError, match="ship"):
             TrainedLogoDetector(blob)
     assert not marker.exists()
+    # Nor from a yaml of the model's name in the working folder, where ultralytics looks first for a bare name.
+    monkeypatch.chdir(tmp_path)
+    for name in ("yolov8n.yaml", "yolov8.yaml"):
+        (tmp_path / name).write_text(f"nc: 3\nactivation: {crafted['activation']!r}\n"
+                                     "backbone: [[-1, 1, Conv, [16, 3, 2]]]\nhead: [[-1, 1, Conv, [16, 3, 2]]]\n")
+    assert TrainedLogoDetector(trained.blob).brands == trained.brands and not marker.exists()
     damaged = DetectorBlob.build(trained.blob.state_dict(), {**cfg, "names": 7})
     with pytest.raises(TrainedDetectorError, match="damaged"):
         TrainedLogoDetector(damaged)

@@ -440,11 +440,34 @@ def test_a_video_stopped_part_way_goes_on_from_where_it_stopped(shared_data, tmp
     with pytest.raises(KeyboardInterrupt):
         iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
     first_faces = calls["faces"]
+    # Damaged rows are analysed again: a cut-off blob, a row without its arrays, a brand index out of range.
+    import io
+    import sqlite3
+
+    import numpy as np
+
+    db = sqlite3.connect(ckpt)
+    rows = dict(((stage, seq), data) for stage, seq, data in db.execute("SELECT stage, seq, data FROM partial"))
+    assert sorted(rows) == [("faces", 0), ("faces", 1), ("faces", 2), ("faces", 3), ("logos", 0)]
+    with np.load(io.BytesIO(rows[("faces", 1)])) as npz:
+        only_times = io.BytesIO()
+        np.savez(only_times, pts_s=npz["pts_s"])
+    with np.load(io.BytesIO(rows[("logos", 0)])) as npz:
+        logos = {k: npz[k] for k in npz.files}
+    logos.update(image_index=np.zeros(1, np.int64), brand=np.array([7]), boxes=np.zeros((1, 4), np.float32),
+                 scores=np.ones(1, np.float32))
+    wrong_brand = io.BytesIO()
+    np.savez(wrong_brand, **logos)
+    for (stage, seq), data in (("faces", 0), rows[("faces", 0)][:200]), (("faces", 1), only_times.getvalue()), \
+            (("logos", 0), wrong_brand.getvalue()):
+        db.execute("UPDATE partial SET data=? WHERE stage=? AND seq=?", (data, stage, seq))
+    db.commit()
+    db.close()
     calls.update(faces=0, logos=0)
     monkeypatch.setattr(LogoDetector, "detect", counted("logos", detect))
     resumed = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
     assert first_faces == 2  # of 4 batches of 16 frames: the 2 not recorded before the first stop
-    assert calls["faces"] == 0 and calls["logos"] == 2  # of 3 logo batches, the first was recorded
+    assert calls["faces"] == 2 and calls["logos"] == 3  # the two damaged face batches; all 3 logo batches
     assert resumed.people == whole.people and resumed.brands == whole.brands
     assert resumed.media[0].tracks == whole.media[0].tracks
     assert abs(resumed.people["rick_astley"].exposure_seconds - 9.633) < 0.5

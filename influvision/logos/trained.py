@@ -367,8 +367,9 @@ def _ultralytics_version() -> str:
 
 # ---- inference -------------------------------------------------------------------------------------------
 
-def _packaged_model(config: dict[str, Any]) -> str:
-    """The ultralytics model yaml a stored detector was built from, by name, when it is one ultralytics ships.
+def _packaged_model(config: dict[str, Any]) -> tuple[str, Path]:
+    """The name of the ultralytics model yaml a stored detector was built from, and the file ultralytics ships
+    for it.
 
     The network is rebuilt from that packaged file, never from a layout stored in the gallery: ultralytics
     evaluates parts of a model yaml as Python (an activation is ``eval``-ed, a layer may name any function of
@@ -382,19 +383,22 @@ def _packaged_model(config: dict[str, Any]) -> str:
                                    "retrain it with 'influvision logos train'")
     # yolov8n.yaml is yolov8.yaml at scale n, as ultralytics itself reads the name.
     unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + ".yaml"
-    shipped = {p.name for p in (Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml")}
-    if name not in shipped and unified not in shipped:
+    shipped = {p.name: p for p in sorted((Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml"))}
+    path = shipped.get(name) or shipped.get(unified)
+    if path is None:
         raise TrainedDetectorError(f"the stored logo detector was built from {name!r}, which this ultralytics "
                                    f"{ultralytics.__version__} does not ship; retrain it with 'influvision logos train'")
-    return name
+    return name, path
 
 
 def _build_model(config: dict[str, Any]) -> torch.nn.Module:
     require_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+    from ultralytics.nn.tasks import DetectionModel, guess_model_scale, yaml_model_load
 
-    layout = yaml_model_load(_packaged_model(config))
-    layout["nc"] = int(config["nc"])
+    name, path = _packaged_model(config)
+    # Loaded by its absolute path: given the bare name, ultralytics would first look in the working folder.
+    layout = yaml_model_load(path)
+    layout.update(scale=guess_model_scale(name), yaml_file=name, nc=int(config["nc"]))
     return DetectionModel(layout, ch=3, nc=int(config["nc"]), verbose=False)
 
 

@@ -300,9 +300,15 @@ def analyse_video(
     try:
         for seq, batch in enumerate(batches):
             stored = resume.get("faces", seq, batch.pts_s) if resume is not None else None
+            faces = None
             if stored is not None:
-                faces = _faces_from_arrays(stored, index.embeddings.device)
-            else:
+                try:
+                    faces = _faces_from_arrays(stored, index.embeddings.device)
+                    _check_faces(faces, len(batch))
+                except Exception as e:  # a damaged row that still loads: analysed again, its row replaced
+                    resume.damaged("faces", seq, e)  # type: ignore[union-attr]
+                    faces = None
+            if faces is None:
                 faces = faces_fn(batch.frames)
                 _check_faces(faces, len(batch))
                 if len(faces):

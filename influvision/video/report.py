@@ -113,6 +113,9 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
     frame_area = max(1, va.info.width * va.info.height)
     for seq, batch in enumerate(iter_frames(item.local_path, sample_fps=logo_fps, batch_size=8)):
         stored = resume.get("logos", seq, batch.pts_s) if resume is not None else None
+        if stored is not None and not _logo_rows_fit(stored, len(batch), len(brand_names)):
+            resume.damaged("logos", seq, ValueError("arrays missing or out of range"))  # type: ignore[union-attr]
+            stored = None
         if stored is None:
             logos = detector.detect(batch.frames)
             stored = {"pts_s": np.asarray(batch.pts_s, dtype=np.float64),
@@ -271,6 +274,18 @@ def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_
     except OSError as e:
         log.warning("could not write the timeline of %s: %s", item.path, e)
     return written
+
+
+def _logo_rows_fit(arrays: dict[str, np.ndarray], frames: int, brands: int) -> bool:
+    """Whether a recorded batch of logo detections is whole: every array there, one row per detection, frame
+    and brand indexes in range."""
+    try:
+        n = len(arrays["image_index"])
+        return (arrays["boxes"].shape == (n, 4) and arrays["brand"].shape == (n,) and arrays["scores"].shape == (n,)
+                and bool(np.all((arrays["image_index"] >= 0) & (arrays["image_index"] < frames)))
+                and bool(np.all((arrays["brand"] >= 0) & (arrays["brand"] < brands))))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return False
 
 
 def _logos_by_frame(tracks: list[LogoTrack]) -> dict[float, tuple[float, list[LogoEntry]]]:
