@@ -87,6 +87,8 @@ def drawable(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> s
     return "".join(out)
 
 
+# Face boxes (K, 4) per image, for a list of images: what blurring searches with (see privacy_search).
+FaceSearch = Callable[[list[np.ndarray]], list[np.ndarray]]
 # Strangers are searched for blurring in the media at up to this size, whatever the analysis searched
 # (``max_side``, 1600 px by default): a 30 px face in a 4000 px photo is too small to name but not to recognise.
 PRIVACY_MAX_SIDE = 4800
@@ -94,7 +96,7 @@ PRIVACY_MAX_SIDE = 4800
 NAMED_IOU = 0.3
 
 
-def privacy_search(detector: FaceDetector) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+def privacy_search(detector: FaceDetector) -> FaceSearch:
     """Face boxes (K, 4) of each image, by ``detector``'s networks searching at up to :data:`PRIVACY_MAX_SIDE`
     px, for blurring: faces too small for the analysis to find are still blurred."""
     from .engine import split_on_oom
@@ -150,7 +152,7 @@ def draw_detections(image: Image.Image, faces: list[FaceEntry], logos: list[Logo
 
 
 def annotate_photo(pixels: np.ndarray, entry: MediaEntry, directory: Path, *, blur_unknown: bool = False,
-                   faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> Path:
+                   faces_in: FaceSearch | None = None) -> Path:
     """Write ``directory/<photo name>.jpg`` with the entry's boxes drawn. With ``blur_unknown`` the entry's
     unknown faces are blurred, and so is every face ``faces_in`` (:func:`privacy_search`) finds that is not a
     named face."""

@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from .hashing import sha256_file
 from .report import MediaEntry
 from .sources import DuplicateIndex, MediaItem
 from .types import Faces
+
+if TYPE_CHECKING:
+    from .annotate import FaceSearch
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +337,7 @@ class PhotoEngine:
 
     def run(self, items: Sequence[MediaItem], *, checkpoint: Checkpoint | None = None,
             annotate_dir: str | Path | None = None, blur_unknown: bool = False,
-            faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+            faces_in: FaceSearch | None = None,
             progress: Callable[[int], object] | None = None) -> list[MediaEntry]:
         """One entry per photo item, in the order of ``items``.
 
@@ -445,7 +448,7 @@ class PhotoEngine:
 
     @staticmethod
     def _finish(photo: Photo, entry: MediaEntry, ckpt: Checkpoint | None, annotate_dir: str | Path | None,
-                blur_unknown: bool, faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None) -> None:
+                blur_unknown: bool, faces_in: FaceSearch | None) -> None:
         _annotate(photo.image.pixels, entry, annotate_dir, blur_unknown, faces_in)
         if ckpt is not None:
             ckpt.put(photo.item, entry, _content_key(photo.item, photo.image))
@@ -463,7 +466,7 @@ def _first_frame_only(photo: Photo, entry: MediaEntry) -> None:
 
 
 def _annotate(pixels: np.ndarray, entry: MediaEntry, annotate_dir: str | Path | None, blur_unknown: bool,
-              faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> None:
+              faces_in: FaceSearch | None = None) -> None:
     """Write the photo's annotated copy when asked, and record it in ``entry.annotated`` (None otherwise)."""
     entry.annotated = None
     if annotate_dir is not None:

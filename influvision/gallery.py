@@ -277,7 +277,7 @@ class Gallery:
         self._db.execute("COMMIT")
 
     def _check_snapshot(self) -> None:
-        if getattr(self, "_snapshot", None) is not None and _file_signature(self.path) != self._snapshot:
+        if self._snapshot is not None and _file_signature(self.path) != self._snapshot:
             raise GalleryError(f"{self.path} changed on disk since it was opened read-only (someone registered or "
                                "removed somebody): open it again to read the new contents")
 

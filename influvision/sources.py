@@ -548,9 +548,10 @@ class _Collector:
         dest.mkdir()
         lower = p.name.lower()
         head = _head(p)
-        is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) if head[:2] == b"PK" or _is_tar_head(head) else (
-            lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p)))
-        # By content where it says (a zip named .tar.gz), else by name.
+        if head[:2] == b"PK" or _is_tar_head(head):  # the content says which (a zip named .tar.gz)
+            is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+        else:  # the name does
+            is_zip = lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p))
         found = self._zip(p, display, dest) if is_zip else self._tar(p, display, dest)
         shown = _shown(display)
         if found == 0 and not any(s.path == shown or s.path.startswith(f"{shown}!/") for s in self.media.skipped):
@@ -801,8 +802,6 @@ def _content_kind(p: Path, kind: Literal["photo", "video", "archive"], shown: st
     sniffed = _sniff_kind(p)
     if sniffed is None or sniffed == kind or (kind == "photo" and p.suffix.lower() in (".heic", ".heif", ".avif")):
         return kind
-    if kind == "archive" and sniffed == "archive":
-        return kind
     a = {"photo": "a photo", "video": "a video", "archive": "an archive"}
     logger.warning("%s is named as %s but its content is %s; reading it as %s", _shown(shown), a[kind], a[sniffed],
                    a[sniffed])
@@ -904,8 +903,10 @@ def shot_difference(a: np.ndarray, b: np.ndarray) -> float:
     both are in colour, on either colour axis of Lab.
 
     Both are compared at a common size (at most ``SAME_SHOT_SIDE`` on the longer side), blurred to remove
-    compression noise, each channel of ``b`` mapped onto ``a``'s levels (a brightness, gamma, white-balance or
-    saturation edit is the same shot); pixels clipped to black or white in either are left out. A person who
+    compression noise, each channel's levels mapped onto the other photo's and back (a brightness, gamma,
+    white-balance or saturation edit is the same shot); pixels clipped to black or white in either are left
+    out, and where most of the picture is clipped in one and not in the other the two are never the same
+    (``inf``). A person who
     is in one and not the other, even 30 px high in a large photo, makes their patch differ, and so does a
     sponsor's mark that differs from the wall it is on only in colour.
 

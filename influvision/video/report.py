@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,15 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..annotate import blur_box, draw_detections, output_path, privacy_search, strangers, timeline_png
+from ..annotate import (
+    FaceSearch,
+    blur_box,
+    draw_detections,
+    output_path,
+    privacy_search,
+    strangers,
+    timeline_png,
+)
 from ..decode.video import iter_frames
 from ..engine import split_on_oom
 from ..errors import MediaError
@@ -214,7 +221,7 @@ def _add_pair_seconds(pairs: list[PairTally], found: list[PairTally]) -> None:
 
 def annotate_video(item: MediaItem, va: VideoAnalysis, directory: Path, *, blur_unknown: bool,
                    logo_tracks: list[LogoTrack] | None = None,
-                   faces_in: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> list[Path]:
+                   faces_in: FaceSearch | None = None) -> list[Path]:
     """Write an MP4 with boxes, names and track ids, and a timeline PNG. Frames between analysed frames
     show each track's box moved linearly from the analysed frame before to the one after (a track in only one
     of them keeps its box); with ``blur_unknown`` they blur, for every unknown face of either frame, the box
