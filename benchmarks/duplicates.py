@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from influvision.decode.images import load_image
-from influvision.sources import (
+from influvision.duplicates import (
     NEAR_DUPLICATE_MAX_DISTANCE,
     SAME_SHOT_MAX_DIFF,
     hamming,

@@ -47,7 +47,7 @@ from benchmarks.common import (
     shared_photos,
 )
 from influvision.decode.images import load_image
-from influvision.sources import NEAR_DUPLICATE_MAX_DISTANCE, phash
+from influvision.duplicates import NEAR_DUPLICATE_MAX_DISTANCE, phash
 
 SIZES = (10, 100, 1000, 10000)
 # Replicas stay this many pHash bits from every other photo: more than the duplicate rule's 8.
@@ -79,7 +79,7 @@ def _pixels(path: Path) -> int:
 
 
 def _dct_low(pixels: np.ndarray) -> np.ndarray:
-    """The 64 low DCT coefficients that :func:`influvision.sources.phash` compares (row-major)."""
+    """The 64 low DCT coefficients that :func:`influvision.duplicates.phash` compares (row-major)."""
     grey = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
     return scipy.fft.dctn(small, type=2, norm="ortho")[:8, :8].ravel()

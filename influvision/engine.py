@@ -37,10 +37,11 @@ from .checkpoint import Checkpoint
 from .decode.gpu_jpeg import PendingJpeg, decode_pending
 from .decode.images import DEFAULT_MAX_PIXELS, DecodedImage
 from .decode.loader import iter_decoded, iter_prepared
+from .duplicates import DuplicateIndex
 from .errors import MediaError
 from .hashing import sha256_file
 from .report import MediaEntry
-from .sources import DuplicateIndex, MediaItem
+from .sources import MediaItem
 from .types import Faces
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from influvision.decode.images import load_image
-from influvision.sources import DuplicateIndex
+from influvision.duplicates import DuplicateIndex
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package sits beside tests/
 

@@ -3,7 +3,7 @@
 A byte-identical copy is found by its SHA-256 (api.py). A re-encoded one has other bytes, so two videos are
 compared only when their lengths agree (within half a second or 1 %): then frames at the same times, two per
 second (as often as logos are searched, so nothing the analysis counts can hide between them), must be the
-same shot (:func:`influvision.sources.same_shot`, with a tolerance for video compression: resized,
+same shot (:func:`influvision.duplicates.same_shot`, with a tolerance for video compression: resized,
 recompressed or tone-edited, but no region that changed). Two recordings of one scene, say fixed-length segments from one camera, differ wherever anybody moved
 and stay two videos; footage in which nothing moves at all would be called a copy.
 """
@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from ..decode.video import iter_frames, probe_video
+from ..duplicates import NEAR_DUPLICATE_MAX_DISTANCE, hamming, phash, same_shot
 from ..errors import MediaError
-from ..sources import NEAR_DUPLICATE_MAX_DISTANCE, hamming, phash, same_shot
 
 log = logging.getLogger(__name__)
 
