@@ -29,7 +29,6 @@ import glob
 import logging
 import math
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -37,13 +36,24 @@ import tempfile
 import weakref
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 
+from .archives import (
+    ARCHIVE_SUFFIXES,
+    DamagedArchive,
+    Member,
+    TooLarge,
+    copy_limited,
+    open_members,
+    read_head,
+    safe_suffix,
+    unsafe_member_name,
+)
 from .decode.images import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS, has_photo_signature
 from .errors import MediaError
 
@@ -55,7 +65,6 @@ DEFAULT_MAX_EXTRACT_BYTES = 16 * 2**30
 DEFAULT_MAX_COMPRESSION_RATIO = 100.0
 DEFAULT_MAX_ARCHIVE_MEMBERS = 100_000
 
-_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 # Clearly not media: ignored without a word inside folders and archives (still reported when named alone).
 _NON_MEDIA_SUFFIXES = frozenset({
     ".txt", ".json", ".md", ".csv", ".tsv", ".xml", ".html", ".htm", ".log", ".yaml", ".yml", ".ini", ".cfg",
@@ -529,72 +538,20 @@ class _Collector:
         dest = self.media._make_temp_dir() / f"archive{self.archives:04d}"
         self.archives += 1
         dest.mkdir()
-        lower = p.name.lower()
-        head = _head(p)
-        if head[:2] == b"PK" or _is_tar_head(head):  # the content says which (a zip named .tar.gz)
-            is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
-        else:  # the name does
-            is_zip = lower.endswith(".zip") or (not lower.endswith(_ARCHIVE_SUFFIXES[1:]) and zipfile.is_zipfile(p))
-        found = self._zip(p, display, dest) if is_zip else self._tar(p, display, dest)
+        try:
+            # Zip and tar alike may inflate at most max_ratio times the archive's size in all: many members of
+            # 1 MiB or less each pass the per-member ratio test, and tar keeps no compressed size per member.
+            with open_members(p, stopped=lambda problem: self.skip(display, problem)) as members:
+                found = self._extract(display, dest, members, self.max_ratio * p.stat().st_size + 2**20)
+        except DamagedArchive as e:
+            self.skip(display, e.problem)
+            return 0
         shown = _shown(display)
         if found == 0 and not any(s.path == shown or s.path.startswith(f"{shown}!/") for s in self.media.skipped):
             self.skip(display, "archive contains no photos or videos")
         return found
 
-    def _zip(self, p: Path, display: str, dest: Path) -> int:
-        try:
-            zf = zipfile.ZipFile(p)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            self.skip(display, f"damaged archive: not a readable ZIP file ({e})")
-            return 0
-        with zf:
-            entries = [_Member(i.filename, i.is_dir(), i.external_attr >> 16, i.file_size, i.compress_size,
-                               bool(i.flag_bits & 0x1), lambda i=i: zf.open(i))
-                       for i in sorted(zf.infolist(), key=lambda i: i.filename)]
-            # Like a tar, the whole archive may inflate at most max_ratio times its size: many members of 1 MiB
-            # or less each pass the per-member ratio test.
-            return self._extract(display, dest, entries, self.max_ratio * p.stat().st_size + 2**20)
-
-    def _tar(self, p: Path, display: str, dest: Path) -> int:
-        try:
-            tf = tarfile.open(p, "r:*")  # noqa: SIM115 -- closed by the `with tf` below
-        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
-            self.skip(display, f"damaged archive: not a readable TAR file ({str(e).splitlines()[0]})")
-            return 0
-
-        def opener(m: tarfile.TarInfo) -> IO[bytes]:
-            f = tf.extractfile(m)
-            if f is None:
-                raise OSError("member has no data")
-            return f
-
-        def members() -> Iterator[_Member]:
-            it = iter(tf)
-            while True:
-                try:
-                    m = next(it)
-                except StopIteration:
-                    return
-                except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
-                    self.skip(display, f"damaged archive: reading stopped part-way ({e})")
-                    return
-                if m.isreg():
-                    mode = stat.S_IFREG
-                elif m.isdir():
-                    mode = stat.S_IFDIR
-                elif m.issym() or m.islnk():
-                    mode = stat.S_IFLNK
-                else:
-                    mode = stat.S_IFCHR  # devices, fifos, unknown types: all refused
-                yield _Member(m.name, m.isdir(), mode, m.size, 0, False, lambda m=m: opener(m))
-
-        # A tar stream is read in archive order (one pass, also for .tar.gz); items are sorted afterwards.
-        # Tar keeps no compressed size per member: the whole archive may inflate max_ratio times its size.
-        inflate_cap = self.max_ratio * p.stat().st_size + 2**20
-        with tf:
-            return self._extract(display, dest, members(), inflate_cap)
-
-    def _extract(self, display: str, dest: Path, members: Iterable[_Member], inflate_cap: float = math.inf) -> int:
+    def _extract(self, display: str, dest: Path, members: Iterable[Member], inflate_cap: float = math.inf) -> int:
         found = 0
         inflated = 0
         extracted: list[MediaItem] = []
@@ -605,7 +562,7 @@ class _Collector:
                 break
             if m.is_dir:
                 continue
-            problem = _unsafe_member_name(m.name)
+            problem = unsafe_member_name(m.name)
             if problem:
                 self.skip(member, problem)
                 continue
@@ -649,10 +606,10 @@ class _Collector:
                                   f"(limit {self.max_ratio:.0f}), a possible zip bomb")
                 continue
             # The file name is generated: nothing in the member name reaches the file system.
-            target = dest / f"{count:06d}{_safe_suffix(base)}"
+            target = dest / f"{count:06d}{safe_suffix(base)}"
             try:
-                written = _copy_limited(m.open(), target, limit=m.size)
-            except _TooLarge:
+                written = copy_limited(m.open(), target, limit=m.size)
+            except TooLarge:
                 target.unlink(missing_ok=True)
                 self.skip(member, "refused: inflates beyond its declared size, a possible zip bomb")
                 continue
@@ -688,52 +645,6 @@ class _Collector:
         return found
 
 
-@dataclass
-class _Member:
-    """An archive entry as both archive kinds describe it."""
-
-    name: str
-    is_dir: bool
-    mode: int  # st_mode bits; 0 when the archive does not record them
-    size: int  # declared uncompressed size
-    compressed_size: int  # 0 when unknown (tar)
-    encrypted: bool
-    open: Callable[[], IO[bytes]]
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _copy_limited(src: IO[bytes], target: Path, limit: int) -> int:
-    """Copy at most ``limit`` bytes; raise _TooLarge if the member has more."""
-    written = 0
-    with src, open(target, "xb") as out:
-        while chunk := src.read(1 << 20):
-            written += len(chunk)
-            if written > limit:
-                raise _TooLarge
-            out.write(chunk)
-    return written
-
-
-def _unsafe_member_name(name: str) -> str | None:
-    """Reason an archive member name is refused, or None when it stays inside the archive."""
-    n = name.replace("\\", "/")
-    if "\x00" in n:
-        return "unsafe name in archive (contains a NUL byte): refused"
-    if n.startswith("/") or re.match(r"^[A-Za-z]:", n):
-        return "unsafe path in archive (absolute path): refused"
-    if ".." in n.split("/"):
-        return "unsafe path in archive ('..' points outside the archive): refused"
-    return None
-
-
-def _safe_suffix(name: str) -> str:
-    suffix = Path(name).suffix.lower()
-    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
-
-
 def _distinct_names(items: list[MediaItem]) -> list[MediaItem]:
     """An archive may hold several members of one name (zip appends, tar keeps every version), and two inputs
     may be shown alike: each is its own photo, so in order the second and later are shown as ``name#2``,
@@ -758,23 +669,9 @@ def _kind_by_name(name: str) -> Literal["photo", "video", "archive"] | None:
         return "photo"
     if suffix in VIDEO_EXTENSIONS:
         return "video"
-    if lower.endswith(_ARCHIVE_SUFFIXES):
+    if lower.endswith(ARCHIVE_SUFFIXES):
         return "archive"
     return None
-
-
-def _head(p: Path) -> bytes:
-    """A file's first 512 bytes (empty when it cannot be read)."""
-    try:
-        with open(p, "rb") as f:
-            return f.read(512)
-    except OSError:
-        return b""
-
-
-def _is_tar_head(head: bytes) -> bool:
-    """Whether a file's first bytes are a tar header or a gzip, bzip2 or xz stream."""
-    return head[257:262] == b"ustar" or head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))
 
 
 def _content_kind(p: Path, kind: Literal["photo", "video", "archive"], shown: str
@@ -792,7 +689,7 @@ def _content_kind(p: Path, kind: Literal["photo", "video", "archive"], shown: st
 
 
 def _sniff_kind(p: Path) -> Literal["photo", "video", "archive"] | None:
-    head = _head(p)
+    head = read_head(p)
     if has_photo_signature(head):
         return "photo"
     if head[4:8] == b"ftyp":
