@@ -76,6 +76,9 @@ _NON_MEDIA_SUFFIXES = frozenset({
 })
 _NON_MEDIA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".picasa.ini", "icon\r"})
 # SQLite's side files, e.g. of a gallery or checkpoint kept beside the photos (event.db-wal, run.ckpt-shm).
+# Answers of _Collector._refusal for members that are counted, not listed as skipped.
+_HIDDEN = "hidden"
+_IGNORED = "ignored"
 _SIDE_FILE_ENDINGS = ("-wal", "-shm", "-journal")
 
 
@@ -551,6 +554,40 @@ class _Collector:
             self.skip(display, "archive contains no photos or videos")
         return found
 
+    def _refusal(self, m: Member, base: str, kind: str | None, inflated: int, inflate_cap: float) -> str | None:
+        """Why a member is not extracted: a problem for the skipped list, :data:`_HIDDEN` or :data:`_IGNORED`
+        (counted, not listed), or None to extract it."""
+        problem = unsafe_member_name(m.name)
+        if problem:
+            return problem
+        folders = m.name.replace("\\", "/").rstrip("/").rpartition("/")[0]
+        if any(part.startswith(".") and part != "." for part in folders.split("/")):
+            return _HIDDEN
+        fmt = stat.S_IFMT(m.mode)
+        if fmt == stat.S_IFLNK:
+            return "link inside the archive: not followed"
+        if fmt and fmt != stat.S_IFREG:
+            return "device or special file inside the archive: refused"
+        if base.startswith("._") or "__MACOSX/" in m.name or base.lower() in _NON_MEDIA_NAMES:
+            return _IGNORED  # macOS resource forks and desktop litter
+        if Path(base).suffix.lower() in _RAW_SUFFIXES:
+            return "camera RAW photo: not supported; export it as JPEG"
+        if kind is None and _non_media(base):
+            return _IGNORED
+        if kind == "archive":
+            return "archive inside an archive: not opened; extract it first"
+        if m.encrypted:
+            return "password-protected: cannot be extracted"
+        if m.size > self.budget:
+            return (f"not extracted: {m.size / 2**20:.0f} MiB would exceed the extraction limit "
+                    f"(max_extract_bytes, {self.budget / 2**20:.0f} MiB left)")
+        if inflated + m.size > inflate_cap:
+            return f"refused: the archive would inflate to more than {self.max_ratio:.0f} times its size, a possible zip bomb"
+        if m.compressed_size and m.size > 2**20 and m.size / m.compressed_size > self.max_ratio:
+            return (f"refused: compressed {m.size / m.compressed_size:.0f} times (limit {self.max_ratio:.0f}), "
+                    "a possible zip bomb")
+        return None
+
     def _extract(self, display: str, dest: Path, members: Iterable[Member], inflate_cap: float = math.inf) -> int:
         found = 0
         inflated = 0
@@ -562,48 +599,17 @@ class _Collector:
                 break
             if m.is_dir:
                 continue
-            problem = unsafe_member_name(m.name)
-            if problem:
-                self.skip(member, problem)
-                continue
-            folders, _, base = m.name.replace("\\", "/").rstrip("/").rpartition("/")
-            if any(part.startswith(".") and part != "." for part in folders.split("/")):
-                self.media.hidden += _kind_by_name(base) is not None  # as in a folder: media counted, not analysed
-                continue
-            fmt = stat.S_IFMT(m.mode)
-            if fmt == stat.S_IFLNK:
-                self.skip(member, "link inside the archive: not followed")
-                continue
-            if fmt and fmt != stat.S_IFREG:
-                self.skip(member, "device or special file inside the archive: refused")
-                continue
-            if base.startswith("._") or "__MACOSX/" in m.name or base.lower() in _NON_MEDIA_NAMES:
-                self.media.ignored += 1  # macOS resource forks and desktop litter
-                continue
-            if Path(base).suffix.lower() in _RAW_SUFFIXES:
-                self.skip(member, "camera RAW photo: not supported; export it as JPEG")
-                continue
+            base = m.name.replace("\\", "/").rstrip("/").rpartition("/")[2]
             kind = _kind_by_name(base)
-            if kind is None and _non_media(base):
+            problem = self._refusal(m, base, kind, inflated, inflate_cap)
+            if problem == _HIDDEN:
+                self.media.hidden += kind is not None  # as in a folder: media counted, not analysed
+                continue
+            if problem == _IGNORED:
                 self.media.ignored += 1
                 continue
-            if kind == "archive":
-                self.skip(member, "archive inside an archive: not opened; extract it first")
-                continue
-            if m.encrypted:
-                self.skip(member, "password-protected: cannot be extracted")
-                continue
-            if m.size > self.budget:
-                self.skip(member, f"not extracted: {m.size / 2**20:.0f} MiB would exceed the extraction limit "
-                                  f"(max_extract_bytes, {self.budget / 2**20:.0f} MiB left)")
-                continue
-            if inflated + m.size > inflate_cap:
-                self.skip(member, f"refused: the archive would inflate to more than {self.max_ratio:.0f} times its "
-                                  "size, a possible zip bomb")
-                continue
-            if m.compressed_size and m.size > 2**20 and m.size / m.compressed_size > self.max_ratio:
-                self.skip(member, f"refused: compressed {m.size / m.compressed_size:.0f} times "
-                                  f"(limit {self.max_ratio:.0f}), a possible zip bomb")
+            if problem:
+                self.skip(member, problem)
                 continue
             # The file name is generated: nothing in the member name reaches the file system.
             target = dest / f"{count:06d}{safe_suffix(base)}"
