@@ -50,3 +50,34 @@ def test_one_missed_frame_is_tolerated_at_broadcast_frame_rates():
     pal = link_logo_tracks([det(0.52, 0.48), det(1.52, 0.48)], [], STEP)  # 25 fps, 1.00 missed
     assert [t.frames for t in ntsc] == [2] and ntsc[0].counted
     assert [t.frames for t in pal] == [2] and pal[0].counted
+
+
+def _moved(dx: float, dy: float = 0.0, scale: float = 1.0) -> list[float]:
+    x1, y1, x2, y2 = BOX
+    w, h = (x2 - x1) * scale, (y2 - y1) * scale
+    return [x1 + dx, y1 + dy, x1 + dx + w, y1 + dy + h]
+
+
+def test_a_mark_crossing_the_frame_faster_than_its_width_is_one_counted_track():
+    """A weak mark moving 1.5 widths per searched frame never overlaps itself; its steady path joins it."""
+    dets = [_det(0.5 * k, box=_moved(150.0 * k, 20.0 * k), score=0.6) for k in range(6)]
+    (track,) = link_logo_tracks(dets, [], STEP)
+    assert track.frames == 6 and track.counted and track.moving and "moving steadily" in track.status
+    assert track.intervals(0.5).tolist() == [[0.0, 3.0]]
+    # One searched frame missed on the way: still one track.
+    gappy = [d for k, d in enumerate(dets) if k != 3]
+    assert [t.frames for t in link_logo_tracks(gappy, [], STEP)] == [5]
+
+
+def test_weak_boxes_of_one_brand_that_do_not_move_steadily_stay_single_and_uncounted():
+    two = [_det(0.0, box=_moved(0.0), score=0.6), _det(0.5, box=_moved(400.0), score=0.6)]  # two points
+    jumpy = [_det(0.0, box=_moved(0.0)), _det(0.5, box=_moved(300.0)), _det(1.0, box=_moved(0.0, 200.0))]
+    zooming = [_det(0.5 * k, box=_moved(200.0 * k, scale=2.0 ** k)) for k in range(3)]
+    cut = [_det(0.5 * k, box=_moved(150.0 * k)) for k in range(4)]
+    other_brands = [_det(0.5 * k, brand=b, box=_moved(150.0 * k)) for k, b in enumerate(("fedex", "nike", "fedex"))]
+    for dets, cuts in ((two, []), (jumpy, []), (zooming, []), (cut, [0.7]), (other_brands, [])):
+        tracks = link_logo_tracks(dets, cuts, STEP)
+        assert all(t.frames == 1 and not t.counted for t in tracks), [t.status for t in tracks]
+    # Either side of a cut, a steady run of three still joins.
+    long_cut = [_det(0.5 * k, box=_moved(150.0 * k)) for k in range(7)]
+    assert sorted(t.frames for t in link_logo_tracks(long_cut, [1.2], STEP)) == [3, 4]

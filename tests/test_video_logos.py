@@ -80,3 +80,29 @@ def test_a_flat_mark_found_by_its_outline_counts_its_seconds(tmp_path):
     (video,) = report.media
     assert [t.brand for t in video.logo_tracks if t.counted] == ["nike"]
     assert "silhouette" in report.settings.logo_cues
+
+
+def test_a_mark_crossing_the_frame_counts_its_seconds(tmp_path, shared_data):
+    """A 60 px FedEx mark crossing at 150 px/s never overlaps itself between frames searched 0.5 s apart, and
+    most sightings score under 0.8: its steady path makes it one counted track (1.0 s counted without it)."""
+    background = Image.open(shared_data / "scenes" / "couple.jpg").convert("RGB").resize((640, 360))
+    logo = Image.open(REPO / "examples" / "brands" / "fedex.png").convert("RGBA")
+    logo = logo.resize((60, round(60 * logo.height / logo.width)))
+    path = tmp_path / "crossing.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for k in range(40):
+            img = background.copy()
+            img.paste(logo, (20 + 15 * k, 60), logo)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_brand("fedex", [REPO / "examples" / "brands" / "fedex.png"])
+    report = iv.track(path, gallery=gallery, device="cpu", sample_fps=2, progress=False)
+    assert 3.0 <= report.brands["fedex"].exposure_seconds <= 4.0
+    (video,) = report.media
+    counted = [t for t in video.logo_tracks if t.counted]
+    assert len(counted) == 1 and "moving steadily" in counted[0].status and counted[0].frames >= 6

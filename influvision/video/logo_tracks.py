@@ -6,6 +6,13 @@ at most one searched frame was missed. A track counts towards the brand's second
 seen in at least :data:`MIN_FRAMES` searched frames, or once with a score of at least :data:`SURE_SCORE`.
 A lone weak detection in a single frame is the typical false brand (a pattern that happens to fit the
 reference once); such tracks stay in the report, marked not counted, so the evidence is still there.
+
+A mark that moves more than about its own width between searched frames (a logo on a passing car, a shirt
+crossing the frame) does not overlap itself: each sighting starts a track of its own. Such single sightings
+are joined when three or more in successive searched frames move at a steady velocity with a steady size
+(:func:`_join_moving`): one place predicted from the two before it within half the mark's size. Two unrelated
+weak boxes half a second apart are not joined (two points always fit a velocity), so the 2-frame rule keeps
+its meaning for them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ MIN_FRAMES = 2
 SURE_SCORE = 0.8
 # Boxes of one logo in two searched frames overlap at least this much (it may move or zoom between them).
 MIN_LINK_IOU = 0.1
+# A moving mark's sightings (_join_moving): width and height change at most this factor from one searched frame
+# to the next, and each place is predicted from the two before it within this share of the mark's size.
+MOVING_MAX_SCALE = 1.5
+MOVING_MAX_MISS = 0.5
+# Sightings in a row needed before a moving mark's single sightings are joined.
+MOVING_MIN_FRAMES = 3
 
 
 @dataclass
@@ -43,6 +56,7 @@ class LogoTrack:
     track_id: int
     brand: str
     detections: list[LogoDetection] = field(default_factory=list)
+    moving: bool = False  # joined from single sightings of a mark moving steadily (_join_moving)
 
     @property
     def frames(self) -> int:
@@ -59,7 +73,8 @@ class LogoTrack:
     @property
     def status(self) -> str:
         if self.frames >= MIN_FRAMES:
-            return f"counted: seen in {self.frames} searched frames"
+            moving = " moving steadily" if self.moving else ""
+            return f"counted: seen{moving} in {self.frames} searched frames"
         if self.best_score >= SURE_SCORE:
             return f"counted: one frame, score {self.best_score:.2f} >= {SURE_SCORE}"
         return f"not counted: one frame, score {self.best_score:.2f} < {SURE_SCORE}"
@@ -115,4 +130,74 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
                 tr = LogoTrack(track_id=len(tracks), brand=d.brand, detections=[d])
                 tracks.append(tr)
                 open_tracks.append(tr)
-    return tracks
+    return _join_moving(tracks, cuts, step_s)
+
+
+def _centre(box: list[float]) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _size(box: list[float]) -> np.ndarray:
+    return np.array([box[2] - box[0], box[3] - box[1]])
+
+
+def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
+    """Whether ``c`` is where ``a`` and ``b`` say the mark goes next, at about their size."""
+    sa, sb, sc = _size(a.box), _size(b.box), _size(c.box)
+    if np.any(sa <= 0) or np.any(sb <= 0) or np.any(sc <= 0):
+        return False
+    for x, y in ((sa, sb), (sb, sc)):
+        ratio = y / x
+        if np.any(ratio > MOVING_MAX_SCALE) or np.any(ratio < 1 / MOVING_MAX_SCALE):
+            return False
+    if b.pts_s <= a.pts_s or c.pts_s <= b.pts_s:
+        return False
+    velocity = (_centre(b.box) - _centre(a.box)) / (b.pts_s - a.pts_s)
+    predicted = _centre(b.box) + velocity * (c.pts_s - b.pts_s)
+    return bool(np.all(np.abs(predicted - _centre(c.box)) <= MOVING_MAX_MISS * sc))
+
+
+def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> list[LogoTrack]:
+    """Single-sighting tracks of one brand in successive searched frames (at most one frame missed, no cut
+    between) joined into one track where at least :data:`MOVING_MIN_FRAMES` of them move steadily
+    (:func:`_steady` for every three in a row). Greedy in time order; returns the tracks renumbered in order
+    of their first detection."""
+    singles = sorted((t for t in tracks if t.frames == 1), key=lambda t: t.detections[0].pts_s)
+    joined: set[int] = set()
+    chains: list[list[LogoTrack]] = []
+
+    def next_to(prev: LogoDetection, d: LogoDetection) -> bool:
+        gap = d.pts_s - (prev.pts_s + prev.duration_s)
+        return (d.pts_s > prev.pts_s and gap <= 1.5 * step_s
+                and not np.any((cuts > prev.pts_s + 1e-6) & (cuts <= d.pts_s + 1e-6)))
+
+    for k, first in enumerate(singles):
+        if id(first) in joined:
+            continue
+        a = first.detections[0]
+        for second in singles[k + 1:]:
+            b = second.detections[0]
+            if b.pts_s - a.pts_s > 2.5 * step_s:
+                break
+            if id(second) in joined or second.brand != first.brand or not next_to(a, b):
+                continue
+            chain = [first, second]
+            while True:  # extend by the sighting the last two predict
+                p, q = chain[-2].detections[0], chain[-1].detections[0]
+                nxt = next((t for t in singles if id(t) not in joined and t not in chain and t.brand == first.brand
+                            and next_to(q, t.detections[0]) and _steady(p, q, t.detections[0])), None)
+                if nxt is None:
+                    break
+                chain.append(nxt)
+            if len(chain) >= MOVING_MIN_FRAMES:
+                joined.update(id(t) for t in chain)
+                chains.append(chain)
+                break
+    if not chains:
+        return tracks
+    out = [t for t in tracks if id(t) not in joined]
+    out += [LogoTrack(track_id=-1, brand=c[0].brand, detections=[t.detections[0] for t in c], moving=True) for c in chains]
+    out.sort(key=lambda t: t.detections[0].pts_s)  # stable: tracks of one start keep their order
+    for i, t in enumerate(out):
+        t.track_id = i
+    return out
