@@ -1,8 +1,9 @@
 """The ``influvision`` command: a thin layer over the same functions a Python user calls.
 
 Exit codes: 0 success; 1 the run finished but some inputs were skipped or analysed only in
-part (truncated videos), or references refused;
-2 a usage or setup error (bad arguments, damaged gallery, missing weights).
+part (truncated videos), or references refused; 2 a usage or setup error (bad arguments, damaged gallery,
+missing weights); 3 an internal error (a defect); 130 interrupted (Ctrl-C); 141 the reader of its output went
+away (``| head``); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _main(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's exit flush cannot fail
-        return 1
+        return 141  # 128 + SIGPIPE, as a shell reports a tool killed by it; 1 would read "some inputs skipped"
     except OSError as e:  # a file that cannot be read or written (a full disk, a folder gone)
         print(f"influvision: error: {e}", file=sys.stderr)
         return 2

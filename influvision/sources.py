@@ -401,13 +401,9 @@ class _Collector:
 
     def add_path(self, p: Path, display: str, explicit: bool) -> int:
         """Collect one path; return how many media files it held (duplicates included)."""
-        if self.exclude and os.path.realpath(p) in self.exclude:
+        if self.exclude and os.path.realpath(p) in self.exclude:  # not an input, nor a file passed over
             if explicit:
                 self.skip(display, "this run's own output (its annotate_dir or checkpoint): not read as input")
-            elif p.is_dir():
-                self._pass_over(p, hidden=False)
-            else:
-                self.media.ignored += 1
             return 0
         try:
             if p.is_symlink() and not p.exists():
@@ -521,8 +517,8 @@ class _Collector:
                 passed = {d for d in dirnames if d.startswith(".") or d == "__MACOSX"}
                 own = {d for d in dirnames if d not in passed and self.exclude
                        and os.path.realpath(here / d) in self.exclude}
-                for d in passed | own:
-                    self._pass_over(here / d, hidden=d in passed and d != "__MACOSX")
+                for d in passed:
+                    self._pass_over(here / d, hidden=d != "__MACOSX")
                 passed |= own
                 dirnames[:] = sorted(d for d in dirnames if d not in passed
                                      and self._inside(here / d, real_root, _display_join(display, root, here / d)))

@@ -134,3 +134,13 @@ def test_a_terminated_run_exits_143_and_deletes_what_it_extracted(tmp_path, shar
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "terminated" in err
     assert not list(temp.glob("influvision-*"))
+
+
+def test_a_reader_that_goes_away_gives_its_own_exit_code_not_skipped_inputs():
+    """``influvision weights list | head -0``: the pipe closes before anything is written; exit 141 (128 +
+    SIGPIPE), quietly, not 1 ("finished, some inputs skipped")."""
+    proc = subprocess.Popen([sys.executable, "-m", "influvision.cli", "weights", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes
+    assert proc.wait(timeout=120) == 141
+    assert b"Traceback" not in proc.stderr.read()
