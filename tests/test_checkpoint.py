@@ -74,3 +74,20 @@ def test_an_entry_recorded_for_another_file_is_not_reused(tmp_path, caplog):
 def test_a_folder_given_as_the_checkpoint_is_named_as_one(tmp_path):
     with pytest.raises(InfluvisionError, match="is a folder; give the path of a file"):
         _open(tmp_path)
+
+
+def test_recorded_video_batches_are_reused_only_for_the_same_frames_and_gallery(tmp_path, caplog):
+    import numpy as np
+
+    ckpt = _open(tmp_path / "run.ckpt")
+    progress = ckpt.progress(VIDEO, "sha")
+    boxes = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    progress.put("faces", 0, {"pts_s": np.array([0.0, 0.2]), "boxes": boxes})
+    assert progress.get("faces", 0, np.array([0.0, 0.25])) is None and progress.resumed == 0  # other frames
+    assert "recorded for other frames" in caplog.text
+    assert progress.get("logos", 0, np.array([0.0, 0.2])) is None  # another stage
+    same = progress.get("faces", 0, np.array([0.0, 0.2]))
+    assert same is not None and np.array_equal(same["boxes"], boxes) and progress.resumed == 1
+    other_gallery = Checkpoint(tmp_path / "run.ckpt", _checkpoint_settings(SETTINGS, MatchSettings()), "changed")
+    assert other_gallery.progress(VIDEO, "sha").get("faces", 0, np.array([0.0, 0.2])) is None
+    assert other_gallery.get(VIDEO, "sha") is None

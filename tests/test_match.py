@@ -82,3 +82,23 @@ def test_a_detection_the_detector_doubts_is_never_named_in_a_photo():
     assert out.columns["identity"].tolist() == [0, UNKNOWN]  # same embedding, but 0.72 < min_score 0.8
     assert out.columns["eligible"].tolist() == [True, False]
     assert identify(faces, index, MatchSettings(threshold=0.5, min_score=0.7)).columns["identity"].tolist() == [0, 0]
+
+
+def test_a_face_just_over_the_threshold_stays_unknown():
+    ident, _ = assign_identities(torch.tensor([[0.51, 0.9]]), torch.tensor([0]), torch.tensor([True]), S)
+    just_under, _ = assign_identities(torch.tensor([[0.49, 0.9]]), torch.tensor([0]), torch.tensor([True]), S)
+    assert ident.tolist() == [UNKNOWN] and just_under.tolist() == [0]
+
+
+def test_a_face_under_min_face_px_is_never_named_in_a_photo():
+    from influvision.api import identify
+    from influvision.types import Faces
+
+    index = GalleryIndex(["ann"], torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
+    faces = Faces(image_index=torch.tensor([0, 1]), boxes=torch.tensor([[0.0, 0, 40, 40], [0, 0, 20, 20]]),
+                  scores=torch.tensor([0.99, 0.99]), landmarks=torch.zeros(2, 5, 2)).with_columns(
+        embedding=torch.tensor([[0.1, 0.0], [0.1, 0.0]]), size_px=torch.tensor([40.0, 20.0]),
+        sharpness=torch.tensor([0.1, 0.1]))
+    out = identify(faces, index, MatchSettings(threshold=0.5))  # min_face_px 24
+    assert out.columns["identity"].tolist() == [0, UNKNOWN]
+    assert out.columns["eligible"].tolist() == [True, False]

@@ -52,6 +52,8 @@ def test_prominence_and_nearness_geometry():
     assert prominence([0, 0, 1, 1], 200, 100)[1] < 0.02
     assert logo_near_face([0, 30, 10, 40], [0, 0, 10, 10])  # 2 face heights below: on the shirt
     assert not logo_near_face([0, 100, 10, 110], [0, 0, 10, 10])
+    assert logo_near_face([0, 40, 10, 50], [0, 0, 10, 10])  # a gap of exactly 3 face heights
+    assert not logo_near_face([0, 45, 10, 55], [0, 0, 10, 10])  # 3.5 face heights
 
 
 def test_report_json_has_the_contract_keys_and_round_trips(tmp_path):

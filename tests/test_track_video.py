@@ -154,6 +154,13 @@ def test_a_re_encoded_copy_is_one_video_and_two_segments_of_one_camera_are_two(s
     sponsored = tmp_path / "clip_480p_sponsored.mp4"
     _reencode(video, sponsored, width=854, crf=34, paste=(mark, (40, 40), 6.3, 6.8))
     assert not same_footage(video, length[video], sponsored, probe_video(sponsored).duration_s)
+    # A guest's face 20 px high in a corner of every frame: the hashes stay within 2 bits, the pixels tell them
+    # apart (frame differences 45-115 against FRAME_MAX_DIFF 30).
+    guest = Image.open(shared_data / "faces" / "angelina_jolie" / "1.jpg").convert("RGB")
+    guest = guest.resize((round(20 * guest.width / guest.height), 20))
+    with_guest = tmp_path / "clip_480p_guest.mp4"
+    _reencode(video, with_guest, width=854, crf=34, paste=(guest, (600, 100), 0.0, 1e9))
+    assert not same_footage(video, length[video], with_guest, probe_video(with_guest).duration_s)
     report = iv.track([video, smaller], gallery=full_gallery, device="cpu", sample_fps=2, progress=False)
     original, copy = report.media
     assert copy.duplicate_of == original.path and copy.people is None
