@@ -40,7 +40,7 @@ from .logos.cues import SOURCE_SIFT, cue_names
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
 from .sources import MediaItem, collect_media, path_list
-from .tally import logo_near_face, prominence, region_sharpness, tally_photos, union_length
+from .tally import logo_near_face, near_misses, prominence, region_sharpness, tally_photos, union_length
 from .types import Faces
 from .video.exposure import DEFAULT_MAX_GAP_S
 
@@ -474,4 +474,5 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
         counted_logo_tracks=sum(1 for m in media for t in m.logo_tracks or [] if t.counted),
         annotation_failures=sum(1 for m in media if annotated and not m.duplicate_of and _annotation_missing(m)))
     return Report(people=dict(sorted(people.items())), brands=dict(sorted(brands.items())), together=together,
-                  co_appearance=co, media=media, skipped=skipped, counts=counts, settings=settings)
+                  co_appearance=co, near_misses=near_misses(media, settings.threshold), media=media,
+                  skipped=skipped, counts=counts, settings=settings)

@@ -75,6 +75,23 @@ class LogoTrackEntry(BaseModel):
     status: str = Field("", description="Why it counts or not")
 
 
+class NearMiss(BaseModel):
+    """A photo face or video track counted for nobody whose nearest registered person is within
+    ``NEAR_MISS_BAND`` over the threshold (or within it, but refused by another rule): for a person to look at
+    before invoicing. Never a count: strangers and lookalikes land here too."""
+
+    person: str = Field(description="The registered person it came close to")
+    path: str
+    kind: Literal["face", "track"]
+    box: Box | None = Field(None, description="Photo faces: the face box")
+    track_id: int | None = Field(None, description="Video tracks: the track in the media entry's `tracks`")
+    distance: float
+    over_threshold: float = Field(description="distance - threshold (negative: refused by another rule)")
+    status: str = Field(description="Why it was not named: the face's or track's status")
+    seconds: float = Field(0.0, description="Video tracks: seconds of the track when the person was not already "
+                           "counted on screen")
+
+
 class PairTally(BaseModel):
     a: str
     b: str
@@ -228,6 +245,8 @@ class Report(BaseModel):
     brands: dict[str, SubjectTally] = Field(default_factory=dict)
     together: list[PairTally] = Field(default_factory=list, description="People photographed together")
     co_appearance: list[PairTally] = Field(default_factory=list, description="Person x brand")
+    near_misses: list[NearMiss] = Field(default_factory=list, description=(
+        "Faces and tracks counted for nobody that came close to a registered person, for review (not counts)"))
     media: list[MediaEntry] = Field(default_factory=list)
     skipped: list[Skipped] = Field(default_factory=list)
     counts: Counts = Field(default_factory=Counts)
@@ -255,9 +274,9 @@ class Report(BaseModel):
         return cls.model_validate(json.loads(p.read_text()))
 
     def to_csv(self, directory: str | Path) -> list[Path]:
-        """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``faces.csv``
-        (one row per face in photos), ``logos.csv``, ``logo_tracks.csv``, ``tracks.csv``, ``intervals.csv``, ``timeline.csv`` (per video second), ``skipped.csv``,
-        ``partly_analysed.csv``."""
+        """Write ``people.csv``, ``brands.csv``, ``together.csv``, ``co_appearance.csv``, ``near_misses.csv``,
+        ``faces.csv`` (one row per face in photos), ``logos.csv``, ``logo_tracks.csv``, ``tracks.csv``,
+        ``intervals.csv``, ``timeline.csv`` (per video second), ``skipped.csv``, ``partly_analysed.csv``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tables: dict[str, tuple[list[str], list[list[object]]]] = {}
@@ -276,6 +295,11 @@ class Report(BaseModel):
             tables[name] = (["a", "b", "photo_count", "with_count", "seconds_together", "photos", "with_seconds"],
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
                               ";".join(p.photos), round(p.with_seconds, 3)] for p in pairs])
+        tables["near_misses"] = (["person", "path", "kind", "x1", "y1", "x2", "y2", "track_id", "distance",
+                                  "over_threshold", "status", "seconds"],
+                                 [[n.person, n.path, n.kind, *(n.box or ["", "", "", ""]),
+                                   "" if n.track_id is None else n.track_id, n.distance, n.over_threshold, n.status,
+                                   n.seconds] for n in self.near_misses])
         tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
                             "size_px", "sharpness", "frontalness", "area_share", "centrality", "distance"],
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
@@ -366,6 +390,20 @@ class Report(BaseModel):
                          + (f" ({p.with_seconds:.2f} s next to the logo)" if title == "with brands" else ""))
                         if p.seconds_together else "") if part)
                     for p in pairs]
+        if self.near_misses:
+            lines += ["", "near misses (counted for nobody; look at them before invoicing):"]
+            for person in sorted({n.person for n in self.near_misses}):
+                faces = [n for n in self.near_misses if n.person == person and n.kind == "face"]
+                tracks = [n for n in self.near_misses if n.person == person and n.kind == "track"]
+                parts = []
+                if faces:
+                    photos = len({n.path for n in faces})
+                    parts.append(f"{len(faces)} face{'s' * (len(faces) > 1)} in {photos} photo{'s' * (photos > 1)}")
+                if tracks:
+                    parts.append(f"{len(tracks)} video track{'s' * (len(tracks) > 1)}, "
+                                 f"{sum(n.seconds for n in tracks):.2f} s")
+                closest = min(n.distance for n in [*faces, *tracks])
+                lines.append(f"  {person}: {', '.join(parts)} (closest distance {closest:.3f})")
         partial = [m for m in self.media if m.error]
         if partial:
             lines += ["", f"partly analysed ({len(partial)}; counted up to where they stop):"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from influvision.report import FaceEntry, LogoEntry, MediaEntry, Report, Settings
-from influvision.tally import logo_near_face, prominence, tally_photos, union_length
+from influvision.report import FaceEntry, LogoEntry, MediaEntry, Report, Settings, TrackEntry, VideoPresence
+from influvision.tally import logo_near_face, near_misses, prominence, tally_photos, union_length
 
 SETTINGS = Settings(embedder="dlib-resnet-v1", threshold=0.5, margin=0.04, min_face_px=24, device="cpu",
                     version="test")
@@ -121,3 +121,29 @@ def test_names_outside_ascii_are_drawn_legibly_whatever_font_the_system_has():
     face = FaceEntry(identity="zoë", box=[10.0, 30.0, 60.0, 90.0], score=1.0, similarity=0.6)
     drawn = draw_detections(Image.new("RGB", (200, 120)), [face], [], blur_unknown=False)
     assert drawn.getbbox() is not None  # the box and its label are drawn
+
+
+def test_near_misses_list_what_came_close_to_someone_and_counted_for_nobody():
+    def unknown(nearest: str, distance: float, status: str = "unknown") -> FaceEntry:
+        return FaceEntry(identity=None, box=[0, 0, 30, 30], score=0.99, similarity=1 - distance, distance=distance,
+                         nearest=nearest, status=status)
+
+    def track(tid: int, nearest: str, distance: float, status: str, intervals) -> TrackEntry:
+        return TrackEntry(track_id=tid, identity=None, similarity=1 - distance, intervals=intervals, frames=10,
+                          distance=distance, nearest=nearest, status=status)
+
+    video = MediaEntry(path="v.mp4", kind="video", people={"ann": VideoPresence(intervals=[[1.0, 2.0]],
+                                                                                exposure_seconds=1.0)},
+                       tracks=[track(0, "ann", 0.52, "above_threshold", [[0.0, 2.0]]),  # 1 s of it not counted
+                               track(1, "ann", 0.53, "overlap_conflict", [[1.2, 1.8]]),  # ann counted meanwhile
+                               track(2, "bob", 0.49, "handed_over", [[3.0, 4.0]]),  # counts for a named track
+                               track(3, "bob", 0.58, "above_threshold", [[3.0, 4.0]])])  # too far
+    media = [photo("a.jpg", [unknown("ann", 0.53), unknown("bob", 0.56), unknown("cy", 0.47, "unidentifiable")]),
+             photo("b.jpg", [face("ann"), unknown("ann", 0.51)]),  # ann is counted in b.jpg anyway
+             photo("a_copy.jpg", [unknown("ann", 0.53)], dup="a.jpg"), video]
+    found = [(n.person, n.path, n.kind, n.status, n.over_threshold, n.seconds) for n in near_misses(media, 0.5)]
+    assert found == [("ann", "a.jpg", "face", "unknown", 0.03, 0.0), ("cy", "a.jpg", "face", "unidentifiable", -0.03, 0.0),
+                     ("ann", "v.mp4", "track", "above_threshold", 0.02, 1.0)]
+    report = Report(media=media, near_misses=near_misses(media, 0.5), settings=SETTINGS)
+    assert "near misses (counted for nobody" in report.summary()
+    assert "ann: 1 face in 1 photo, 1 video track, 1.00 s (closest distance 0.520)" in report.summary()

@@ -482,3 +482,24 @@ def test_annotated_copies_that_cannot_be_written_are_counted_not_only_logged(tmp
     failed = iv.track(photos, **{**run, "annotate_dir": tmp_path / "ann2", "checkpoint": None})
     assert failed.counts.annotation_failures == 2
     assert "annotated copies not written: 2" in failed.summary()
+
+
+def test_small_registered_faces_left_unnamed_are_listed_as_near_misses(tmp_path, shared_data):
+    """Obama and Biden shrunk to a fifth (faces about 50 px, JPEG quality 50) read 0.52-0.55, over the 0.5
+    threshold: counted for nobody, and listed for review instead of hidden among the unknown faces."""
+    from PIL import Image
+
+    scene = Image.open(shared_data / "scenes" / "obama_and_biden.jpg").convert("RGB")
+    scene.resize((scene.width // 5, scene.height // 5), Image.BILINEAR).save(tmp_path / "small.jpg", quality=50)
+    gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
+    gallery.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / n for n in ("1.jpg", "2.jpg")])
+    gallery.add_person("joe_biden", [shared_data / "faces" / "joe_biden" / "1.jpg"])
+    report = iv.track(tmp_path / "small.jpg", gallery=gallery, device="cpu", progress=False)
+    assert report.people == {} and report.counts.unknown_faces >= 2
+    misses = sorted(report.near_misses, key=lambda n: n.person)
+    assert [(n.person, n.kind, Path(n.path).name) for n in misses] == [("barack_obama", "face", "small.jpg"),
+                                                                         ("joe_biden", "face", "small.jpg")]
+    assert all(0 < n.over_threshold <= 0.05 for n in misses)
+    assert "joe_biden: 1 face in 1 photo" in report.summary()
+    report.to_csv(tmp_path / "csv")
+    assert "joe_biden" in (tmp_path / "csv" / "near_misses.csv").read_text()
