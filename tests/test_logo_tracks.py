@@ -81,3 +81,24 @@ def test_weak_boxes_of_one_brand_that_do_not_move_steadily_stay_single_and_uncou
     # Either side of a cut, a steady run of three still joins.
     long_cut = [_det(0.5 * k, box=_moved(150.0 * k)) for k in range(7)]
     assert sorted(t.frames for t in link_logo_tracks(long_cut, [1.2], STEP)) == [3, 4]
+
+
+def test_a_searched_frame_missed_within_a_track_is_bridged_in_its_seconds():
+    """A static mark found at 0, 0.5 and 1.5 s (missed at 1.0): linked into one track, and on screen throughout."""
+    (track,) = link_logo_tracks([_det(0.0), _det(0.5), _det(1.5)], [], STEP)
+    assert track.intervals(0.5).tolist() == [[0.0, 2.0]]
+    # Two frames missed: two tracks, and the gap stays a gap.
+    assert [t.intervals(0.5).tolist() for t in link_logo_tracks([_det(0.0), _det(0.5), _det(2.0), _det(2.5)],
+                                                                 [], STEP)] == [[[0.0, 1.0]], [[2.0, 3.0]]]
+
+
+def test_a_mark_on_a_curve_or_speeding_up_is_followed():
+    import math
+
+    circle = [_det(0.5 * k, box=_moved(110 * math.cos(math.pi * k / 4), 110 * math.sin(math.pi * k / 4)))
+              for k in range(8)]  # once round a 110 px circle in 4 s: 45 degrees per searched frame
+    assert [t.frames for t in link_logo_tracks(circle, [], STEP)] == [8]
+    # Overlapping while slow (one track by overlap), then two fast sightings past its end: they continue it.
+    xs = [0.0, 20.0, 40.0, 100.0, 180.0, 280.0]
+    (track,) = link_logo_tracks([_det(0.5 * k, box=_moved(x)) for k, x in enumerate(xs)], [], STEP)
+    assert track.frames == 6 and track.moving

@@ -84,7 +84,7 @@ def test_a_flat_mark_found_by_its_outline_counts_its_seconds(tmp_path):
 
 def test_a_mark_crossing_the_frame_counts_its_seconds(tmp_path, shared_data):
     """A 60 px FedEx mark crossing at 150 px/s never overlaps itself between frames searched 0.5 s apart, and
-    most sightings score under 0.8: its steady path makes it one counted track (1.0 s counted without it)."""
+    most sightings score under 0.8: its steady path makes it one counted track (1.0 s of 4.0 counted without it)."""
     background = Image.open(shared_data / "scenes" / "couple.jpg").convert("RGB").resize((640, 360))
     logo = Image.open(REPO / "examples" / "brands" / "fedex.png").convert("RGBA")
     logo = logo.resize((60, round(60 * logo.height / logo.width)))
@@ -102,7 +102,7 @@ def test_a_mark_crossing_the_frame_counts_its_seconds(tmp_path, shared_data):
     gallery = iv.Gallery(tmp_path / "g.db", device="cpu")
     gallery.add_brand("fedex", [REPO / "examples" / "brands" / "fedex.png"])
     report = iv.track(path, gallery=gallery, device="cpu", sample_fps=2, progress=False)
-    assert 3.0 <= report.brands["fedex"].exposure_seconds <= 4.0
+    assert 3.5 <= report.brands["fedex"].exposure_seconds <= 4.0
     (video,) = report.media
     counted = [t for t in video.logo_tracks if t.counted]
     assert len(counted) == 1 and "moving steadily" in counted[0].status and counted[0].frames >= 6

@@ -9,10 +9,11 @@ reference once); such tracks stay in the report, marked not counted, so the evid
 
 A mark that moves more than about its own width between searched frames (a logo on a passing car, a shirt
 crossing the frame) does not overlap itself: each sighting starts a track of its own. Such single sightings
-are joined when three or more in successive searched frames move at a steady velocity with a steady size
-(:func:`_join_moving`): one place predicted from the two before it within half the mark's size. Two unrelated
-weak boxes half a second apart are not joined (two points always fit a velocity), so the 2-frame rule keeps
-its meaning for them.
+are joined where they follow a steady path (:func:`_join_moving`): each place predicted from the two before it
+within half the mark's size plus half the step, at about the same size; onto a track of two or more frames,
+or three or more of them into a new track. Two unrelated weak boxes half a second apart are not joined (two
+points always fit a velocity), so the 2-frame rule keeps its meaning for them. Within a track a missed
+searched frame is bridged: the mark was seen on both sides of it.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ SURE_SCORE = 0.8
 # Boxes of one logo in two searched frames overlap at least this much (it may move or zoom between them).
 MIN_LINK_IOU = 0.1
 # A moving mark's sightings (_join_moving): width and height change at most this factor from one searched frame
-# to the next, and each place is predicted from the two before it within this share of the mark's size.
+# to the next, and each place is predicted from the two before it within this share of the mark's size plus
+# this share of the predicted step (a curve, a change of speed).
 MOVING_MAX_SCALE = 1.5
 MOVING_MAX_MISS = 0.5
+MOVING_MAX_TURN = 0.5
 # Sightings in a row needed before a moving mark's single sightings are joined.
 MOVING_MIN_FRAMES = 3
 
@@ -56,7 +59,8 @@ class LogoTrack:
     track_id: int
     brand: str
     detections: list[LogoDetection] = field(default_factory=list)
-    moving: bool = False  # joined from single sightings of a mark moving steadily (_join_moving)
+    moving: bool = False  # joined from (or grown by) single sightings of a mark moving steadily (_join_moving)
+    step_s: float = 0.0  # time between searched frames: a gap of one missed frame within the track is bridged
 
     @property
     def frames(self) -> int:
@@ -80,8 +84,10 @@ class LogoTrack:
         return f"not counted: one frame, score {self.best_score:.2f} < {SURE_SCORE}"
 
     def intervals(self, max_gap_s: float) -> np.ndarray:
-        """(K, 2) [start_s, end_s) of this track, gaps shorter than ``max_gap_s`` bridged."""
-        return union_intervals([(d.pts_s, d.pts_s + d.duration_s) for d in self.detections], max_gap_s)
+        """(K, 2) [start_s, end_s) of this track: gaps shorter than ``max_gap_s`` bridged, and so is a searched
+        frame missed within the track (its detections are linked across it, so the mark was there)."""
+        return union_intervals([(d.pts_s, d.pts_s + d.duration_s) for d in self.detections],
+                               max(max_gap_s, 1.5 * self.step_s + 1e-6))
 
 
 def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_s: float) -> list[LogoTrack]:
@@ -127,7 +133,7 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
             used_dets.add(j)
         for j, d in enumerate(by_time[t]):
             if j not in used_dets:
-                tr = LogoTrack(track_id=len(tracks), brand=d.brand, detections=[d])
+                tr = LogoTrack(track_id=len(tracks), brand=d.brand, detections=[d], step_s=step_s)
                 tracks.append(tr)
                 open_tracks.append(tr)
     return _join_moving(tracks, cuts, step_s)
@@ -142,7 +148,11 @@ def _size(box: list[float]) -> np.ndarray:
 
 
 def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
-    """Whether ``c`` is where ``a`` and ``b`` say the mark goes next, at about their size."""
+    """Whether ``c`` is where ``a`` and ``b`` say the mark goes next (forward or backward in time), at about
+    their size: within half the mark's size plus half the predicted step (a turn of up to about 30 degrees or
+    a change of speed of up to half between searched frames)."""
+    if not (a.pts_s < b.pts_s < c.pts_s or a.pts_s > b.pts_s > c.pts_s):
+        return False
     sa, sb, sc = _size(a.box), _size(b.box), _size(c.box)
     if np.any(sa <= 0) or np.any(sb <= 0) or np.any(sc <= 0):
         return False
@@ -150,53 +160,74 @@ def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
         ratio = y / x
         if np.any(ratio > MOVING_MAX_SCALE) or np.any(ratio < 1 / MOVING_MAX_SCALE):
             return False
-    if b.pts_s <= a.pts_s or c.pts_s <= b.pts_s:
-        return False
-    velocity = (_centre(b.box) - _centre(a.box)) / (b.pts_s - a.pts_s)
-    predicted = _centre(b.box) + velocity * (c.pts_s - b.pts_s)
-    return bool(np.all(np.abs(predicted - _centre(c.box)) <= MOVING_MAX_MISS * sc))
+    step = (_centre(b.box) - _centre(a.box)) * (c.pts_s - b.pts_s) / (b.pts_s - a.pts_s)
+    miss = np.abs(_centre(b.box) + step - _centre(c.box))
+    return bool(np.all(miss <= MOVING_MAX_MISS * sc + MOVING_MAX_TURN * float(np.hypot(*step))))
 
 
 def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> list[LogoTrack]:
-    """Single-sighting tracks of one brand in successive searched frames (at most one frame missed, no cut
-    between) joined into one track where at least :data:`MOVING_MIN_FRAMES` of them move steadily
-    (:func:`_steady` for every three in a row). Greedy in time order; returns the tracks renumbered in order
-    of their first detection."""
+    """Single sightings (one-frame tracks) joined by a steady path (:func:`_steady`): onto either end of a
+    track of two or more frames, and into new tracks where at least :data:`MOVING_MIN_FRAMES` of them follow
+    one another; successive searched frames (at most one missed, no cut between), one brand. Greedy in time
+    order, the nearest searched frame first. Returns the tracks renumbered in order of their first detection."""
     singles = sorted((t for t in tracks if t.frames == 1), key=lambda t: t.detections[0].pts_s)
-    joined: set[int] = set()
-    chains: list[list[LogoTrack]] = []
+    used: set[int] = set()
 
-    def next_to(prev: LogoDetection, d: LogoDetection) -> bool:
-        gap = d.pts_s - (prev.pts_s + prev.duration_s)
-        return (d.pts_s > prev.pts_s and gap <= 1.5 * step_s
-                and not np.any((cuts > prev.pts_s + 1e-6) & (cuts <= d.pts_s + 1e-6)))
+    def adjacent(earlier: LogoDetection, later: LogoDetection) -> bool:
+        gap = later.pts_s - (earlier.pts_s + earlier.duration_s)
+        return (later.pts_s > earlier.pts_s and gap <= 1.5 * step_s
+                and not np.any((cuts > earlier.pts_s + 1e-6) & (cuts <= later.pts_s + 1e-6)))
 
-    for k, first in enumerate(singles):
-        if id(first) in joined:
+    def follower(p: LogoDetection, q: LogoDetection, brand: str, forward: bool) -> LogoTrack | None:
+        """The unused single sighting that ``p`` then ``q`` predict next (before ``q`` when not ``forward``)."""
+        found = [t for t in singles if id(t) not in used and t.brand == brand
+                 and (adjacent(q, t.detections[0]) if forward else adjacent(t.detections[0], q))
+                 and _steady(p, q, t.detections[0])]
+        return min(found, key=lambda t: abs(t.detections[0].pts_s - q.pts_s), default=None)
+
+    def extend(dets: list[LogoDetection], brand: str) -> None:
+        """Grow a chain of detections (time order) at both ends while its end sightings predict another."""
+        for forward in (True, False):
+            while len(dets) >= 2:
+                p, q = (dets[-2], dets[-1]) if forward else (dets[1], dets[0])
+                nxt = follower(p, q, brand, forward)
+                if nxt is None:
+                    break
+                used.add(id(nxt))
+                if forward:
+                    dets.append(nxt.detections[0])
+                else:
+                    dets.insert(0, nxt.detections[0])
+
+    changed = False
+    for t in [t for t in tracks if t.frames >= 2]:  # tracks linked by overlap grow by their own path
+        before = t.frames
+        extend(t.detections, t.brand)
+        if t.frames > before:
+            t.moving = changed = True
+    chains: list[LogoTrack] = []
+    for first in singles:
+        if id(first) in used:
             continue
         a = first.detections[0]
-        for second in singles[k + 1:]:
+        for second in singles:
             b = second.detections[0]
             if b.pts_s - a.pts_s > 2.5 * step_s:
                 break
-            if id(second) in joined or second.brand != first.brand or not next_to(a, b):
+            if b.pts_s <= a.pts_s or id(second) in used or second.brand != first.brand or not adjacent(a, b):
                 continue
-            chain = [first, second]
-            while True:  # extend by the sighting the last two predict
-                p, q = chain[-2].detections[0], chain[-1].detections[0]
-                nxt = next((t for t in singles if id(t) not in joined and t not in chain and t.brand == first.brand
-                            and next_to(q, t.detections[0]) and _steady(p, q, t.detections[0])), None)
-                if nxt is None:
-                    break
-                chain.append(nxt)
-            if len(chain) >= MOVING_MIN_FRAMES:
-                joined.update(id(t) for t in chain)
-                chains.append(chain)
+            used.update((id(first), id(second)))
+            dets = [a, b]
+            extend(dets, first.brand)
+            if len(dets) >= MOVING_MIN_FRAMES:
+                chains.append(LogoTrack(track_id=-1, brand=first.brand, detections=dets, moving=True,
+                                        step_s=first.step_s))
                 break
-    if not chains:
+            used.difference_update((id(first), id(second)))  # nothing followed them: both stay single
+    if not chains and not changed:
         return tracks
-    out = [t for t in tracks if id(t) not in joined]
-    out += [LogoTrack(track_id=-1, brand=c[0].brand, detections=[t.detections[0] for t in c], moving=True) for c in chains]
+    joined = {id(d) for c in chains for d in c.detections} | {id(t.detections[0]) for t in singles if id(t) in used}
+    out = [t for t in tracks if not (t.frames == 1 and id(t.detections[0]) in joined)] + chains
     out.sort(key=lambda t: t.detections[0].pts_s)  # stable: tracks of one start keep their order
     for i, t in enumerate(out):
         t.track_id = i
