@@ -102,3 +102,25 @@ def test_a_mark_on_a_curve_or_speeding_up_is_followed():
     xs = [0.0, 20.0, 40.0, 100.0, 180.0, 280.0]
     (track,) = link_logo_tracks([_det(0.5 * k, box=_moved(x)) for k, x in enumerate(xs)], [], STEP)
     assert track.frames == 6 and track.moving
+
+
+def test_weak_boxes_at_random_places_are_seldom_joined_into_counted_tracks():
+    """A pathological false-positive stream (a weak box of one brand at a random place in half the searched
+    frames of 30 minutes) beside a mark crossing the frame again and again: the crossing is always counted, the
+    random boxes almost never (a window proportional to a long jump would take in many of them)."""
+    import random
+
+    rng = random.Random(0)
+    dets, noise = [], 0
+    for k in range(3600):
+        if rng.random() < 0.5:
+            x, y = rng.uniform(0, 1800), rng.uniform(0, 1000)
+            dets.append(LogoDetection(k * 0.5, 0.5, "acme", [x, y, x + 60, y + 30], 0.5, 0.001))
+            noise += 1
+        x = 100 + (k % 40) * 40
+        dets.append(LogoDetection(k * 0.5, 0.5, "acme", [x, 500, x + 30, 515], 0.6, 0.001))
+    tracks = link_logo_tracks(dets, [], STEP)
+    assert sum(t.frames for t in tracks) == len(dets)  # every detection in exactly one track
+    crossing = [t for t in tracks if t.detections[0].box[2] - t.detections[0].box[0] < 45]
+    random_counted = sum(t.frames for t in tracks if t.counted and t not in crossing)
+    assert all(t.counted for t in crossing) and random_counted <= 0.03 * noise

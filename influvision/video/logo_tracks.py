@@ -18,6 +18,7 @@ searched frame is bridged: the mark was seen on both sides of it.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ SURE_SCORE = 0.8
 MIN_LINK_IOU = 0.1
 # A moving mark's sightings (_join_moving): width and height change at most this factor from one searched frame
 # to the next, and each place is predicted from the two before it within this share of the mark's size plus
-# this share of the predicted step (a curve, a change of speed).
+# this share of the predicted step (a curve, a change of speed; at most the mark's size more).
 MOVING_MAX_SCALE = 1.5
 MOVING_MAX_MISS = 0.5
 MOVING_MAX_TURN = 0.5
@@ -150,7 +151,8 @@ def _size(box: list[float]) -> np.ndarray:
 def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
     """Whether ``c`` is where ``a`` and ``b`` say the mark goes next (forward or backward in time), at about
     their size: within half the mark's size plus half the predicted step (a turn of up to about 30 degrees or
-    a change of speed of up to half between searched frames)."""
+    a change of speed of up to half between searched frames), the latter at most the mark's size (a long jump
+    must not open a window that random boxes fall into)."""
     if not (a.pts_s < b.pts_s < c.pts_s or a.pts_s > b.pts_s > c.pts_s):
         return False
     sa, sb, sc = _size(a.box), _size(b.box), _size(c.box)
@@ -162,7 +164,7 @@ def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
             return False
     step = (_centre(b.box) - _centre(a.box)) * (c.pts_s - b.pts_s) / (b.pts_s - a.pts_s)
     miss = np.abs(_centre(b.box) + step - _centre(c.box))
-    return bool(np.all(miss <= MOVING_MAX_MISS * sc + MOVING_MAX_TURN * float(np.hypot(*step))))
+    return bool(np.all(miss <= MOVING_MAX_MISS * sc + np.minimum(MOVING_MAX_TURN * float(np.hypot(*step)), sc)))
 
 
 def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> list[LogoTrack]:
@@ -178,9 +180,22 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
         return (later.pts_s > earlier.pts_s and gap <= 1.5 * step_s
                 and not np.any((cuts > earlier.pts_s + 1e-6) & (cuts <= later.pts_s + 1e-6)))
 
+    by_brand: dict[str, list[LogoTrack]] = {}
+    for t in singles:
+        by_brand.setdefault(t.brand, []).append(t)
+    times = {b: [t.detections[0].pts_s for t in ts] for b, ts in by_brand.items()}
+
+    def within(brand: str, lo: float, hi: float) -> list[LogoTrack]:
+        """Single sightings of ``brand`` at times in [lo, hi] (a window of a few searched frames: no scan)."""
+        return by_brand[brand][bisect.bisect_left(times[brand], lo):bisect.bisect_right(times[brand], hi)]
+
     def follower(p: LogoDetection, q: LogoDetection, brand: str, forward: bool) -> LogoTrack | None:
         """The unused single sighting that ``p`` then ``q`` predict next (before ``q`` when not ``forward``)."""
-        found = [t for t in singles if id(t) not in used and t.brand == brand
+        if brand not in by_brand:
+            return None
+        window = within(brand, q.pts_s, q.pts_s + 2.5 * step_s) if forward else \
+            within(brand, q.pts_s - 2.5 * step_s, q.pts_s)
+        found = [t for t in window if id(t) not in used
                  and (adjacent(q, t.detections[0]) if forward else adjacent(t.detections[0], q))
                  and _steady(p, q, t.detections[0])]
         return min(found, key=lambda t: abs(t.detections[0].pts_s - q.pts_s), default=None)
@@ -210,11 +225,9 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
         if id(first) in used:
             continue
         a = first.detections[0]
-        for second in singles:
+        for second in within(first.brand, a.pts_s, a.pts_s + 2.5 * step_s):
             b = second.detections[0]
-            if b.pts_s - a.pts_s > 2.5 * step_s:
-                break
-            if b.pts_s <= a.pts_s or id(second) in used or second.brand != first.brand or not adjacent(a, b):
+            if b.pts_s <= a.pts_s or id(second) in used or not adjacent(a, b):
                 continue
             used.update((id(first), id(second)))
             dets = [a, b]
