@@ -119,3 +119,27 @@ def test_synthetic_cut_between_two_concatenated_clips(shared_data, tmp_path):
     assert len(scores) == 20
     found = scores[scores[:, 1] >= CUT_THRESHOLD, 0]
     np.testing.assert_allclose(found, [1.0], atol=1e-6)
+
+
+def test_a_fast_camera_pan_sampled_sparsely_is_no_cut_and_real_cuts_stay_cuts(shared_data):
+    """A 640 x 360 window panning over a shared scene at 220 px/s, sampled twice a second: most of the picture
+    changes between analysed frames (cut scores over the threshold), but the second frame is the first moved
+    sideways, so the shot goes on. The labelled cuts at 2 analysed frames per second are still cuts."""
+    from PIL import Image
+
+    from influvision.video.tracks import is_pan
+
+    big = np.asarray(Image.open(shared_data / "logos" / "scenes" / "fl27_170453766.jpg").convert("RGB")
+                     .resize((1000, 750)))
+    frames = [np.ascontiguousarray(big[100:460, round(110 * k):round(110 * k) + 640]) for k in range(5)]
+    scorer, det = ShotCutDetector(), ShotCutDetector()
+    scores = [scorer.score(f) for f in frames]
+    cuts = [det.is_cut(f) for f in frames]
+    assert max(scores) >= CUT_THRESHOLD and not any(cuts)
+    labels = json.loads((shared_data / "videos" / "labels.json").read_text())["videos"]["dirtydancing.mp4"]
+    det, found = ShotCutDetector(), []
+    for b in iter_frames(shared_data / "videos" / "dirtydancing.mp4", sample_fps=2, batch_size=32):
+        found += [float(t) for f, t in zip(b.frames, b.pts_s, strict=True) if det.is_cut(f)]
+    assert len(found) == len(labels["shots"]) - 1
+    noise = np.random.default_rng(0).uniform(0, 255, (90, 160)).astype(np.float32)
+    assert not is_pan(noise, np.random.default_rng(1).uniform(0, 255, (90, 160)).astype(np.float32))
