@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .files import write_text_atomically, written_atomically
+from .video.exposure import total_seconds
 
 Box = list[float]
 
@@ -90,6 +91,8 @@ class NearMiss(BaseModel):
     status: str = Field(description="Why it was not named: the face's or track's status")
     seconds: float = Field(0.0, description="Video tracks: seconds of the track when the person was not already "
                            "counted on screen")
+    intervals: list[list[float]] = Field(default_factory=list, description=(
+        "Video tracks: those seconds as [start_s, end_s) pieces"))
 
 
 class PairTally(BaseModel):
@@ -296,10 +299,11 @@ class Report(BaseModel):
                             [[p.a, p.b, p.photo_count, p.with_count, round(p.seconds_together, 3),
                               ";".join(p.photos), round(p.with_seconds, 3)] for p in pairs])
         tables["near_misses"] = (["person", "path", "kind", "x1", "y1", "x2", "y2", "track_id", "distance",
-                                  "over_threshold", "status", "seconds"],
+                                  "over_threshold", "status", "seconds", "intervals"],
                                  [[n.person, n.path, n.kind, *(n.box or ["", "", "", ""]),
                                    "" if n.track_id is None else n.track_id, n.distance, n.over_threshold, n.status,
-                                   n.seconds] for n in self.near_misses])
+                                   n.seconds, json.dumps(n.intervals) if n.kind == "track" else ""]
+                                  for n in self.near_misses])
         tables["faces"] = (["path", "identity", "status", "similarity", "nearest", "score", "x1", "y1", "x2", "y2",
                             "size_px", "sharpness", "frontalness", "area_share", "centrality", "distance"],
                            [[m.path, f.identity or "", f.status, f.similarity, f.nearest or "", f.score, *f.box,
@@ -399,9 +403,10 @@ class Report(BaseModel):
                 if faces:
                     photos = len({n.path for n in faces})
                     parts.append(f"{len(faces)} face{'s' * (len(faces) > 1)} in {photos} photo{'s' * (photos > 1)}")
-                if tracks:
-                    parts.append(f"{len(tracks)} video track{'s' * (len(tracks) > 1)}, "
-                                 f"{sum(n.seconds for n in tracks):.2f} s")
+                if tracks:  # tracks at the same time (two faces near the person) count their seconds once
+                    seconds = sum(total_seconds([iv for n in tracks if n.path == path for iv in n.intervals])
+                                  for path in {n.path for n in tracks})
+                    parts.append(f"{len(tracks)} video track{'s' * (len(tracks) > 1)}, {seconds:.2f} s")
                 closest = min(n.distance for n in [*faces, *tracks])
                 lines.append(f"  {person}: {', '.join(parts)} (closest distance {closest:.3f})")
         partial = [m for m in self.media if m.error]

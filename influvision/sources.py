@@ -514,9 +514,11 @@ class _Collector:
                 continue
             visited.add((st.st_dev, st.st_ino))
             if self.recursive:
-                passed = {d for d in dirnames if d.startswith(".") or d == "__MACOSX"}
-                own = {d for d in dirnames if d not in passed and self.exclude
-                       and os.path.realpath(here / d) in self.exclude}
+                own = {d for d in dirnames if self.exclude and os.path.realpath(here / d) in self.exclude}
+                for d in own:
+                    logger.info("%s: this run's own output folder; its files are not read as inputs",
+                                _display_join(display, root, here / d))
+                passed = {d for d in dirnames if (d.startswith(".") or d == "__MACOSX") and d not in own}
                 for d in passed:
                     self._pass_over(here / d, hidden=d != "__MACOSX")
                 passed |= own

@@ -165,9 +165,11 @@ def near_misses(media: list[MediaEntry], threshold: float, band: float = NEAR_MI
                     or t.status in _COUNTED_FOR_SOMEONE:
                 continue
             counted = (m.people or {}).get(t.nearest)
-            seconds = round(total_seconds(subtract_intervals(t.intervals, counted.intervals if counted else [])), 3)
+            left = subtract_intervals(t.intervals, counted.intervals if counted else [])
+            seconds = round(total_seconds(left), 3)
             if seconds > 0:
                 out.append(NearMiss(person=t.nearest, path=m.path, kind="track", track_id=t.track_id,
                                     distance=t.distance, over_threshold=round(t.distance - threshold, 4),
-                                    status=t.status, seconds=seconds))
+                                    status=t.status, seconds=seconds,
+                                    intervals=[[round(a, 3), round(b, 3)] for a, b in left.tolist()]))
     return out

@@ -368,6 +368,10 @@ def test_the_runs_own_outputs_are_not_inputs(shared_data: Path, tmp_path: Path) 
         assert media.items == [] and "this run's own output" in media.skipped[0].problem
     with collect_media(photos) as media:  # without the exclusion both are inputs
         assert len(media.items) == 2 and len(media.skipped) == 1
+    (photos / ".annotated").mkdir()  # an output folder named like a hidden one: neither hidden nor ignored
+    shutil.copyfile(shared_data / PHOTOS[1], photos / ".annotated" / "b.jpg")
+    with collect_media(photos, exclude=[*own, photos / ".annotated"]) as media:
+        assert [Path(i.path).name for i in media.items] == ["a.jpg"] and media.hidden == 0 and media.ignored == 0
 
 
 def test_inputs_shown_alike_keep_names_of_their_own(shared_data: Path, tmp_path: Path) -> None:

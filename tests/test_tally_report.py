@@ -147,3 +147,8 @@ def test_near_misses_list_what_came_close_to_someone_and_counted_for_nobody():
     report = Report(media=media, near_misses=near_misses(media, 0.5), settings=SETTINGS)
     assert "near misses (counted for nobody" in report.summary()
     assert "ann: 1 face in 1 photo, 1 video track, 1.00 s (closest distance 0.520)" in report.summary()
+    # Two tracks near ann at the same time count their seconds once in the summary.
+    video.tracks.append(track(4, "ann", 0.54, "above_threshold", [[0.2, 0.8]]))
+    both = Report(media=media, near_misses=near_misses(media, 0.5), settings=SETTINGS)
+    assert [n.intervals for n in both.near_misses if n.kind == "track"] == [[[0.0, 1.0]], [[0.2, 0.8]]]
+    assert "ann: 1 face in 1 photo, 2 video tracks, 1.00 s" in both.summary()

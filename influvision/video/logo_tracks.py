@@ -11,14 +11,16 @@ A mark that moves more than about its own width between searched frames (a logo 
 crossing the frame) does not overlap itself: each sighting starts a track of its own. Such single sightings
 are joined where they follow a steady path (:func:`_join_moving`): each place predicted from the two before it
 within half the mark's size plus half the step, at about the same size; onto a track of two or more frames,
-or three or more of them into a new track. Two unrelated weak boxes half a second apart are not joined (two
-points always fit a velocity), so the 2-frame rule keeps its meaning for them. Within a track a missed
+or four or more of them into a new track. Two or three unrelated weak boxes are not joined (two points always
+fit a velocity, three line up by chance in noisy footage), nor are sightings in a searched frame crowded with
+single boxes of one brand, so the 2-frame rule keeps its meaning for them. Within a track a missed
 searched frame is bridged: the mark was seen on both sides of it.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,8 +39,11 @@ MIN_LINK_IOU = 0.1
 MOVING_MAX_SCALE = 1.5
 MOVING_MAX_MISS = 0.5
 MOVING_MAX_TURN = 0.5
-# Sightings in a row needed before a moving mark's single sightings are joined.
-MOVING_MIN_FRAMES = 3
+# Single sightings in a row needed to make a new track of a moving mark: three weak false boxes of one brand
+# that happen to line up were joined too often in crowded, noisy footage (a review's stress test).
+MOVING_MIN_FRAMES = 4
+# Searched frames with more single sightings of one brand than this are not used to join moving marks.
+MOVING_MAX_PER_FRAME = 2
 
 
 @dataclass
@@ -140,31 +145,27 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
     return _join_moving(tracks, cuts, step_s)
 
 
-def _centre(box: list[float]) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-
-
-def _size(box: list[float]) -> np.ndarray:
-    return np.array([box[2] - box[0], box[3] - box[1]])
-
-
 def _steady(a: LogoDetection, b: LogoDetection, c: LogoDetection) -> bool:
     """Whether ``c`` is where ``a`` and ``b`` say the mark goes next (forward or backward in time), at about
-    their size: within half the mark's size plus half the predicted step (a turn of up to about 30 degrees or
-    a change of speed of up to half between searched frames), the latter at most the mark's size (a long jump
-    must not open a window that random boxes fall into)."""
+    their size: its centre within half the mark's size (the square root of its area) plus half the predicted
+    step, the latter at most one mark size (a long jump must not open a window random boxes fall into). That
+    follows a turn of up to about 60 degrees per searched frame at a step of one mark size, 45 at two, 20 at
+    four, and a change of speed of up to half. Plain floats: it is called for every candidate."""
     if not (a.pts_s < b.pts_s < c.pts_s or a.pts_s > b.pts_s > c.pts_s):
         return False
-    sa, sb, sc = _size(a.box), _size(b.box), _size(c.box)
-    if np.any(sa <= 0) or np.any(sb <= 0) or np.any(sc <= 0):
+    (wa, ha), (wb, hb), (wc, hc) = ((d.box[2] - d.box[0], d.box[3] - d.box[1]) for d in (a, b, c))
+    if min(wa, ha, wb, hb, wc, hc) <= 0:
         return False
-    for x, y in ((sa, sb), (sb, sc)):
-        ratio = y / x
-        if np.any(ratio > MOVING_MAX_SCALE) or np.any(ratio < 1 / MOVING_MAX_SCALE):
+    for w0, h0, w1, h1 in ((wa, ha, wb, hb), (wb, hb, wc, hc)):
+        if not (1 / MOVING_MAX_SCALE <= w1 / w0 <= MOVING_MAX_SCALE and 1 / MOVING_MAX_SCALE <= h1 / h0 <= MOVING_MAX_SCALE):
             return False
-    step = (_centre(b.box) - _centre(a.box)) * (c.pts_s - b.pts_s) / (b.pts_s - a.pts_s)
-    miss = np.abs(_centre(b.box) + step - _centre(c.box))
-    return bool(np.all(miss <= MOVING_MAX_MISS * sc + np.minimum(MOVING_MAX_TURN * float(np.hypot(*step)), sc)))
+    ax, ay = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
+    bx, by = (b.box[0] + b.box[2]) / 2, (b.box[1] + b.box[3]) / 2
+    cx, cy = (c.box[0] + c.box[2]) / 2, (c.box[1] + c.box[3]) / 2
+    f = (c.pts_s - b.pts_s) / (b.pts_s - a.pts_s)
+    sx, sy = (bx - ax) * f, (by - ay) * f
+    size = math.sqrt(wc * hc)
+    return math.hypot(bx + sx - cx, by + sy - cy) <= MOVING_MAX_MISS * size + min(MOVING_MAX_TURN * math.hypot(sx, sy), size)
 
 
 def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> list[LogoTrack]:
@@ -172,7 +173,15 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
     track of two or more frames, and into new tracks where at least :data:`MOVING_MIN_FRAMES` of them follow
     one another; successive searched frames (at most one missed, no cut between), one brand. Greedy in time
     order, the nearest searched frame first. Returns the tracks renumbered in order of their first detection."""
-    singles = sorted((t for t in tracks if t.frames == 1), key=lambda t: t.detections[0].pts_s)
+    crowd: dict[tuple[str, float], int] = {}
+    for t in tracks:
+        if t.frames == 1:
+            crowd[t.brand, t.detections[0].pts_s] = crowd.get((t.brand, t.detections[0].pts_s), 0) + 1
+    # A frame with more single sightings of one brand than a few moving marks would give is noise (a pattern
+    # the brand's reference fits all over): its sightings are not joined by motion.
+    singles = sorted((t for t in tracks if t.frames == 1
+                      and crowd[t.brand, t.detections[0].pts_s] <= MOVING_MAX_PER_FRAME),
+                     key=lambda t: t.detections[0].pts_s)
     used: set[int] = set()
 
     def adjacent(earlier: LogoDetection, later: LogoDetection) -> bool:
@@ -180,6 +189,7 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
         return (later.pts_s > earlier.pts_s and gap <= 1.5 * step_s
                 and not np.any((cuts > earlier.pts_s + 1e-6) & (cuts <= later.pts_s + 1e-6)))
 
+    single_of = {id(t.detections[0]): t for t in singles}
     by_brand: dict[str, list[LogoTrack]] = {}
     for t in singles:
         by_brand.setdefault(t.brand, []).append(t)
@@ -214,12 +224,6 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
                 else:
                     dets.insert(0, nxt.detections[0])
 
-    changed = False
-    for t in [t for t in tracks if t.frames >= 2]:  # tracks linked by overlap grow by their own path
-        before = t.frames
-        extend(t.detections, t.brand)
-        if t.frames > before:
-            t.moving = changed = True
     chains: list[LogoTrack] = []
     for first in singles:
         if id(first) in used:
@@ -236,7 +240,16 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
                 chains.append(LogoTrack(track_id=-1, brand=first.brand, detections=dets, moving=True,
                                         step_s=first.step_s))
                 break
-            used.difference_update((id(first), id(second)))  # nothing followed them: both stay single
+            # Too short for a new track: every sighting it took stays single (and may join another chain).
+            used.difference_update(id(single_of[id(d)]) for d in dets)
+    # Then tracks linked by overlap grow by their own path (after the chains: a mark that arrives fast and slows
+    # down keeps its fast sightings in one chain instead of losing them to the slow track's end).
+    changed = False
+    for t in [t for t in tracks if t.frames >= 2]:
+        before = t.frames
+        extend(t.detections, t.brand)
+        if t.frames > before:
+            t.moving = changed = True
     if not chains and not changed:
         return tracks
     joined = {id(d) for c in chains for d in c.detections} | {id(t.detections[0]) for t in singles if id(t) in used}

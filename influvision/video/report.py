@@ -154,10 +154,7 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
         entry.brands[brand] = VideoPresence(intervals=[[_r(s), _r(e)] for s, e in merged.tolist()],
                                             exposure_seconds=_r(total_seconds(merged)),
                                             mean_area_share=round(float(np.mean(shares)), 6))
-        near: dict[str, list[tuple[float, float]]] = {}
-        for t in counted:  # a searched frame missed within a track is bridged, as in the track's intervals
-            for person, iv in _near_intervals(va, t.detections, 1.5 * t.step_s).items():
-                near.setdefault(person, []).extend(iv)
+        near = _near_intervals(va, counted)
         for person, p_iv in sorted(va.person_intervals.items()):
             both_iv = intersect_intervals(p_iv, merged)
             both = total_seconds(both_iv)
@@ -169,34 +166,37 @@ def add_video_logos(entry: MediaEntry, item: MediaItem, va: VideoAnalysis, detec
     return tracks
 
 
-def _near_intervals(va: VideoAnalysis, logos: list[LogoDetection], bridge_s: float = 0.0
-                    ) -> dict[str, list[tuple[float, float]]]:
-    """Per named person, the searched frames' times ``[pts, pts + duration)`` where one of ``logos`` (one
-    track's detections, in time order) is on or near the person's face (:func:`~influvision.tally.logo_near_face`)
-    in the analysed frame nearest to it; two successive detections both near the person are joined across a
-    gap of up to ``bridge_s`` (a searched frame the track missed)."""
+def _near_intervals(va: VideoAnalysis, tracks: list[LogoTrack]) -> dict[str, list[tuple[float, float]]]:
+    """Per named person, the searched frames' times ``[pts, pts + duration)`` where a logo of ``tracks`` is on or
+    near the person's face (:func:`~influvision.tally.logo_near_face`) in the analysed frame nearest to it; two
+    successive detections of one track both near the person are joined across a searched frame the track
+    missed, as the track's own intervals are."""
     det = va.detections
     named = np.flatnonzero(det.identity >= 0)
     frames = va.frame_pts_s  # every analysed frame, in time order
-    if not len(named) or not logos or not len(frames):
+    if not len(named) or not tracks or not len(frames):
         return {}
     at_frame: dict[float, list[int]] = {}
     for r in named.tolist():
         at_frame.setdefault(float(det.pts_s[r]), []).append(r)
-    near_each: list[set[str]] = []
-    for d in logos:
+
+    def near_people(d: LogoDetection) -> set[str]:
         k = int(np.searchsorted(frames, d.pts_s))
         k = min((j for j in (k - 1, k) if 0 <= j < len(frames)), key=lambda j: abs(frames[j] - d.pts_s))
-        close = abs(frames[k] - d.pts_s) <= max(va.time_resolution_s, d.duration_s)  # an analysed frame near it
-        near_each.append({va.names[int(det.identity[r])] for r in at_frame.get(float(frames[k]), [])
-                          if close and logo_near_face(d.box, det.boxes[r].tolist())})
+        if abs(frames[k] - d.pts_s) > max(va.time_resolution_s, d.duration_s):
+            return set()  # no analysed frame near this searched one
+        return {va.names[int(det.identity[r])] for r in at_frame.get(float(frames[k]), [])
+                if logo_near_face(d.box, det.boxes[r].tolist())}
+
     out: dict[str, list[tuple[float, float]]] = {}
-    for i, (d, people) in enumerate(zip(logos, near_each, strict=True)):
-        for person in people:
-            end = d.pts_s + d.duration_s
-            if i + 1 < len(logos) and person in near_each[i + 1] and logos[i + 1].pts_s - end <= bridge_s:
-                end = logos[i + 1].pts_s
-            out.setdefault(person, []).append((d.pts_s, end))
+    for t in tracks:
+        near = [near_people(d) for d in t.detections]
+        for i, (d, people) in enumerate(zip(t.detections, near, strict=True)):
+            for person in people:
+                end = d.pts_s + d.duration_s
+                if i + 1 < len(near) and person in near[i + 1] and t.detections[i + 1].pts_s - end <= 1.5 * t.step_s:
+                    end = t.detections[i + 1].pts_s
+                out.setdefault(person, []).append((d.pts_s, end))
     return out
 
 
