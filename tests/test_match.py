@@ -69,36 +69,35 @@ def test_settings_out_of_range_are_refused_when_made(kwargs):
         MatchSettings(**kwargs)
 
 
-def test_a_detection_the_detector_doubts_is_never_named_in_a_photo():
+def _identify_two_faces(scores: list[float], sizes: list[float], settings: MatchSettings) -> tuple[list, list]:
+    """Two faces in two photos with the same embedding, 0.1 from ann's only reference: identities, eligibility."""
     from influvision.api import identify
     from influvision.types import Faces
 
     index = GalleryIndex(["ann"], torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
-    faces = Faces(image_index=torch.tensor([0, 1]), boxes=torch.tensor([[0.0, 0, 40, 40], [0, 0, 40, 40]]),
-                  scores=torch.tensor([0.99, 0.72]), landmarks=torch.zeros(2, 5, 2)).with_columns(
-        embedding=torch.tensor([[0.1, 0.0], [0.1, 0.0]]), size_px=torch.tensor([40.0, 40.0]),
+    boxes = torch.tensor([[0.0, 0.0, size, size] for size in sizes])
+    faces = Faces(image_index=torch.tensor([0, 1]), boxes=boxes, scores=torch.tensor(scores),
+                  landmarks=torch.zeros(2, 5, 2)).with_columns(
+        embedding=torch.tensor([[0.1, 0.0], [0.1, 0.0]]), size_px=torch.tensor(sizes),
         sharpness=torch.tensor([0.1, 0.1]))
-    out = identify(faces, index, MatchSettings(threshold=0.5))
-    assert out.columns["identity"].tolist() == [0, UNKNOWN]  # same embedding, but 0.72 < min_score 0.8
-    assert out.columns["eligible"].tolist() == [True, False]
-    assert identify(faces, index, MatchSettings(threshold=0.5, min_score=0.7)).columns["identity"].tolist() == [0, 0]
+    out = identify(faces, index, settings)
+    return out.columns["identity"].tolist(), out.columns["eligible"].tolist()
+
+
+def test_a_detection_the_detector_doubts_is_never_named_in_a_photo():
+    # Same embedding, but 0.72 < min_score 0.8.
+    assert _identify_two_faces([0.99, 0.72], [40.0, 40.0], MatchSettings(threshold=0.5)) == ([0, UNKNOWN],
+                                                                                              [True, False])
+    assert _identify_two_faces([0.99, 0.72], [40.0, 40.0], MatchSettings(threshold=0.5, min_score=0.7))[0] == [0, 0]
+
+
+def test_a_face_under_min_face_px_is_never_named_in_a_photo():
+    # Same embedding and score, but 20 px < min_face_px 24.
+    assert _identify_two_faces([0.99, 0.99], [40.0, 20.0], MatchSettings(threshold=0.5)) == ([0, UNKNOWN],
+                                                                                              [True, False])
 
 
 def test_a_face_just_over_the_threshold_stays_unknown():
     ident, _ = assign_identities(torch.tensor([[0.51, 0.9]]), torch.tensor([0]), torch.tensor([True]), S)
     just_under, _ = assign_identities(torch.tensor([[0.49, 0.9]]), torch.tensor([0]), torch.tensor([True]), S)
     assert ident.tolist() == [UNKNOWN] and just_under.tolist() == [0]
-
-
-def test_a_face_under_min_face_px_is_never_named_in_a_photo():
-    from influvision.api import identify
-    from influvision.types import Faces
-
-    index = GalleryIndex(["ann"], torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
-    faces = Faces(image_index=torch.tensor([0, 1]), boxes=torch.tensor([[0.0, 0, 40, 40], [0, 0, 20, 20]]),
-                  scores=torch.tensor([0.99, 0.99]), landmarks=torch.zeros(2, 5, 2)).with_columns(
-        embedding=torch.tensor([[0.1, 0.0], [0.1, 0.0]]), size_px=torch.tensor([40.0, 20.0]),
-        sharpness=torch.tensor([0.1, 0.1]))
-    out = identify(faces, index, MatchSettings(threshold=0.5))  # min_face_px 24
-    assert out.columns["identity"].tolist() == [0, UNKNOWN]
-    assert out.columns["eligible"].tolist() == [True, False]
