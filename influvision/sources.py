@@ -542,7 +542,7 @@ class _Collector:
         try:
             # Zip and tar alike may inflate at most max_ratio times the archive's size in all: many members of
             # 1 MiB or less each pass the per-member ratio test, and tar keeps no compressed size per member.
-            with open_members(p, stopped=lambda problem: self.skip(display, problem)) as members:
+            with open_members(p, stopped=lambda problem: self._stopped(display, problem)) as members:
                 found = self._extract(display, dest, members, self.max_ratio * p.stat().st_size + 2**20)
         except DamagedArchive as e:
             self.skip(display, e.problem)
@@ -551,6 +551,17 @@ class _Collector:
         if found == 0 and not any(s.path == shown or s.path.startswith(f"{shown}!/") for s in self.media.skipped):
             self.skip(display, "archive contains no photos or videos")
         return found
+
+    def _stopped(self, display: str, problem: str) -> None:
+        """An archive that ends part-way: one entry for the one event. Where the member being extracted was cut
+        off by it (skipped just before), that entry says so; otherwise the archive gets an entry of its own."""
+        last = self.media.skipped[-1] if self.media.skipped else None
+        if last is not None and last.path.startswith(f"{_shown(display)}!/") \
+                and last.problem.startswith("damaged archive member:"):
+            self.media.skipped[-1] = SkippedInput(last.path, str(MediaError(
+                last.path, f"{last.problem}; the archive ends there, so nothing after this member could be read")))
+            return
+        self.skip(display, problem)
 
     def _refusal(self, m: Member, base: str, kind: str | None, inflated: int, inflate_cap: float) -> str | None:
         """Why a member is not extracted: a problem for the skipped list, :data:`_HIDDEN` or :data:`_IGNORED`

@@ -438,3 +438,20 @@ def test_archive_members_of_a_killed_run_are_deleted_by_the_next(shared_data: Pa
         assert media.temp_dir.is_dir() and not left.exists()
         with collect_media(archive) as other:
             assert media.temp_dir.is_dir() and other.temp_dir.is_dir()
+
+
+def test_a_tar_cut_off_in_a_member_is_one_skipped_entry_for_that_member(shared_data: Path, tmp_path: Path) -> None:
+    """The member being extracted when the archive ends, and the archive ending, are one event: one entry
+    naming the member and saying nothing after it could be read; the members before it are analysed."""
+    archive = tmp_path / "event.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, src in (("a.jpg", PHOTOS[0]), ("b.jpg", PHOTOS[1])):
+            tf.add(shared_data / src, arcname=name)
+    data = archive.read_bytes()
+    b_start = data.index((shared_data / PHOTOS[1]).read_bytes()[:64])
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: b_start + 100])  # b.jpg's header and its first 100 bytes
+    with collect_media(cut) as media:
+        assert [Path(i.path).name for i in media.items] == ["a.jpg"]
+        (skipped,) = media.skipped
+        assert skipped.path == f"{cut}!/b.jpg" and "nothing after this member could be read" in skipped.problem
