@@ -189,9 +189,10 @@ class _PyAVBackend(_Backend):
         from the first frame; (0, False) when the clip carries none."""
         try:
             for frame in stream.container.decode(stream):
-                for side in frame.side_data:
-                    if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-                        return display_orientation(np.frombuffer(bytes(side), dtype="<i4"), frame.rotation or 0)
+                # Looked up by type: iterating side data gives the entries in PyAV 18.1.0 but their types in 18.1.1.
+                side = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+                if side is not None:
+                    return display_orientation(np.frombuffer(bytes(side), dtype="<i4"), frame.rotation or 0)
                 break
         except av.FFmpegError:
             pass
