@@ -33,6 +33,10 @@ MIN_FRAMES = 2
 SURE_SCORE = 0.8
 # Boxes of one logo in two searched frames overlap at least this much (it may move or zoom between them).
 MIN_LINK_IOU = 0.1
+# A track goes on across a gap of up to this many searched-frame steps after its last detection ends: one missed
+# frame (searched frames fall on whole source frames, so at 29.97 or 25 frames per second one missed frame leaves
+# 0.5005 or 0.52 s for a step of 0.5 s), while two missed frames end it.
+MAX_GAP_STEPS = 1.5
 # A moving mark's sightings (_join_moving): width and height change at most this factor from one searched frame
 # to the next, and each place is predicted from the two before it within this share of the mark's size plus
 # this share of the predicted step (a curve, a change of speed; at most the mark's size more).
@@ -89,11 +93,23 @@ class LogoTrack:
             return f"counted: one frame, score {self.best_score:.2f} >= {SURE_SCORE}"
         return f"not counted: one frame, score {self.best_score:.2f} < {SURE_SCORE}"
 
+    @property
+    def bridge_s(self) -> float:
+        """Longest gap between two successive detections of this track: one missed searched frame."""
+        return MAX_GAP_STEPS * self.step_s
+
     def intervals(self, max_gap_s: float) -> np.ndarray:
         """(K, 2) [start_s, end_s) of this track: gaps shorter than ``max_gap_s`` bridged, and so is a searched
         frame missed within the track (its detections are linked across it, so the mark was there)."""
         return union_intervals([(d.pts_s, d.pts_s + d.duration_s) for d in self.detections],
-                               max(max_gap_s, 1.5 * self.step_s + 1e-6))
+                               max(max_gap_s, self.bridge_s + 1e-6))
+
+
+def _links(earlier: LogoDetection, t: float, cuts: np.ndarray, step_s: float) -> bool:
+    """Whether a detection at time ``t`` may follow ``earlier`` in one track: at most one searched frame missed
+    between them (:data:`MAX_GAP_STEPS`) and no shot cut."""
+    return (t - (earlier.pts_s + earlier.duration_s) <= MAX_GAP_STEPS * step_s
+            and not np.any((cuts > earlier.pts_s + 1e-6) & (cuts <= t + 1e-6)))
 
 
 def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_s: float) -> list[LogoTrack]:
@@ -102,9 +118,7 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
     Args:
         detections: every brand box of every searched frame, any order.
         cuts_s: shot cut times; no track spans a cut.
-        step_s: time between searched frames; a track tolerates one missed frame: a gap up to 1.5 ``step_s``,
-            as searched frames fall on whole source frames (at 29.97 or 25 frames per second one missed
-            frame leaves a gap of 0.5005 or 0.52 s for a step of 0.5 s), while two missed frames close it.
+        step_s: time between searched frames; a track tolerates one missed frame (:data:`MAX_GAP_STEPS`).
 
     Returns:
         Tracks in order of their first detection, ``track_id`` from 0.
@@ -117,13 +131,7 @@ def link_logo_tracks(detections: list[LogoDetection], cuts_s: list[float], step_
         by_time.setdefault(d.pts_s, []).append(d)
     for t in sorted(by_time):
         # Tracks whose last frame is too old, or lies before a cut that precedes t, are closed.
-        def alive(tr: LogoTrack, t: float = t) -> bool:
-            last = tr.detections[-1]
-            if t - (last.pts_s + last.duration_s) > 1.5 * step_s:
-                return False
-            return not np.any((cuts > last.pts_s + 1e-6) & (cuts <= t + 1e-6))
-
-        open_tracks = [tr for tr in open_tracks if alive(tr)]
+        open_tracks = [tr for tr in open_tracks if _links(tr.detections[-1], t, cuts, step_s)]
         pairs = sorted(((box_iou(tr.detections[-1].box, d.box), i, j)
                         for i, tr in enumerate(open_tracks) for j, d in enumerate(by_time[t])
                         if tr.brand == d.brand), reverse=True)
@@ -185,10 +193,9 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
     used: set[int] = set()
 
     def adjacent(earlier: LogoDetection, later: LogoDetection) -> bool:
-        gap = later.pts_s - (earlier.pts_s + earlier.duration_s)
-        return (later.pts_s > earlier.pts_s and gap <= 1.5 * step_s
-                and not np.any((cuts > earlier.pts_s + 1e-6) & (cuts <= later.pts_s + 1e-6)))
+        return later.pts_s > earlier.pts_s and _links(earlier, later.pts_s, cuts, step_s)
 
+    reach = (MAX_GAP_STEPS + 1) * step_s  # from one sighting to the next after a missed searched frame
     single_of = {id(t.detections[0]): t for t in singles}
     by_brand: dict[str, list[LogoTrack]] = {}
     for t in singles:
@@ -203,8 +210,8 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
         """The unused single sighting that ``p`` then ``q`` predict next (before ``q`` when not ``forward``)."""
         if brand not in by_brand:
             return None
-        window = within(brand, q.pts_s, q.pts_s + 2.5 * step_s) if forward else \
-            within(brand, q.pts_s - 2.5 * step_s, q.pts_s)
+        window = within(brand, q.pts_s, q.pts_s + reach) if forward else \
+            within(brand, q.pts_s - reach, q.pts_s)
         found = [t for t in window if id(t) not in used
                  and (adjacent(q, t.detections[0]) if forward else adjacent(t.detections[0], q))
                  and _steady(p, q, t.detections[0])]
@@ -229,7 +236,7 @@ def _join_moving(tracks: list[LogoTrack], cuts: np.ndarray, step_s: float) -> li
         if id(first) in used:
             continue
         a = first.detections[0]
-        for second in within(first.brand, a.pts_s, a.pts_s + 2.5 * step_s):
+        for second in within(first.brand, a.pts_s, a.pts_s + reach):
             b = second.detections[0]
             if b.pts_s <= a.pts_s or id(second) in used or not adjacent(a, b):
                 continue

@@ -194,7 +194,7 @@ def _near_intervals(va: VideoAnalysis, tracks: list[LogoTrack]) -> dict[str, lis
         for i, (d, people) in enumerate(zip(t.detections, near, strict=True)):
             for person in people:
                 end = d.pts_s + d.duration_s
-                if i + 1 < len(near) and person in near[i + 1] and t.detections[i + 1].pts_s - end <= 1.5 * t.step_s:
+                if i + 1 < len(near) and person in near[i + 1] and t.detections[i + 1].pts_s - end <= t.bridge_s:
                     end = t.detections[i + 1].pts_s
                 out.setdefault(person, []).append((d.pts_s, end))
     return out
