@@ -16,7 +16,8 @@ labels follow the pixels): ``half`` (half size, JPEG quality 90), ``dark`` (gamm
 dim venue), ``jpeg`` (quality 40), ``hard`` (all three, quality 60) and ``tilt45`` / ``tilt135`` (the photo
 foreshortened by 1.6 along a diagonal, as a logo seen from the side and above) and ``busy`` (the photo as one
 quarter of a 2 x 2 mosaic with three shared scenes: as much other texture as an event photo, competing for
-the matcher's feature budget). Settings are judged on all of them, not on the clean photos alone.
+the matcher's feature budget) and ``large`` (enlarged to a 12-megapixel camera frame, 4032 px: searched the
+way large event photos are, on shrunk copies). Settings are judged on all of them, not on the clean photos alone.
 
 ``--extra-brands DIR`` registers every SVG or PNG mark in DIR as well (named ``x_<file stem>``; a stem that
 is a registered brand's name is skipped): brands the detector was never developed on, none of them labelled
@@ -148,6 +149,21 @@ def _busy(arr: np.ndarray, labels: list[dict]) -> tuple[np.ndarray, list[dict]]:
                     for lab in labels]
 
 
+def _enlarged(arr: np.ndarray, labels: list[dict], side: int = 4032) -> tuple[np.ndarray, list[dict]]:
+    """The photo enlarged to a camera's frame (longer side ``side``, sides multiples of 8, JPEG quality 90): no
+    more detail, but searched the way a 12-megapixel event photo is, on copies shrunk to the searches' sizes."""
+    h, w = arr.shape[:2]
+    s = side / max(h, w)
+    size = (max(8, round(w * s / 8) * 8), max(8, round(h * s / 8) * 8))
+    big = cv2.resize(arr, size, interpolation=cv2.INTER_CUBIC)
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, "JPEG", quality=90)
+    sx, sy = size[0] / w, size[1] / h
+    return (np.asarray(Image.open(buf).convert("RGB")),
+            [{**lab, "box": [lab["box"][0] * sx, lab["box"][1] * sy, lab["box"][2] * sx, lab["box"][3] * sy]}
+             for lab in labels])
+
+
 @cache
 def _scene_fillers() -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(Image.open(p).convert("RGB")) for p in sorted((SHARED / "data" / "scenes").glob("*.jpg")))
@@ -162,6 +178,7 @@ CONDITIONS = {
     "tilt45": lambda a, lab: _tilt(a, lab, 45.0),
     "tilt135": lambda a, lab: _tilt(a, lab, 135.0),
     "busy": _busy,
+    "large": lambda a, lab: _enlarged(a, lab),
 }
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from influvision.boxes import box_iou
 from influvision.errors import InfluvisionError, ShapeError
 from influvision.logos.detect import LogoDetector
+from influvision.logos.matcher import SiftMatcher, shape_agreement
 from influvision.logos.references import LogoReference, LogoReferenceError, load_reference
 
 # Clear cases: large (> 90 px), frontal or mildly tilted marks whose outline matches the flat reference
@@ -309,6 +310,41 @@ def test_clear_logos_found(all_photos, detector: LogoDetector, photo: str, brand
     b = detector.brands.index(brand)
     ious = [box_iou(bx, box) for bx, br in zip(found.boxes.tolist(), found.brand.tolist(), strict=True) if br == b]
     assert ious and max(ious) >= 0.5, f"{brand} in {photo}: IoUs {ious}"
+
+
+def test_clear_logos_found_in_12_megapixel_copies(all_photos, detector: LogoDetector):
+    # Large photos are searched on area-shrunk copies (influvision.resample), and a SIFT fit is checked on the
+    # photo's own pixels around it only.
+    for photo, brand, box in CLEAR:
+        img = all_photos[photo][0]
+        h, w = img.shape[:2]
+        s = 4032 / max(h, w)
+        size = (round(w * s / 8) * 8, round(h * s / 8) * 8)
+        found = detector.detect([cv2.resize(img, size, interpolation=cv2.INTER_CUBIC)])
+        sx, sy = size[0] / w, size[1] / h
+        want = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        assert {detector.brands[b] for b in found.brand.tolist()} == {brand}, photo
+        assert max(box_iou(b, want) for b in found.boxes.tolist()) >= 0.5, photo
+
+
+def test_shape_agreement_reads_only_the_part_of_the_photo_a_fit_covers(all_photos, refs: list[LogoReference]):
+    grey = cv2.cvtColor(all_photos["fl27_213783134.jpg"][0], cv2.COLOR_RGB2GRAY)
+    rows, cols = grey.shape
+    rng = np.random.default_rng(0)
+    cases = []
+    for ref in refs[:8]:
+        w, h = ref.size
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        for _ in range(12):  # anywhere from well inside the photo to partly or wholly outside it
+            scale = rng.uniform(0.05, 2.0)
+            dst = (src - (w / 2, h / 2)) * scale + rng.uniform(-80, max(rows, cols) + 80, 2)
+            dst += rng.normal(0, 0.15 * scale * max(w, h), (4, 2))
+            cases.append((ref, cv2.getPerspectiveTransform(src, dst.astype(np.float32))))
+        cases.append((ref, np.array([[1, 0, 5], [0, 1, 5], [-1.5 / w, 0, 1]])))  # the horizon crosses the canvas
+    for ref, hmat in cases:
+        whole = cv2.warpPerspective(grey.astype(np.float32), hmat, ref.size,
+                                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        assert SiftMatcher._agreement(grey, hmat, ref) == pytest.approx(shape_agreement(whole, ref.shape), abs=1e-5)
 
 
 def test_distractor_brands_never_reported(all_photos, detector: LogoDetector):

@@ -37,6 +37,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..engine import default_workers
+from ..resample import shrink
 from ..tone import lifted
 from .cues import DARK_MEAN
 from .references import LogoReference
@@ -244,8 +245,8 @@ class SiftMatcher:
         h, w = img.shape[:2]
         s = self._work_scale(h, w)
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        work = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
-                          interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        work = cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC) if s > 1 else shrink(grey, size)
         return grey, work, s
 
     def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
@@ -257,17 +258,20 @@ class SiftMatcher:
         if len(xy) < self.min_inliers or len(self.db_desc) < 2:
             return []
         xy /= s
+        # Source pixels per pixel of the copy the keypoints were found in, where a large photo was shrunk: the
+        # fit's tolerances are in the copy's pixels there (a 4000 px photo's keypoints are good to about 4
+        # source pixels, not 1), and in source pixels where a small photo was enlarged, as they were tuned.
+        unit = max(1.0, 1.0 / s)
         with self._torch_lock:
             _, brand, ref_xy, ok, own_ok = self._ratio_matches(torch.from_numpy(_rootsift(d)).to(self.device))
         cands: list[Candidate] = []
-        grey_f = grey.astype(np.float32)
         for passing in (ok, own_ok):
             found = {self._group[c.brand] for c in cands}
             for b in np.unique(brand[passing]):
                 if self._group[b] in found:
                     continue
                 sel = np.nonzero(passing & (brand == b))[0]
-                cands.extend(self._fit_instances(index, int(b), ref_xy[sel], xy[sel], grey_f, (w, h)))
+                cands.extend(self._fit_instances(index, int(b), ref_xy[sel], xy[sel], grey, (w, h), unit))
         return cands
 
     def _features(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -347,7 +351,7 @@ class SiftMatcher:
         return out
 
     def _fit_instances(self, index: int, b: int, src: np.ndarray, dst: np.ndarray, grey: np.ndarray,
-                       wh: tuple[int, int]) -> list[Candidate]:
+                       wh: tuple[int, int], unit: float) -> list[Candidate]:
         ref = self.references[b]
         cx1, cy1, cx2, cy2 = ref.content_box
         corners = np.array([[cx1, cy1], [cx2, cy1], [cx2, cy2], [cx1, cy2]], dtype=np.float32)
@@ -356,7 +360,7 @@ class SiftMatcher:
         for _ in range(self.max_instances):
             if len(remaining) < self.min_inliers:
                 break
-            hmat, mask = cv2.findHomography(src[remaining], dst[remaining], cv2.USAC_MAGSAC, 4.0,
+            hmat, mask = cv2.findHomography(src[remaining], dst[remaining], cv2.USAC_MAGSAC, 4.0 * unit,
                                             maxIters=2000, confidence=0.999)
             if hmat is None or mask is None:
                 break
@@ -366,7 +370,7 @@ class SiftMatcher:
                 break
             inl_idx, remaining = remaining[inl], remaining[~inl]
             quad = cv2.perspectiveTransform(corners[None], hmat)[0]
-            if not _plausible_quad(quad, wh, (cx2 - cx1) / (cy2 - cy1)):
+            if not _plausible_quad(quad, wh, (cx2 - cx1) / (cy2 - cy1), unit):
                 continue
             # Distinct reference points among the inliers: repeated hits on one corner are one piece of evidence.
             if len(np.unique(np.round(src[inl_idx] / 6.0), axis=0)) < self.min_inliers:
@@ -381,9 +385,26 @@ class SiftMatcher:
 
     @staticmethod
     def _agreement(grey: np.ndarray, hmat: np.ndarray, ref: LogoReference) -> float:
+        """:func:`shape_agreement` of the uint8 grey photo under ``hmat`` (reference canvas -> photo pixels).
+        Only the part of the photo the canvas samples is made float: all of a 12-megapixel photo would cost
+        more than the warp."""
         w, h = ref.size
-        canvas = cv2.warpPerspective(grey, hmat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                     borderMode=cv2.BORDER_REPLICATE)
+        corners = np.array([[[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]], dtype=np.float64)
+        rows, cols = grey.shape
+        x0, y0, x1, y1 = 0, 0, cols, rows
+        # With the canvas's corners all on one side of the horizon (homogeneous w of one sign), every canvas
+        # pixel samples inside their quadrilateral. Bilinear samples read one pixel beyond their position, and
+        # outside the photo BORDER_REPLICATE repeats the photo's edge, which the crop keeps wherever that is.
+        depth = np.c_[corners[0], np.ones(4)] @ hmat[2]
+        if depth.min() > 1e-9 or depth.max() < -1e-9:
+            xy = cv2.perspectiveTransform(corners, hmat)[0]
+            x0 = int(np.clip(np.floor(xy[:, 0].min()) - 2, 0, cols - 1))
+            y0 = int(np.clip(np.floor(xy[:, 1].min()) - 2, 0, rows - 1))
+            x1 = int(np.clip(np.ceil(xy[:, 0].max()) + 3, x0 + 1, cols))
+            y1 = int(np.clip(np.ceil(xy[:, 1].max()) + 3, y0 + 1, rows))
+        shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64)
+        canvas = cv2.warpPerspective(grey[y0:y1, x0:x1].astype(np.float32), shift @ hmat, (w, h),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         return shape_agreement(canvas, ref.shape)
 
 
@@ -397,8 +418,9 @@ def _principal_basis(desc: torch.Tensor, dims: int) -> torch.Tensor:
     return vh[:k].T.to(desc.dtype).contiguous()
 
 
-def _plausible_quad(quad: np.ndarray, wh: tuple[int, int], ref_aspect: float) -> bool:
-    """Convex, not tiny, not far larger than the photo, sides and aspect within what perspective allows."""
+def _plausible_quad(quad: np.ndarray, wh: tuple[int, int], ref_aspect: float, unit: float = 1.0) -> bool:
+    """Convex, not tiny (sides of 8 and an area of 12 x 12 ``unit`` pixels), not far larger than the photo, sides
+    and aspect within what perspective allows."""
     q = quad.astype(np.float64)
     if not np.isfinite(q).all():
         return False
@@ -406,10 +428,10 @@ def _plausible_quad(quad: np.ndarray, wh: tuple[int, int], ref_aspect: float) ->
         return False
     area = cv2.contourArea(q.astype(np.float32))
     w, h = wh
-    if area < 12 * 12 or area > 1.5 * w * h:
+    if area < (12 * unit) ** 2 or area > 1.5 * w * h:
         return False
     sides = np.linalg.norm(np.roll(q, -1, axis=0) - q, axis=1)
-    if sides.min() < 8 or sides.max() / sides.min() > 6 * max(ref_aspect, 1 / ref_aspect):
+    if sides.min() < 8 * unit or sides.max() / sides.min() > 6 * max(ref_aspect, 1 / ref_aspect):
         return False
     # Opposite sides of a flat mark seen in perspective keep comparable lengths.
     if max(sides[0], sides[2]) / max(min(sides[0], sides[2]), 1e-6) > 3.0:
