@@ -571,3 +571,28 @@ def test_logo_sharpness_drops_when_the_photo_is_blurred(logo_data: Path):
     blurred = region_sharpness(cv2.GaussianBlur(rgb, (0, 0), 2.0), list(box))
     assert sharp > 3 * blurred > 0
     assert region_sharpness(rgb, [10, 10, 11, 40]) == 0.0  # a box under 3 px wide has no measure
+
+
+@pytest.mark.parametrize("brand", ["fedex", "nike", "bmw"])
+def test_logo_sharpness_is_about_the_same_for_one_crisp_mark_at_any_size(logo_data: Path, brand: str):
+    from influvision.tally import region_sharpness
+
+    ref = cv2.imread(str(logo_data / "refs" / f"{brand}.png"), cv2.IMREAD_UNCHANGED)
+    ink = ref[..., 3:] / 255.0
+    flat = (ref[..., 2::-1] * ink + 200 * (1 - ink)).astype(np.uint8)  # RGB on a light grey ground
+    ys, xs = np.nonzero(ref[..., 3])
+    flat = flat[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+    def drawn(mark: np.ndarray) -> float:  # sharpness of the mark on a ground 20 px wider on every side
+        canvas = np.full((mark.shape[0] + 40, mark.shape[1] + 40, 3), 200, np.uint8)
+        canvas[20:-20, 20:-20] = mark
+        return region_sharpness(canvas, [20, 20, 20 + mark.shape[1], 20 + mark.shape[0]])
+
+    def at(side: int, image: np.ndarray, how: int) -> np.ndarray:
+        s = side / max(image.shape[:2])
+        return cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=how)
+
+    # Drawn at 1/16 and 1/2 of the 512 px reference (whole area factors: both crisp) and 1/16 enlarged 8x.
+    small, large = drawn(at(32, flat, cv2.INTER_AREA)), drawn(at(256, flat, cv2.INTER_AREA))
+    assert 1 / 2 < small / large < 2  # 8-10x without the size normalisation
+    assert drawn(at(256, at(32, flat, cv2.INTER_AREA), cv2.INTER_CUBIC)) < large / 5  # enlarged: blurred

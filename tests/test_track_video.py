@@ -482,3 +482,41 @@ def test_a_video_stopped_part_way_goes_on_from_where_it_stopped(shared_data, tmp
     again = iv.track(video, gallery=g, device="cpu", sample_fps=5, progress=False, checkpoint=ckpt)
     assert calls == {"faces": 0, "logos": 0} and again.people == whole.people  # finished: taken whole
     g.close()
+
+
+def test_people_the_camera_pans_past_are_counted_at_two_frames_per_second(shared_data, full_gallery, tmp_path):
+    """A 960 x 540 window pans at 225 px/s past Biden and Obama (their shared photo with a logo photo on either
+    side), analysed twice a second: each face moves 112 px between analysed frames, more than its width. The
+    tracker follows the faces where they stand in the scene (the pan's measured shift), so each is one track and
+    counted for the time it is wholly in the window (0 s each before)."""
+    import av
+    from PIL import Image
+
+    photo = Image.open(shared_data / "scenes" / "obama_and_biden.jpg").convert("RGB")
+    photo = photo.resize((round(photo.width * 540 / photo.height), 540))
+    side = Image.open(shared_data / "logos" / "scenes" / "fl27_170453766.jpg").convert("RGB").resize((700, 540))
+    canvas = Image.new("RGB", (photo.width + 1400, 540))
+    canvas.paste(side, (0, 0))
+    canvas.paste(photo, (700, 0))
+    canvas.paste(side.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (700 + photo.width, 0))
+    canvas.save(tmp_path / "canvas.png")
+    speed, fps, width = 225.0, 25, 960
+    frames = int((canvas.width - width) / speed * fps)
+    with av.open(str(tmp_path / "pan.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "20"})
+        stream.width, stream.height, stream.pix_fmt = width, 540, "yuv420p"
+        for i in range(frames):
+            x = round(i * speed / fps)
+            out.mux(stream.encode(av.VideoFrame.from_image(canvas.crop((x, 0, x + width, 540)))))
+        out.mux(stream.encode())
+    still = iv.track([tmp_path / "canvas.png"], gallery=full_gallery, device="cpu", progress=False)
+    truth = {}
+    for f in still.media[0].faces:
+        if f.identity:  # wholly in the window from when its right edge enters until its left edge leaves
+            truth[f.identity] = min(f.box[0] / speed, frames / fps) - max(0.0, (f.box[2] - width) / speed)
+    assert set(truth) == {"barack_obama", "joe_biden"}
+    report = iv.track([tmp_path / "pan.mp4"], gallery=full_gallery, device="cpu", progress=False, sample_fps=2)
+    got = {p: t.exposure_seconds for p, t in report.people.items() if t.exposure_seconds}
+    assert set(got) == set(truth)
+    for person, want in truth.items():  # analysed every 0.5 s: up to a step lost at either end
+        assert want - 1.0 <= got[person] <= want + 0.5, (person, want, got[person])

@@ -143,3 +143,39 @@ def test_a_fast_camera_pan_sampled_sparsely_is_no_cut_and_real_cuts_stay_cuts(sh
     assert len(found) == len(labels["shots"]) - 1
     noise = np.random.default_rng(0).uniform(0, 255, (90, 160)).astype(np.float32)
     assert not is_pan(noise, np.random.default_rng(1).uniform(0, 255, (90, 160)).astype(np.float32))
+
+
+def test_faces_the_camera_pans_past_stay_one_track_however_far_they_move(shared_data):
+    """A 640 x 360 window panning 110 px per analysed frame over a shared scene (220 px/s at 2 frames per
+    second): two 60 px faces standing in the scene move 110 px between frames, so no box overlaps its last
+    one. Measured by the cut detector, the pan moves the tracker's boxes with it: each face is one track.
+    Without the pan's motion each frame's faces start new tracks."""
+    from PIL import Image
+
+    big = np.asarray(Image.open(shared_data / "logos" / "scenes" / "fl27_170453766.jpg").convert("RGB")
+                     .resize((1200, 900)))
+    people = [(620.0, 250.0), (760.0, 330.0)]  # where the two faces stand, in scene pixels
+    cutter, tracker, plain = ShotCutDetector(), FaceTracker(frame_rate=2.0), FaceTracker(frame_rate=2.0)
+    motions = []
+    for k in range(5):
+        x0 = round(110 * k)
+        frame = np.ascontiguousarray(big[100:460, x0:x0 + 640])
+        assert not cutter.is_cut(frame)
+        motions.append(cutter.motion)
+        boxes = _boxes(*[(x - x0, y - 100) for x, y in people])
+        tracker.update(boxes, np.array([0.99, 0.98]), pts_s=0.5 * k, motion=cutter.motion)
+        plain.update(boxes, np.array([0.99, 0.98]), pts_s=0.5 * k)
+    np.testing.assert_allclose([m[0] for m in motions[1:]], -110, atol=3)  # the picture moves left
+    np.testing.assert_allclose([m[1] for m in motions], 0, atol=3)
+    ids = tracker.track_ids.reshape(5, 2)
+    assert (ids >= 0).all() and (ids == ids[0]).all() and ids[0, 0] != ids[0, 1]
+    assert (plain.track_ids == -1).all()  # without it: ten faces seen once each, no track
+
+
+def test_a_still_camera_measures_no_motion(shared_data):
+    cutter = ShotCutDetector()
+    for b in iter_frames(shared_data / "videos" / "nggyup.mp4", sample_fps=5, batch_size=8):
+        for f in b.frames[:4]:
+            cutter.is_cut(f)
+            assert abs(cutter.motion[0]) < 0.05 * f.shape[1] and abs(cutter.motion[1]) < 0.05 * f.shape[0]
+        break

@@ -328,7 +328,7 @@ def analyse_video(
                 pts_j = float(batch.pts_s[j])
                 clock += tick if last_pts is None else min(pts_j - last_pts, tick)
                 last_pts = pts_j
-                tracker.update(boxes[lo:hi], scores[lo:hi], clock)
+                tracker.update(boxes[lo:hi], scores[lo:hi], clock, cutter.motion)
             cols = {k: faces.columns[k] for k in (*_NEEDED, "sharpness") if k in faces.columns}
             kept.append(Faces(faces.image_index, faces.boxes, faces.scores, faces.landmarks, cols))
             det_pts.append(batch.pts_s[img])

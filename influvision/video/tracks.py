@@ -5,7 +5,7 @@ each frame's boxes to ``trackers.ByteTrackTracker`` (Roboflow, Apache-2.0) with 
 timestamp, and keeps the result columnar: one ``track_id`` per detection, in the order detections were
 given, -1 for a detection that never became part of a track (a face seen in a single sampled frame).
 
-Two things are added to plain ByteTrack:
+Three things are added to plain ByteTrack:
 
 * ByteTrack hands out an id only when a new track is matched a second time, so the detection that started
   a track would come back as -1 and every track would lose its first frame (0.2 s per track at 5 sampled
@@ -13,6 +13,9 @@ Two things are added to plain ByteTrack:
   as the track is confirmed.
 * :class:`ShotCutDetector` spots hard cuts between consecutive sampled frames; at a cut all tracks end
   (the tracker is reset), so a track never spans two shots even when boxes happen to overlap.
+* It also measures how far a camera pan moved the picture between them (:func:`frame_shift`), and the tracker
+  follows boxes where they stand in the scene: a face the camera pans past stays one track even when it moves
+  further than its width between sparsely sampled frames.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ CUT_THRESHOLD = 0.6
 # and aligned differences of 27.8 or more.
 PAN_MIN_RESPONSE = 0.4
 PAN_MAX_RESIDUAL = 15.0
+# The tracker follows a pan's shift only where aligning the frames by it leaves at most this share of their
+# difference: a camera pan (a 225 px/s pan sampled twice a second: 3-4 grey levels left of 60) and not dancers
+# or a moving figure that the correlation happens to lock on (dirtydancing's dance floor at 10 frames per
+# second: shifts of 1-14 % of the frame that left as much difference as before, or more).
+PAN_EXPLAINED = 0.5
 
 _THUMB = (64, 36)  # grey thumbnail for the pixel difference (width, height)
 _HIST_SIZE = (160, 90)  # image size the colour histogram is taken on
@@ -63,10 +71,10 @@ def _frame_signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return grey, hist, grey_small.astype(np.float32)
 
 
-def is_pan(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether grey frame ``b`` is ``a`` moved sideways or up and down (the camera panning): a clear phase
-    correlation peak (:data:`PAN_MIN_RESPONSE`) and, with ``a`` shifted by it, a mean difference of at most
-    :data:`PAN_MAX_RESIDUAL` grey levels over the part both show (at least a third of each side).
+def frame_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
+    """How far the picture moved from grey frame ``a`` to ``b`` by phase correlation: (dx, dy) in their pixels and
+    the mean difference left, in grey levels, with ``a`` shifted by it over the part both show; None without a
+    clear correlation peak (:data:`PAN_MIN_RESPONSE`) or when they would share under a third of each side.
 
     Args:
         a, b: (H, W) float32 grey frames of one size.
@@ -76,21 +84,33 @@ def is_pan(a: np.ndarray, b: np.ndarray) -> bool:
     x0, x1 = math.ceil(max(0.0, dx)), w + math.floor(min(0.0, dx))
     y0, y1 = math.ceil(max(0.0, dy)), h + math.floor(min(0.0, dy))
     if response < PAN_MIN_RESPONSE or x1 - x0 < w / 3 or y1 - y0 < h / 3:
-        return False
+        return None
     shifted = cv2.warpAffine(a, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
-    return float(np.abs(shifted[y0:y1, x0:x1] - b[y0:y1, x0:x1]).mean()) <= PAN_MAX_RESIDUAL
+    return float(dx), float(dy), float(np.abs(shifted[y0:y1, x0:x1] - b[y0:y1, x0:x1]).mean())
+
+
+def is_pan(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether grey frame ``b`` is ``a`` moved sideways or up and down (the camera panning): a :func:`frame_shift`
+    that leaves a mean difference of at most :data:`PAN_MAX_RESIDUAL` grey levels."""
+    shift = frame_shift(a, b)
+    return shift is not None and shift[2] <= PAN_MAX_RESIDUAL
 
 
 class ShotCutDetector:
-    """Detects hard cuts between consecutive frames given one at a time.
+    """Detects hard cuts between consecutive frames given one at a time, and measures camera pans.
 
     Args:
         threshold: cut score at or above which a cut is declared (see :data:`CUT_THRESHOLD`).
+
+    After each :meth:`is_cut`, :attr:`motion` is how far the picture moved since the previous frame (dx, dy in
+    the frame's pixels) where the two are one picture panned (:func:`is_pan`) and the shift explains most of
+    what changed (:data:`PAN_EXPLAINED`), else (0, 0).
     """
 
     def __init__(self, threshold: float = CUT_THRESHOLD):
         self.threshold = threshold
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.motion = (0.0, 0.0)
 
     def score(self, frame: np.ndarray) -> float:
         """Cut score between this frame and the previous one (0.0 for the first frame); updates the state.
@@ -109,12 +129,20 @@ class ShotCutDetector:
     def is_cut(self, frame: np.ndarray) -> bool:
         """True when ``frame`` starts a new shot (never for the first frame, nor where the camera panned)."""
         prev = self._prev
-        if self.score(frame) < self.threshold or prev is None or self._prev is None:
+        cut_score = self.score(frame)
+        self.motion = (0.0, 0.0)
+        if prev is None or self._prev is None:
             return False
-        return not is_pan(prev[2], self._prev[2])
+        shift = frame_shift(prev[2], self._prev[2])
+        pan = shift is not None and shift[2] <= PAN_MAX_RESIDUAL
+        if pan and shift[2] <= PAN_EXPLAINED * float(np.abs(prev[2] - self._prev[2]).mean()):
+            h, w = frame.shape[:2]
+            self.motion = (shift[0] * w / _HIST_SIZE[0], shift[1] * h / _HIST_SIZE[1])
+        return cut_score >= self.threshold and not pan
 
     def reset(self) -> None:
         self._prev = None
+        self.motion = (0.0, 0.0)
 
 
 class _ByteTrack(ByteTrackTracker):
@@ -170,6 +198,7 @@ class FaceTracker:
         self._pending: dict[int, tuple[object, int]] = {}  # id(tracklet) -> (tracklet, global row)
         self._offset = 0  # ByteTrack restarts its ids after a reset; ours continue
         self._max_local = -1
+        self._camera = np.zeros(2, dtype=np.float64)  # how far the picture has moved since the shot began
         self.cuts = 0
 
     @property
@@ -181,17 +210,22 @@ class FaceTracker:
         """End every track (a shot change): later detections start new tracks with new ids."""
         self._bt.reset()
         self._pending.clear()
+        self._camera[:] = 0.0
         self._offset += self._max_local + 1
         self._max_local = -1
         self.cuts += 1
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, pts_s: float) -> np.ndarray:
+    def update(self, boxes: np.ndarray, scores: np.ndarray, pts_s: float,
+               motion: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
         """Add one frame's detections.
 
         Args:
             boxes: (N, 4) float x1, y1, x2, y2 in frame pixels; N may be 0.
             scores: (N,) detector confidence in [0, 1].
             pts_s: the frame's time in seconds (strictly increasing between calls).
+            motion: how far the picture moved since the previous frame (dx, dy in frame pixels: a camera pan,
+                :attr:`ShotCutDetector.motion`). Boxes are tracked where they are in the scene, so a face the
+                camera pans past stays one track however far it moves between analysed frames.
 
         Returns:
             (N,) int64 ids of this frame's detections as known now; a detection that starts a track reads
@@ -204,7 +238,10 @@ class FaceTracker:
         n = boxes.shape[0]
         base = len(self._ids)
         self._bt.spawned = []
-        det = sv.Detections(xyxy=boxes, confidence=scores, data={"row": np.arange(n)})
+        self._camera += motion
+        cx, cy = self._camera
+        scene = boxes - np.array([cx, cy, cx, cy], dtype=np.float32)
+        det = sv.Detections(xyxy=scene, confidence=scores, data={"row": np.arange(n)})
         out = self._bt.update(det, timestamp=float(pts_s))
         local = np.full(n, -1, dtype=np.int64)
         if len(out):
