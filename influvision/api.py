@@ -36,7 +36,7 @@ from .faces.pipeline import FacePipeline
 from .files import writable_folder
 from .gallery import Gallery, StoredDetector
 from .hashing import sha256_file
-from .logos.cues import SOURCE_SIFT, cue_names
+from .logos.cues import SOURCE_SIFT, cue_names, smallest_mark_searched
 from .match import UNKNOWN, GalleryIndex, MatchSettings, assign_identities, person_distances
 from .report import Counts, FaceEntry, LogoEntry, MediaEntry, Report, Settings, Skipped
 from .sources import MediaItem, collect_media, path_list
@@ -169,6 +169,7 @@ def track(
                       "max_side": float(pipeline.detector.max_side),
                       **({"dim_mean": pipeline.detector.dim_mean} if pipeline.detector.dim_mean is not None else {})},
             logo_cues=engine.logo_detector.cues if engine.logo_detector else [],
+            logo_work_side=engine.logo_detector.work_side if engine.logo_detector else None,
             logo_trained_min_score=_trained_min_score(engine.logo_detector),
             logo_frames=bool(engine.logo_detector is not None and engine.logo_detector.frames))
         ckpt = Checkpoint(checkpoint, _checkpoint_settings(report_settings, settings), gallery_key) \
@@ -460,6 +461,8 @@ def _build_report(media: list[MediaEntry], skipped: list[Skipped], inputs_seen: 
             m.smallest_face_px = round(smallest_face_searched(
                 m.width, m.height, min_face_size=settings.detector["min_face_size"],
                 max_side=int(settings.detector["max_side"])), 1)
+        if m.width and m.height and not m.duplicate_of and settings.logo_work_side:
+            m.smallest_logo_px = round(smallest_mark_searched(m.width, m.height, work_side=settings.logo_work_side), 1)
     faces = [f for m in media for f in m.faces]
     counts = Counts(
         inputs_seen=inputs_seen, analysed=sum(1 for m in media if not m.duplicate_of),

@@ -43,7 +43,8 @@ class LogoEntry(BaseModel):
     area_share: float = 0.0
     centrality: float = 0.0
     sharpness: float | None = Field(None, description="var(Laplacian) / max(var(grey), 25) of the box's pixels "
-                                    "(the face chips' measure): low means blurred or upscaled")
+                                    "(the face chips' measure) times the box's longer side / 256: low means blurred or "
+                                    "upscaled")
     near: list[str] = Field(default_factory=list, description="Named people this logo is on or near")
     cues: list[str] = Field(default_factory=list, description="Logo cues that found it: sift, silhouette, text, trained")
     mark_box: Box | None = Field(None, description="The matched mark's own box where `box` is the printed frame "
@@ -130,6 +131,9 @@ class MediaEntry(BaseModel):
         "Smallest face side (this media's pixels) the detector is set to find; smaller faces are found only by "
         "chance. Photos and frames longer than the detector's max_side are searched on a copy of that size, "
         "which raises it above the detector's min_face_size"))
+    smallest_logo_px: float | None = Field(None, description=(
+        "Where brands were searched: the smallest mark side (this media's pixels) the logo matcher finds other than "
+        "by chance. Photos and frames are searched on a 1000 px copy, so it grows with photos longer than that"))
     duration_s: float | None = None
     fps: float | None = None
     frames_analysed: int | None = None
@@ -231,6 +235,7 @@ class Settings(BaseModel):
     device: str
     precision: str = Field("fp32", description="Embedder arithmetic for faces in media: fp32 or bf16")
     logo_cues: list[str] = Field(default_factory=list, description="Logo cues used: sift, silhouette, text, trained")
+    logo_work_side: int | None = Field(None, description="Longer side of the copy the logo matcher searches (px)")
     logo_trained_min_score: float | None = Field(
         None, description="Score a trained-detector box needs (calibrated on labelled photos when it was trained)")
     logo_frames: bool = Field(False, description="Logo boxes widened to the printed frame around the mark (badge, "
@@ -370,6 +375,15 @@ class Report(BaseModel):
             lines.append(f"small faces may be missed: {media} longer than {side:.0f} px searched on a {side:.0f} px "
                          f"copy, where faces under {span} px are found only by chance (a larger max_side finds them, "
                          "slower)")
+        side = self.settings.logo_work_side
+        small_logos = [m.smallest_logo_px for m in self.media if m.smallest_logo_px is not None and side
+                       and max(m.width or 0, m.height or 0) > side]
+        if small_logos:
+            span = (f"{min(small_logos):.0f}" if min(small_logos) == max(small_logos)
+                    else f"{min(small_logos):.0f}-{max(small_logos):.0f}")
+            media = "1 photo or video" if len(small_logos) == 1 else f"{len(small_logos)} photos or videos"
+            lines.append(f"small logos may be missed: {media} longer than {side} px searched for logos on a {side} px "
+                         f"copy, where marks under about {span} px are found only by chance")
         if c.annotation_failures:
             lines.append(f"annotated copies not written: {c.annotation_failures} (a full disk or a folder gone? the log "
                          "names each file and the problem)")

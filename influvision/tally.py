@@ -41,7 +41,8 @@ def prominence(box: list[float], width: int, height: int) -> tuple[float, float]
 # Logo sharpness is expressed per this many pixels of the box's longer side: for one crisp mark the Laplacian's
 # variance falls as the mark's size grows (edges are a smaller share of a large box's pixels), so it is scaled by
 # side / this. Before, boxes were shrunk to this side and smaller ones left as they were: the shared FedEx mark
-# scored 5.33 at 32 px and 0.56 at 256 px and more; now 0.56-0.70 from 32 to 1024 px.
+# scored 5.33 at 32 px and 0.56 at 256 px and more; now 0.56-0.70 from 32 to 1024 px (drawn at whole fractions
+# of its reference; a rendering softened by resampling at other sizes scores up to about half of that).
 SHARPNESS_SIDE = 256
 
 
@@ -60,7 +61,7 @@ def region_sharpness(pixels: np.ndarray, box: list[float]) -> float:
     if x2 - x1 < 3 or y2 - y1 < 3:
         return 0.0
     grey = cv2.cvtColor(np.ascontiguousarray(pixels[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
-    k = max(grey.shape) // SHARPNESS_SIDE
+    k = min(max(grey.shape) // SHARPNESS_SIDE, min(grey.shape) // 3)  # a thin box keeps 3 px across
     if k >= 2:  # whole k x k blocks (a non-whole factor would soften the edges it measures); bounds the cost
         grey = grey[: grey.shape[0] // k * k, : grey.shape[1] // k * k]
         grey = cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)

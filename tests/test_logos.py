@@ -596,3 +596,5 @@ def test_logo_sharpness_is_about_the_same_for_one_crisp_mark_at_any_size(logo_da
     small, large = drawn(at(32, flat, cv2.INTER_AREA)), drawn(at(256, flat, cv2.INTER_AREA))
     assert 1 / 2 < small / large < 2  # 8-10x without the size normalisation
     assert drawn(at(256, at(32, flat, cv2.INTER_AREA), cv2.INTER_CUBIC)) < large / 5  # enlarged: blurred
+    wide = cv2.resize(flat, (3000, 400), interpolation=cv2.INTER_CUBIC)
+    assert np.isfinite(region_sharpness(wide, [0, 100, 2048, 103]))  # a thin box over a wide photo

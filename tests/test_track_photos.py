@@ -503,3 +503,23 @@ def test_small_registered_faces_left_unnamed_are_listed_as_near_misses(tmp_path,
     assert "joe_biden: 1 face in 1 photo" in report.summary()
     report.to_csv(tmp_path / "csv")
     assert "joe_biden" in (tmp_path / "csv" / "near_misses.csv").read_text()
+
+
+def test_photos_say_how_small_a_logo_the_search_can_find_in_them(tmp_path, logo_data, shared_data):
+    gallery = iv.Gallery(tmp_path / "brands.db", device="cpu")
+    assert all(s.ok for s in gallery.add_brand("fedex", logo_data / "refs" / "fedex.png"))
+    photo = Image.open(logo_data / "scenes" / "fl27_213783134.jpg").convert("RGB")  # 500 x 375, FedEx trucks
+    photo.resize((4000, 3000), Image.BICUBIC).save(tmp_path / "large.jpg", quality=92)
+    report = iv.track([logo_data / "scenes" / "fl27_2938026725.jpg", tmp_path / "large.jpg"], gallery=gallery,
+                      device="cpu", progress=False)  # another 500 px photo (the same one would be a duplicate)
+    small, large = sorted(report.media, key=lambda m: m.width or 0)
+    # The matcher searches a 1000 px copy: a 500 px photo enlarged twice (about 25 px of the copy: 12.5 px),
+    # a 4000 px photo shrunk four times (100 px).
+    assert (small.smallest_logo_px, large.smallest_logo_px, report.settings.logo_work_side) == (12.5, 100.0, 1000)
+    assert {lg.brand for lg in large.logos} == {"fedex"}  # its marks are far larger than that
+    assert ("small logos may be missed: 1 photo or video longer than 1000 px searched for logos on a 1000 px copy, "
+            "where marks under about 100 px are found only by chance") in report.summary()
+    people = iv.Gallery(tmp_path / "people.db", device="cpu")  # no brand registered: no logo search
+    people.add_person("barack_obama", [shared_data / "faces" / "barack_obama" / "1.jpg"])
+    plain = iv.track([logo_data / "scenes" / "fl27_213783134.jpg"], gallery=people, device="cpu", progress=False)
+    assert plain.media[0].smallest_logo_px is None and "small logos" not in plain.summary()

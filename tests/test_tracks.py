@@ -172,6 +172,24 @@ def test_faces_the_camera_pans_past_stay_one_track_however_far_they_move(shared_
     assert (plain.track_ids == -1).all()  # without it: ten faces seen once each, no track
 
 
+def test_a_subject_the_camera_follows_stays_one_track_while_the_background_pans(shared_data):
+    """The same pan, but the face is one the camera follows (a walk-and-talk): it stays in place in the frame
+    while the picture moves 110 px per analysed frame. Its box overlaps its last one where it is, not where the
+    pan would have taken it, so the tracker keeps frame coordinates for it: one track."""
+    from PIL import Image
+
+    big = np.asarray(Image.open(shared_data / "logos" / "scenes" / "fl27_170453766.jpg").convert("RGB")
+                     .resize((1200, 900)))
+    cutter, tracker = ShotCutDetector(), FaceTracker(frame_rate=2.0)
+    for k in range(5):
+        frame = np.ascontiguousarray(big[100:460, round(110 * k):round(110 * k) + 640])
+        assert not cutter.is_cut(frame)
+        tracker.update(_boxes((320.0, 180.0)), np.array([0.99]), pts_s=0.5 * k, motion=cutter.motion)
+        assert k == 0 or cutter.motion[0] < -100
+    ids = tracker.track_ids
+    assert (ids >= 0).all() and (ids == ids[0]).all()
+
+
 def test_a_still_camera_measures_no_motion(shared_data):
     cutter = ShotCutDetector()
     for b in iter_frames(shared_data / "videos" / "nggyup.mp4", sample_fps=5, batch_size=8):

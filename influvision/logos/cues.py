@@ -34,3 +34,15 @@ class CueCandidate:
     ref_index: int
     box: tuple[float, float, float, float]
     score: float
+
+
+# The smallest mark, in pixels of the SIFT matcher's working copy, that gives it enough keypoints to verify
+# (docs/logos.md, Limitations; the silhouette cue goes to about half of it for marks with a clean outline).
+SMALLEST_MARK_WORK_PX = 25.0
+
+
+def smallest_mark_searched(width: int, height: int, *, work_side: int = 1000, max_upscale: float = 2.0) -> float:
+    """Smallest mark side, in source pixels, that the SIFT matcher finds other than by chance in an image of this
+    size: it searches a copy whose longer side is ``work_side`` (small images enlarged at most ``max_upscale``
+    times), so in a large photo the limit grows with the photo (100 px in a 4000 px photo)."""
+    return SMALLEST_MARK_WORK_PX / min(max_upscale, work_side / max(width, height, 1))

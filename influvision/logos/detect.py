@@ -127,6 +127,11 @@ class LogoDetector:
         return [name for name, used in on if used]
 
     @property
+    def work_side(self) -> int | None:
+        """Longer side of the copy the SIFT matcher searches (None without the matcher)."""
+        return self._matcher.work_side if self._matcher is not None else None
+
+    @property
     def brands(self) -> list[str]:
         """Brand name of each reference, in index order (``Logos.brand`` values index this list)."""
         return [r.name for r in self.references]

@@ -396,7 +396,7 @@ class SiftMatcher:
         # pixel samples inside their quadrilateral. Bilinear samples read one pixel beyond their position, and
         # outside the photo BORDER_REPLICATE repeats the photo's edge, which the crop keeps wherever that is.
         depth = np.c_[corners[0], np.ones(4)] @ hmat[2]
-        if depth.min() > 1e-9 or depth.max() < -1e-9:
+        if depth.min() > 1e-6 or depth.max() < -1e-6:  # perspectiveTransform gives (0, 0) for |w| under ~1e-7
             xy = cv2.perspectiveTransform(corners, hmat)[0]
             x0 = int(np.clip(np.floor(xy[:, 0].min()) - 2, 0, cols - 1))
             y0 = int(np.clip(np.floor(xy[:, 1].min()) - 2, 0, rows - 1))

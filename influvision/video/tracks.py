@@ -15,7 +15,8 @@ Three things are added to plain ByteTrack:
   (the tracker is reset), so a track never spans two shots even when boxes happen to overlap.
 * It also measures how far a camera pan moved the picture between them (:func:`frame_shift`), and the tracker
   follows boxes where they stand in the scene: a face the camera pans past stays one track even when it moves
-  further than its width between sparsely sampled frames.
+  further than its width between sparsely sampled frames (unless the frame's faces stayed where they were: a
+  subject the camera follows).
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class FaceTracker:
         self._offset = 0  # ByteTrack restarts its ids after a reset; ours continue
         self._max_local = -1
         self._camera = np.zeros(2, dtype=np.float64)  # how far the picture has moved since the shot began
+        self._last = np.zeros((0, 4), dtype=np.float32)  # the previous frame's boxes, frame pixels
         self.cuts = 0
 
     @property
@@ -211,6 +213,7 @@ class FaceTracker:
         self._bt.reset()
         self._pending.clear()
         self._camera[:] = 0.0
+        self._last = np.zeros((0, 4), dtype=np.float32)
         self._offset += self._max_local + 1
         self._max_local = -1
         self.cuts += 1
@@ -238,7 +241,9 @@ class FaceTracker:
         n = boxes.shape[0]
         base = len(self._ids)
         self._bt.spawned = []
-        self._camera += motion
+        if self._follows_scene(boxes, motion):
+            self._camera += motion
+        self._last = boxes
         cx, cy = self._camera
         scene = boxes - np.array([cx, cy, cx, cy], dtype=np.float32)
         det = sv.Detections(xyxy=scene, confidence=scores, data={"row": np.arange(n)})
@@ -255,6 +260,17 @@ class FaceTracker:
         self._resolve_pending()
         return ids
 
+    def _follows_scene(self, boxes: np.ndarray, motion: tuple[float, float]) -> bool:
+        """Whether this frame's faces moved with the picture (faces standing in a scene the camera pans across)
+        rather than stayed in place in the frame (a subject the camera follows while the background slides
+        by): more of them overlap the last frame's faces shifted by ``motion`` than unshifted. Without faces in
+        both frames to tell, the picture's motion is followed."""
+        if not (motion[0] or motion[1]) or not len(boxes) or not len(self._last):
+            return True
+        dx, dy = motion
+        moved = self._last + np.array([dx, dy, dx, dy], dtype=np.float32)
+        return _matched(boxes, moved) >= _matched(boxes, self._last)
+
     def _resolve_pending(self) -> None:
         alive = {id(t) for t in self._bt.tracks}
         for key, (tracklet, row) in list(self._pending.items()):
@@ -265,3 +281,16 @@ class FaceTracker:
                 del self._pending[key]
             elif key not in alive:
                 del self._pending[key]
+
+
+def _matched(boxes: np.ndarray, earlier: np.ndarray, min_iou: float = 0.3) -> int:
+    """How many of ``boxes`` (N, 4) overlap one of ``earlier`` (M, 4) by at least ``min_iou``."""
+    x1 = np.maximum(boxes[:, None, 0], earlier[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], earlier[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], earlier[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], earlier[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    b = (earlier[:, 2] - earlier[:, 0]) * (earlier[:, 3] - earlier[:, 1])
+    iou = inter / np.maximum(a[:, None] + b[None, :] - inter, 1e-9)
+    return int((iou.max(axis=1) >= min_iou).sum())
