@@ -203,6 +203,13 @@ class Counts(BaseModel):
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
+def _media_and_span(limits: list[float]) -> tuple[str, str]:
+    """"N photos or videos" and "a" or "a-b" px for the summary's small-faces and small-logos lines."""
+    media = "1 photo or video" if len(limits) == 1 else f"{len(limits)} photos or videos"
+    lo, hi = min(limits), max(limits)
+    return media, f"{lo:.0f}" if lo == hi else f"{lo:.0f}-{hi:.0f}"
+
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -370,8 +377,7 @@ class Report(BaseModel):
                   if m.smallest_face_px is not None and m.smallest_face_px > self.settings.min_face_px]
         if coarse:
             side = self.settings.detector.get("max_side")
-            span = f"{min(coarse):.0f}" if min(coarse) == max(coarse) else f"{min(coarse):.0f}-{max(coarse):.0f}"
-            media = "1 photo or video" if len(coarse) == 1 else f"{len(coarse)} photos or videos"
+            media, span = _media_and_span(coarse)
             lines.append(f"small faces may be missed: {media} longer than {side:.0f} px searched on a {side:.0f} px "
                          f"copy, where faces under {span} px are found only by chance (a larger max_side finds them, "
                          "slower)")
@@ -379,9 +385,7 @@ class Report(BaseModel):
         small_logos = [m.smallest_logo_px for m in self.media if m.smallest_logo_px is not None and side
                        and max(m.width or 0, m.height or 0) > side]
         if small_logos:
-            span = (f"{min(small_logos):.0f}" if min(small_logos) == max(small_logos)
-                    else f"{min(small_logos):.0f}-{max(small_logos):.0f}")
-            media = "1 photo or video" if len(small_logos) == 1 else f"{len(small_logos)} photos or videos"
+            media, span = _media_and_span(small_logos)
             lines.append(f"small logos may be missed: {media} longer than {side} px searched for logos on a {side} px "
                          f"copy, where marks under about {span} px are found only by chance")
         if c.annotation_failures:

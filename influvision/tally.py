@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .report import MediaEntry, NearMiss, PairTally, SubjectTally
+from .resample import block_mean
 from .video.exposure import subtract_intervals, total_seconds
 
 # A logo counts as "with" a person when the gap between the logo box and the face box is at most this
@@ -63,8 +64,7 @@ def region_sharpness(pixels: np.ndarray, box: list[float]) -> float:
     grey = cv2.cvtColor(np.ascontiguousarray(pixels[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
     k = min(max(grey.shape) // SHARPNESS_SIDE, min(grey.shape) // 3)  # a thin box keeps 3 px across
     if k >= 2:  # whole k x k blocks (a non-whole factor would soften the edges it measures); bounds the cost
-        grey = grey[: grey.shape[0] // k * k, : grey.shape[1] // k * k]
-        grey = cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)
+        grey = block_mean(grey, k)
     grey = grey.astype(np.float32)
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
     return round(float(lap.var()) / max(float(grey.var()), 25.0) * max(grey.shape) / SHARPNESS_SIDE, 4)

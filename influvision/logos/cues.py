@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..resample import work_scale
+
 SOURCE_SIFT = 1
 SOURCE_TEXT = 2
 SOURCE_TRAINED = 4
@@ -45,4 +47,4 @@ def smallest_mark_searched(width: int, height: int, *, work_side: int = 1000, ma
     """Smallest mark side, in source pixels, that the SIFT matcher finds other than by chance in an image of this
     size: it searches a copy whose longer side is ``work_side`` (small images enlarged at most ``max_upscale``
     times), so in a large photo the limit grows with the photo (100 px in a 4000 px photo)."""
-    return SMALLEST_MARK_WORK_PX / min(max_upscale, work_side / max(width, height, 1))
+    return SMALLEST_MARK_WORK_PX / work_scale(width, height, work_side, max_upscale)

@@ -37,7 +37,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..engine import default_workers
-from ..resample import shrink
+from ..resample import rescaled, work_scale
 from ..tone import lifted
 from .cues import DARK_MEAN
 from .references import LogoReference
@@ -215,9 +215,6 @@ class SiftMatcher:
             return np.zeros((0, 128), np.float32), np.zeros((0, 2), np.float32)
         return np.concatenate(descs), np.concatenate(pts)
 
-    def _work_scale(self, h: int, w: int) -> float:
-        return min(self.max_upscale, self.work_side / max(h, w))
-
     def match(self, images: Sequence[np.ndarray]) -> list[Candidate]:
         """Verified candidates over a batch of (H, W, 3) uint8 RGB images, in image order; may be empty."""
         return [c for found in self._map(self._match_one, range(len(images)), images) for c in found]
@@ -243,11 +240,9 @@ class SiftMatcher:
         """The grey photo, the grey copy SIFT describes (longer side ``work_side``, small photos upscaled at most
         ``max_upscale`` times) and its scale, for a non-empty (H, W, 3) uint8 RGB image."""
         h, w = img.shape[:2]
-        s = self._work_scale(h, w)
+        s = work_scale(w, h, self.work_side, self.max_upscale)
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        work = cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC) if s > 1 else shrink(grey, size)
-        return grey, work, s
+        return grey, rescaled(grey, s), s
 
     def _match_one(self, index: int, img: np.ndarray) -> list[Candidate]:
         h, w = img.shape[:2]

@@ -66,7 +66,7 @@ import numpy as np
 
 from ..boxes import box_inside, box_iou
 from ..engine import default_workers
-from ..resample import shrink
+from ..resample import rescaled, work_scale
 from ..tone import lifted
 from ..types import check_rgb_images
 from .cues import DARK_MEAN, CueCandidate
@@ -359,14 +359,8 @@ class SilhouetteCue:
         h, w = image.shape[:2]
         if h == 0 or w == 0:
             return [], 1.0, np.zeros((0, 0, 3), np.uint8)
-        scale = min(self.max_upscale, self.work_side / max(h, w))
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if scale == 1:
-            small = np.ascontiguousarray(image)
-        elif scale < 1:
-            small = shrink(image, size)
-        else:
-            small = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+        scale = work_scale(w, h, self.work_side, self.max_upscale)
+        small = rescaled(image, scale)
         # In an upscaled copy the least region grows with the scale (not its square): a region of the same
         # few source pixels is then mostly interpolation (measured in RESULTS.md, 2026-12-06).
         frames, lab = _mser_regions(small, min_area=round(MIN_REGION_PX * max(1.0, scale)))

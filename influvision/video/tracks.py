@@ -29,6 +29,7 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from ..boxes import pairwise_iou
 from ..errors import ShapeError
 
 log = logging.getLogger(__name__)
@@ -285,12 +286,4 @@ class FaceTracker:
 
 def _matched(boxes: np.ndarray, earlier: np.ndarray, min_iou: float = 0.3) -> int:
     """How many of ``boxes`` (N, 4) overlap one of ``earlier`` (M, 4) by at least ``min_iou``."""
-    x1 = np.maximum(boxes[:, None, 0], earlier[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], earlier[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], earlier[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], earlier[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    b = (earlier[:, 2] - earlier[:, 0]) * (earlier[:, 3] - earlier[:, 1])
-    iou = inter / np.maximum(a[:, None] + b[None, :] - inter, 1e-9)
-    return int((iou.max(axis=1) >= min_iou).sum())
+    return int((pairwise_iou(boxes, earlier).max(axis=1) >= min_iou).sum())
