@@ -64,7 +64,7 @@ from functools import cache, cached_property
 import cv2
 import numpy as np
 
-from ..boxes import box_inside, box_iou
+from ..boxes import box_inside, box_iou, pairwise_iou
 from ..engine import default_workers
 from ..resample import rescaled, work_scale
 from ..tone import lifted
@@ -495,7 +495,8 @@ def _agreeing_sets(fits: _Fits, idx: np.ndarray, share: np.ndarray, photo: _Phot
     a view) from joining a view shifted by one feather."""
     part, region = fits.part[idx], fits.region[idx]
     apart = photo.overlap[np.ix_(region, region)] <= 0.2
-    agree = ((_pairwise_iou(fits.box[idx].astype(np.float32)) >= AGREE_BOX)
+    boxes = fits.box[idx].astype(np.float32)
+    agree = ((pairwise_iou(boxes, boxes) >= AGREE_BOX)
              & (_map_distance(fits.map[idx]) <= AGREE_MAP)
              & (part[:, None] != part[None, :]))
     if all_parts:
@@ -745,22 +746,11 @@ def _span_overlap(lo1: np.ndarray | float, hi1: np.ndarray | float, lo2: np.ndar
     return np.clip(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0, None)
 
 
-def _intersections(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, N) intersection areas of N boxes (x1, y1, x2, y2) and their (N,) areas."""
-    iw = _span_overlap(b[:, None, 0], b[:, None, 2], b[None, :, 0], b[None, :, 2])
-    ih = _span_overlap(b[:, None, 1], b[:, None, 3], b[None, :, 1], b[None, :, 3])
-    return iw * ih, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-
-
-def _pairwise_iou(b: np.ndarray) -> np.ndarray:
-    """(N, N) IoU of N boxes (x1, y1, x2, y2)."""
-    inter, area = _intersections(b)
-    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
-
-
 def _overlap(b: np.ndarray) -> np.ndarray:
-    """(N, N) intersection of N boxes over the smaller one's area: 1 for nested boxes."""
-    inter, area = _intersections(b)
+    """(N, N) intersection of N boxes (x1, y1, x2, y2) over the smaller one's area: 1 for nested boxes."""
+    inter = (_span_overlap(b[:, None, 0], b[:, None, 2], b[None, :, 0], b[None, :, 2])
+             * _span_overlap(b[:, None, 1], b[:, None, 3], b[None, :, 1], b[None, :, 3]))
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
 
 
