@@ -127,7 +127,13 @@ class _RawFrame:
 
 
 class _DecodeStopped(Exception):
-    """Raised by a backend when the stream breaks after decoding started; the message says why."""
+    """Raised by a backend when the stream breaks after decoding started; the message says why. ``damaged``:
+    FFmpeg failed on the file's data (truncated or corrupt), rather than a frame breaking one of influvision's
+    limits."""
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class _Backend:
@@ -269,7 +275,8 @@ class _PyAVBackend(_Backend):
                 last_pts = pts_s
                 index += 1
         except av.FFmpegError as err:
-            raise _DecodeStopped(f"decoding stopped after {index} frames: {_ffmpeg_problem(err)}") from None
+            raise _DecodeStopped(f"decoding stopped after {index} frames: {_ffmpeg_problem(err)}",
+                                 damaged=True) from None
         finally:
             container.close()
 
@@ -407,6 +414,7 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
     first_pts: float | None = None
     next_slot = -math.inf
     error: str | None = None
+    damaged = False
     decoded = 0
 
     def take(raw: _RawFrame, duration: float) -> None:
@@ -444,18 +452,20 @@ def _iterate(dec: _Backend, path: str, info: VideoInfo, step: float, sampling: b
                     yield batch()
             held = raw
     except _DecodeStopped as stop:
-        error = str(stop)
+        error, damaged = str(stop), stop.damaged
     if held is None:
         raise MediaError(path, error or "video stream contains no frames")
     # The last sampled frame stands for the time until the end of the last decoded frame.
     take(held, end_s - held.pts_s)
     # A rejoined clock leaves the declared length meaningless (it spans the jumps), so it proves nothing.
-    if error is None and info.duration_s > 0 and info.own_duration and not held.rejoined:
+    if (error is None or damaged) and info.duration_s > 0 and info.own_duration and not held.rejoined:
         period = 1.0 / info.fps if info.fps > 0 else 0.0
-        missing = info.duration_s - end_s
-        if missing > max(_TRUNCATION_FRAMES * period, _TRUNCATION_MIN_S):
-            error = (f"stream ends at {end_s:.3f} s but declares {info.duration_s:.3f} s "
+        if info.duration_s - end_s > max(_TRUNCATION_FRAMES * period, _TRUNCATION_MIN_S):
+            # FFmpeg either stops quietly at the cut or fails on the partial packet there (which one depends
+            # on the PyAV release): both are the same truncated file.
+            short = (f"stream ends at {end_s:.3f} s but declares {info.duration_s:.3f} s "
                      f"({decoded} frames decoded); the file looks truncated")
+            error = short if error is None else f"{error}; {short}"
     if error is not None:
         log.warning("%s: %s", path, error)
     yield batch(error, held.rejoined)
