@@ -417,6 +417,33 @@ def test_a_mark_near_a_glyph_needs_a_closer_fit_than_the_glyph(refs: list[LogoRe
     assert {c.image_index for c in SilhouetteCue([mark], workers=1).find(signs)} == {0, 1, 2}
 
 
+# Two chevrons in an oval ring (drawn for this test, like a car maker's badge): the space above the upper chevron
+# is a dome with a notch cut out of it, a hole carrying more than half of the mark's ink.
+CHEVRON_MARK_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 270 320"><clipPath id="o"><ellipse cx="135" '
+                    b'cy="160" rx="120" ry="150"/></clipPath><ellipse cx="135" cy="160" rx="120" ry="150" fill="none" '
+                    b'stroke="#000" stroke-width="12"/><g clip-path="url(#o)" fill="none" stroke="#000" '
+                    b'stroke-width="24"><path d="M0 175 L135 80 L270 175"/><path d="M0 240 L135 145 L270 240"/></g>'
+                    b'</svg>')
+
+
+def test_a_hole_shaped_like_a_bent_band_does_not_stand_for_the_mark(shared_data: Path, monkeypatch):
+    mark = load_reference("chevrons", CHEVRON_MARK_SVG)
+    # Only the whole mark stands for it: the dome-shaped hole is a bent band, as plain as a brow or a lock of hair.
+    assert [round(p.share, 2) for p in silhouette._parts(mark, 0) if p.whole] == [1.0]
+    img, box = _draw(mark, (30, 30, 160), 215, _affine(mark, 0.7, angle=10.0))
+    found = SilhouetteCue([mark], workers=1).find([img])
+    assert len(found) == 1 and box_iou(found[0].box, box) >= 0.7
+    # Brows, eyelids and hair in four face photos and a scene fitted the hole's outline at 0.82-0.87.
+    photos = [rgb_of(shared_data / p) for p in ("faces/angelina_jolie/5.jpg", "faces/madonna/5.jpg",
+                                                "faces/scarlett_johansson/4.jpg", "faces/simon_helberg/1.png",
+                                                "scenes/couple.jpg")]
+    assert SilhouetteCue([mark], workers=1).find(photos) == []
+    figures = silhouette.plain_masks()[:8]  # the bank without arcs and crescents
+    monkeypatch.setattr(silhouette, "_plain", lambda: silhouette._Bank(
+        np.concatenate([silhouette._Frame(m).rotated for m in figures])))
+    assert {c.image_index for c in SilhouetteCue([mark], workers=1).find(photos)} == {0, 1, 2, 3, 4}
+
+
 def test_vodafone_is_still_found_where_the_photo_shows_it_crisply(cue: SilhouetteCue, logo_data: Path,
                                                                    refs: list[LogoReference]):
     # Vodafone's speech mark is the shared mark nearest to a glyph (0.83): its fits on this shop front (0.85,

@@ -61,7 +61,9 @@ def _star(points: int, inner: float) -> np.ndarray:
 
 def plain_masks() -> list[np.ndarray]:
     """Bool masks of the plain figures: a disc, a square, a triangle, a half-disc, rings from thick to thin (the
-    letters o and O) and an L. Up to an affine map they are every ellipse, parallelogram and triangle."""
+    letters o and O), an L, arcs (a third and a half of a ring, thick and thin) and crescents. Up to an affine
+    map they are every ellipse, parallelogram and triangle; the arcs and crescents are the bent bands and
+    moons that brows, eyelids, hair and smiles make in every photo of people."""
     n, c = 400, (200, 200)
     disc = np.zeros((n, n), np.uint8)
     cv2.circle(disc, c, 150, 1, -1)
@@ -78,7 +80,19 @@ def plain_masks() -> list[np.ndarray]:
         rings.append(ring)
     ell = np.zeros((n, n), np.uint8)
     cv2.fillPoly(ell, [np.array([[50, 50], [350, 50], [350, 120], [120, 120], [120, 350], [50, 350]], np.int32)], 1)
-    return [f.astype(bool) for f in (disc, square, tri, half, *rings, ell)]
+    arcs = []
+    for span in (120, 180):
+        for inner in (110, 130):
+            arc = np.zeros((n, n), np.uint8)
+            cv2.ellipse(arc, c, (150, 150), 0, 270 - span / 2, 270 + span / 2, 1, -1)
+            cv2.circle(arc, c, inner, 0, -1)
+            arcs.append(arc)
+    crescents = []
+    for offset in (60, 100):
+        moon = disc.copy()
+        cv2.circle(moon, (c[0], c[1] + offset), 150, 0, -1)
+        crescents.append(moon)
+    return [f.astype(bool) for f in (disc, square, tri, half, *rings, ell, *arcs, *crescents)]
 
 
 def symbol_masks() -> list[np.ndarray]:

@@ -8,8 +8,8 @@ foreshortened) changes an outline only in ways that second moments undo:
    the mark's ink is a *silhouette*. It is put in its moment frame (centred, covariance whitened) and
    rastered on a :data:`GRID` x :data:`GRID` grid at :data:`ROTATIONS` rotations (whitening leaves the
    rotation open). A silhouette that is nearly a plain figure in that frame (a disc, square, triangle,
-   half-disc, ring or L: every ellipse whitens to a disc, every parallelogram to a square) is not used:
-   it would stand for every ball and sign. Nor is one that is nearly a letter, digit or common pictogram
+   half-disc, ring, L, arc or crescent: every ellipse whitens to a disc, every parallelogram to a square) is
+   not used: it would stand for every ball and sign, brow and lock of hair. Nor is one that is nearly a letter, digit or common pictogram
    (:mod:`~influvision.logos.glyphs`: a slanted "H" stands for every "h" and "n" in the words printed around
    it, a star for every star on a flag or a sign). Marks made of many small parts (a wordmark's letters, the
    peacock's feathers) get no silhouette: step 4 finds them by their parts.
