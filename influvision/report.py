@@ -202,7 +202,6 @@ class Counts(BaseModel):
         "Analysed media whose annotated copy (asked for with annotate_dir) could not be written; the log says why"))
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
 def _media_and_span(limits: list[float]) -> tuple[str, str]:
     """"N photos or videos" and "a" or "a-b" px for the summary's small-faces and small-logos lines."""
     media = "1 photo or video" if len(limits) == 1 else f"{len(limits)} photos or videos"
@@ -210,6 +209,7 @@ def _media_and_span(limits: list[float]) -> tuple[str, str]:
     return media, f"{lo:.0f}" if lo == hi else f"{lo:.0f}-{hi:.0f}"
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

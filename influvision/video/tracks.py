@@ -94,7 +94,12 @@ def frame_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | No
 def is_pan(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether grey frame ``b`` is ``a`` moved sideways or up and down (the camera panning): a :func:`frame_shift`
     that leaves a mean difference of at most :data:`PAN_MAX_RESIDUAL` grey levels."""
-    shift = frame_shift(a, b)
+    return _panned(frame_shift(a, b))
+
+
+def _panned(shift: tuple[float, float, float] | None) -> bool:
+    """Whether a :func:`frame_shift` result is a camera pan: a clear shift that leaves at most
+    :data:`PAN_MAX_RESIDUAL` grey levels of difference."""
     return shift is not None and shift[2] <= PAN_MAX_RESIDUAL
 
 
@@ -133,10 +138,10 @@ class ShotCutDetector:
         prev = self._prev
         cut_score = self.score(frame)
         self.motion = (0.0, 0.0)
-        if prev is None or self._prev is None:
+        if prev is None:
             return False
         shift = frame_shift(prev[2], self._prev[2])
-        pan = shift is not None and shift[2] <= PAN_MAX_RESIDUAL
+        pan = _panned(shift)
         if pan and shift[2] <= PAN_EXPLAINED * float(np.abs(prev[2] - self._prev[2]).mean()):
             h, w = frame.shape[:2]
             self.motion = (shift[0] * w / _HIST_SIZE[0], shift[1] * h / _HIST_SIZE[1])
